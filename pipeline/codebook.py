@@ -1,0 +1,365 @@
+"""The codebook: one YAML file that defines the instrument.
+
+Nothing about items, scales or columns is hard-coded anywhere else; every stage asks the
+`Codebook`. `load_codebook` validates the file completely and fails with a `CodebookError` that
+names the file and the offending key, so a steward can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LEVELS = ("culture", "individual", "outcome")
+COLUMN_TYPES = ("string", "number", "datetime")
+
+
+class CodebookError(ValueError):
+    """A malformed codebook; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ResponseScale:
+    name: str
+    min: int
+    max: int
+    labels: dict[int, str]
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    label: str
+    level: str
+    response_scale: ResponseScale
+    items: tuple[str, ...]
+    reverse: tuple[str, ...]
+    min_valid: float
+
+
+@dataclass(frozen=True)
+class Background:
+    name: str
+    label: str
+    values: tuple[str, ...]
+    quasi_identifier: bool
+
+    @property
+    def codes(self) -> dict[int, str]:
+        """Codes 1..n as they arrive in the exports, mapped to their value."""
+        return {i + 1: v for i, v in enumerate(self.values)}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Wave:
+    name: str
+    label: str
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True)
+class Codebook:
+    path: Path
+    instrument: str
+    version: str
+    respondent_id: str
+    company_id: str
+    direct_identifiers: tuple[str, ...]
+    free_text: tuple[str, ...]
+    missing_codes: dict[int, str]
+    columns: dict[str, Column]
+    waves: dict[str, Wave]
+    response_scales: dict[str, ResponseScale]
+    scales: dict[str, Scale]
+    item_text: dict[str, str]
+    background: dict[str, Background]
+    _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def items(self) -> list[str]:
+        """All items, in scale order."""
+        return [item for scale in self.scales.values() for item in scale.items]
+
+    def scale_of(self, item: str) -> Scale:
+        return self.scales[self._scale_of[item]]
+
+    @property
+    def column_order(self) -> list[str]:
+        """The canonical columns of a response, in a fixed order."""
+        return [*self.columns, *self.background, *self.items]
+
+    def column_type(self, name: str) -> str:
+        """'string', 'number' or 'datetime'; items and background codes are numbers."""
+        return self.columns[name].type if name in self.columns else "number"
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Every name an export may use for a column, mapped to its canonical name."""
+        mapping = {name: name for name in self.column_order}
+        for column in self.columns.values():
+            mapping.update({alias: column.name for alias in column.aliases})
+        return mapping
+
+
+def load_codebook(path: str | Path) -> Codebook:
+    path = Path(path)
+    if not path.is_file():
+        raise CodebookError(f"{path}: codebook not found")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        raise CodebookError(f"{path}: not valid YAML: {exc}") from exc
+    return _Parser(path).parse(raw)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; a codebook must not."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Parser:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, message: str) -> CodebookError:
+        return CodebookError(f"{self.path}: {key}: {message}")
+
+    def get(self, mapping: Any, key: str, where: str, kind: type | tuple[type, ...] = object):
+        if not isinstance(mapping, dict):
+            raise self.fail(where, "expected a mapping")
+        if key not in mapping:
+            raise self.fail(f"{where}.{key}" if where else key, "required key is missing")
+        value = mapping[key]
+        if not isinstance(value, kind):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(
+                k.__name__ for k in kind
+            )
+            raise self.fail(f"{where}.{key}" if where else key, f"expected {expected}")
+        return value
+
+    def names(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(where, "expected a list of names")
+        duplicated = sorted({v for v in value if value.count(v) > 1})
+        if duplicated:
+            raise self.fail(where, f"duplicate names: {', '.join(duplicated)}")
+        return tuple(value)
+
+    def parse(self, raw: Any) -> Codebook:
+        if not isinstance(raw, dict):
+            raise self.fail("(top level)", "expected a mapping of codebook sections")
+        response_scales = {
+            name: self.response_scale(name, spec)
+            for name, spec in self.get(raw, "response_scales", "", dict).items()
+        }
+        missing_codes = self.missing_codes(self.get(raw, "missing_codes", "", dict))
+        for rs in response_scales.values():
+            inside = [c for c in missing_codes if rs.min <= c <= rs.max]
+            if inside:
+                raise self.fail(
+                    f"missing_codes.{inside[0]}",
+                    f"lies inside response scale {rs.name} ({rs.min}..{rs.max})",
+                )
+        scales = {
+            name: self.scale(name, spec, response_scales)
+            for name, spec in self.get(raw, "scales", "", dict).items()
+        }
+        scale_of: dict[str, str] = {}
+        for scale in scales.values():
+            for item in scale.items:
+                if item in scale_of:
+                    raise self.fail(
+                        f"scales.{scale.name}.items",
+                        f"item {item!r} is already in scale {scale_of[item]}",
+                    )
+                scale_of[item] = scale.name
+        item_text = self.get(raw, "item_text", "", dict)
+        for item, text in item_text.items():
+            if item not in scale_of:
+                raise self.fail(f"item_text.{item}", "unknown item (not in any scale)")
+            if not isinstance(text, str) or not text.strip():
+                raise self.fail(f"item_text.{item}", "expected the item's wording")
+        untexted = [item for item in scale_of if item not in item_text]
+        if untexted:
+            raise self.fail("item_text", f"no wording for items: {', '.join(untexted)}")
+
+        background = {
+            name: self.background(name, spec)
+            for name, spec in self.get(raw, "background", "", dict).items()
+        }
+        columns = {
+            name: self.column(name, spec)
+            for name, spec in self.get(raw, "columns", "", dict).items()
+        }
+        self.check_unique_names(scale_of, background, columns, scales)
+
+        identifiers = self.get(raw, "identifiers", "", dict)
+        respondent = self.get(identifiers, "respondent", "identifiers", str)
+        company = self.get(identifiers, "company", "identifiers", str)
+        direct = self.names(self.get(identifiers, "direct", "identifiers", list), "identifiers.direct")
+        free_text = self.names(self.get(raw, "free_text", "", list), "free_text")
+        for key, name in [
+            ("identifiers.respondent", respondent),
+            ("identifiers.company", company),
+            *[("identifiers.direct", n) for n in direct],
+            *[("free_text", n) for n in free_text],
+        ]:
+            if name not in columns:
+                raise self.fail(key, f"{name!r} is not declared under columns")
+            if columns[name].type != "string":
+                raise self.fail(f"columns.{name}.type", "identifiers and free text are strings")
+
+        waves = {
+            name: self.wave(name, spec) for name, spec in self.get(raw, "waves", "", dict).items()
+        }
+        return Codebook(
+            path=self.path,
+            instrument=str(self.get(raw, "instrument", "", str)),
+            version=str(self.get(raw, "version", "", (str, int, float))),
+            respondent_id=respondent,
+            company_id=company,
+            direct_identifiers=direct,
+            free_text=free_text,
+            missing_codes=missing_codes,
+            columns=columns,
+            waves=waves,
+            response_scales=response_scales,
+            scales=scales,
+            item_text={item: item_text[item] for item in scale_of},
+            background=background,
+            _scale_of=scale_of,
+        )
+
+    def missing_codes(self, raw: dict) -> dict[int, str]:
+        for code in raw:
+            if not isinstance(code, int) or isinstance(code, bool):
+                raise self.fail(f"missing_codes.{code}", "missing codes are integers")
+        return {int(code): str(label) for code, label in raw.items()}
+
+    def response_scale(self, name: str, spec: Any) -> ResponseScale:
+        where = f"response_scales.{name}"
+        low = self.get(spec, "min", where, int)
+        high = self.get(spec, "max", where, int)
+        if low >= high:
+            raise self.fail(where, f"min ({low}) must be below max ({high})")
+        labels = self.get(spec, "labels", where, dict)
+        outside = [c for c in labels if not isinstance(c, int) or not low <= c <= high]
+        if outside:
+            raise self.fail(f"{where}.labels", f"code {outside[0]!r} is outside {low}..{high}")
+        return ResponseScale(name, low, high, {int(c): str(v) for c, v in labels.items()})
+
+    def scale(self, name: str, spec: Any, response_scales: dict[str, ResponseScale]) -> Scale:
+        where = f"scales.{name}"
+        if not isinstance(spec, dict):
+            raise self.fail(where, "expected a mapping")
+        if "response_scale" not in spec:
+            raise self.fail(f"{where}.response_scale", "missing response scale")
+        rs_name = spec["response_scale"]
+        if rs_name not in response_scales:
+            known = ", ".join(response_scales) or "none"
+            raise self.fail(
+                f"{where}.response_scale",
+                f"unknown response scale {rs_name!r} (declared: {known})",
+            )
+        level = self.get(spec, "level", where, str)
+        if level not in LEVELS:
+            raise self.fail(f"{where}.level", f"{level!r} is not one of {', '.join(LEVELS)}")
+        items = self.names(self.get(spec, "items", where, list), f"{where}.items")
+        if not items:
+            raise self.fail(f"{where}.items", "a scale needs at least one item")
+        reverse = self.names(spec.get("reverse", []), f"{where}.reverse")
+        for item in reverse:
+            if item not in items:
+                raise self.fail(
+                    f"{where}.reverse",
+                    f"reverse item {item!r} is not an item of scale {name} "
+                    f"(items: {', '.join(items)})",
+                )
+        min_valid = self.get(spec, "min_valid", where, (int, float))
+        if not 0 < min_valid <= 1:
+            raise self.fail(f"{where}.min_valid", f"{min_valid} is not a share in (0, 1]")
+        return Scale(
+            name=name,
+            label=str(self.get(spec, "label", where, str)),
+            level=level,
+            response_scale=response_scales[rs_name],
+            items=items,
+            reverse=reverse,
+            min_valid=float(min_valid),
+        )
+
+    def background(self, name: str, spec: Any) -> Background:
+        where = f"background.{name}"
+        values = self.names(
+            [str(v) for v in self.get(spec, "values", where, list)], f"{where}.values"
+        )
+        if not values:
+            raise self.fail(f"{where}.values", "needs at least one value")
+        return Background(
+            name=name,
+            label=str(self.get(spec, "label", where, str)),
+            values=values,
+            quasi_identifier=bool(spec.get("quasi_identifier", False)),
+        )
+
+    def column(self, name: str, spec: Any) -> Column:
+        where = f"columns.{name}"
+        kind = self.get(spec, "type", where, str)
+        if kind not in COLUMN_TYPES:
+            raise self.fail(f"{where}.type", f"{kind!r} is not one of {', '.join(COLUMN_TYPES)}")
+        aliases = self.names(spec.get("aliases", []), f"{where}.aliases")
+        return Column(name, kind, aliases)
+
+    def wave(self, name: str, spec: Any) -> Wave:
+        where = f"waves.{name}"
+        start = self.get(spec, "start", where, dt.date)
+        end = self.get(spec, "end", where, dt.date)
+        if start > end:
+            raise self.fail(where, f"start {start} is after end {end}")
+        return Wave(name, str(spec.get("label", name)), start, end)
+
+    def check_unique_names(self, scale_of, background, columns, scales) -> None:
+        """Items, background variables, columns, aliases and scales share one namespace."""
+        owner: dict[str, str] = {}
+        entries = [
+            *[(item, f"scales.{scale}.items") for item, scale in scale_of.items()],
+            *[(name, f"background.{name}") for name in background],
+            *[(name, f"columns.{name}") for name in columns],
+            *[
+                (alias, f"columns.{c.name}.aliases")
+                for c in columns.values()
+                for alias in c.aliases
+            ],
+            *[(name, f"scales.{name}") for name in scales],
+        ]
+        for name, key in entries:
+            if name in owner:
+                raise self.fail(key, f"duplicate name {name!r}, also used at {owner[name]}")
+            owner[name] = key
