@@ -158,8 +158,8 @@ class _Parser:
             raise self.fail(f"{where}.{key}" if where else key, "required key is missing")
         value = mapping[key]
         if not isinstance(value, kind):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(
-                k.__name__ for k in kind
+            expected = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
             raise self.fail(f"{where}.{key}" if where else key, f"expected {expected}")
         return value
@@ -223,7 +223,9 @@ class _Parser:
         identifiers = self.get(raw, "identifiers", "", dict)
         respondent = self.get(identifiers, "respondent", "identifiers", str)
         company = self.get(identifiers, "company", "identifiers", str)
-        direct = self.names(self.get(identifiers, "direct", "identifiers", list), "identifiers.direct")
+        direct = self.names(
+            self.get(identifiers, "direct", "identifiers", list), "identifiers.direct"
+        )
         free_text = self.names(self.get(raw, "free_text", "", list), "free_text")
         for key, name in [
             ("identifiers.respondent", respondent),
