@@ -1,0 +1,148 @@
+"""The `scan` command line: drives Dagster on the instance in DAGSTER_HOME, so that every run
+started here also shows in the UI (`dagster dev`) afterwards."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import dagster as dg
+from tqdm import tqdm
+
+from assets.definitions import ALL_ASSETS
+from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
+from assets.partitions import waves
+from assets.resources import resources_for
+from pipeline.codebook import CodebookError, load_codebook
+from pipeline.readers import export_files
+from pipeline.settings import Settings
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    envvar="SCAN_DATA_DIR",
+    default="data",
+    show_default=True,
+    help="Data folder: raw/ (codebook and exports, restricted) and processed/ (shareable).",
+)
+@click.option(
+    "--reports-dir",
+    envvar="SCAN_REPORTS_DIR",
+    default="reports/output",
+    show_default=True,
+    help="Where rendered reports go.",
+)
+@click.pass_context
+def main(ctx: click.Context, data_dir: str, reports_dir: str) -> None:
+    """The learning-culture scan pipeline."""
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    ctx.obj = Settings.from_env(data_dir, reports_dir)
+
+
+@main.command()
+@click.option("--seed", default=20190304, show_default=True, help="Seed of the generator.")
+@click.pass_obj
+def demo(settings: Settings, seed: int) -> None:
+    """Regenerate the demo exports and their ground truth under <data-dir>/raw/."""
+    from pipeline.demo import write_demo
+
+    summary = write_demo(settings.data_dir, seed=seed)
+    click.echo(f"demo scan written to {settings.raw_dir}")
+    click.echo(str(summary))
+
+
+@dataclass
+class WaveRun:
+    wave: str
+    status: str
+    rows: int | None = None
+    detail: str = ""
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Recompute every wave, even when up to date.")
+@click.pass_obj
+def run(settings: Settings, force: bool) -> None:
+    """Materialize every stale asset for every wave found under <data-dir>/raw/."""
+    try:
+        load_codebook(settings.codebook_path)
+    except CodebookError as exc:
+        raise click.ClickException(str(exc)) from exc
+    found = [w for w in settings.waves() if export_files(settings.wave_dir(w))]
+    if not found:
+        raise click.ClickException(
+            f"no wave folders with exports under {settings.raw_dir} (run `scan demo` for the demo)"
+        )
+    instance = dagster_instance()
+    known = set(instance.get_dynamic_partitions(waves.name))
+    instance.add_dynamic_partitions(waves.name, [w for w in found if w not in known])
+
+    results = []
+    progress = tqdm(found, desc="waves", unit="wave")
+    for wave in progress:
+        progress.set_postfix_str(wave)
+        results.append(run_wave(instance, settings, wave, force))
+    progress.close()
+
+    for r in results:
+        rows = "" if r.rows is None else f"{r.rows} rows"
+        click.echo(f"{r.wave:<12} {r.status:<12} {rows:<10} {r.detail}")
+    click.echo(f"restricted outputs: {settings.staging_dir}")
+    click.echo(f"shareable outputs:  {settings.processed_dir}")
+    click.echo(f"Dagster instance:   {instance.root_directory} (see the runs with `dagster dev`)")
+    if any(r.status == "failed" for r in results):
+        raise SystemExit(1)
+
+
+def run_wave(instance: dg.DagsterInstance, settings: Settings, wave: str, force: bool) -> WaveRun:
+    fingerprint = wave_fingerprint(wave_inputs(settings, wave))
+    if not force and latest_data_version(instance, raw_responses.key, wave) == fingerprint:
+        return WaveRun(wave, "up to date")
+    result = dg.materialize(
+        ALL_ASSETS,
+        partition_key=wave,
+        instance=instance,
+        resources=resources_for(settings),
+        run_config=QUIET_LOGS,
+        tags={"scan/command": "scan run"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        return WaveRun(wave, "failed", detail=f"{failure_reason(result)} (run {result.run_id})")
+    rows = result.asset_materializations_for_node("raw_responses")[0].metadata["dagster/row_count"]
+    return WaveRun(wave, "materialized", rows=rows.value, detail=f"run {result.run_id}")
+
+
+def failure_reason(result: dg.ExecuteInProcessResult) -> str:
+    """The message of the error that failed the run, without Dagster's wrapping."""
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    prefix, _, message = error.message.partition(": ")
+    return message.strip() if prefix.endswith(str(error.cls_name)) else error.message.strip()
+
+
+def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    return records[0].asset_materialization.tags.get("dagster/data_version")
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance in DAGSTER_HOME, by default `.dagster/` in the working directory."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_CONFIG)
+    return dg.DagsterInstance.get()

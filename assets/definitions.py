@@ -1,0 +1,22 @@
+"""The one Definitions object of the code location (`dagster dev -w workspace.yaml`)."""
+
+import dagster as dg
+
+from assets.ingest import raw_responses
+from assets.resources import resources_for
+from assets.sensors import wave_files_sensor, wave_job
+from pipeline.settings import Settings
+
+ALL_ASSETS = [raw_responses]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[wave_job],
+        sensors=[wave_files_sensor],
+        resources=resources_for(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

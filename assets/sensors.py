@@ -1,0 +1,42 @@
+"""The sensor that notices a new wave folder or a changed export (by sha256, not mtime)."""
+
+import json
+
+import dagster as dg
+
+from assets.ingest import raw_responses, wave_inputs
+from assets.partitions import waves
+from assets.resources import ScanConfig
+from pipeline.fingerprint import combine
+from pipeline.readers import export_files
+
+wave_job = dg.define_asset_job(
+    "wave_job",
+    selection=dg.AssetSelection.assets(raw_responses).downstream(),
+    description="Everything that is computed per wave.",
+)
+
+
+@dg.sensor(job=wave_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def wave_files_sensor(context: dg.SensorEvaluationContext, scan: ScanConfig) -> dg.SensorResult:
+    """Adds a partition for each new wave folder with exports, and requests a run for a wave
+    whose files' content changed since the last tick. Touching a file changes nothing."""
+    settings = scan.settings
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    current = {
+        wave: combine(wave_inputs(settings, wave))
+        for wave in settings.waves()
+        if export_files(settings.wave_dir(wave))
+    }
+    known = set(context.instance.get_dynamic_partitions(waves.name))
+    new_partitions = sorted(set(current) - known)
+    changed = sorted(wave for wave, digest in current.items() if seen.get(wave) != digest)
+    return dg.SensorResult(
+        dynamic_partitions_requests=[waves.build_add_request(new_partitions)]
+        if new_partitions
+        else [],
+        run_requests=[
+            dg.RunRequest(partition_key=wave, run_key=f"{wave}:{current[wave]}") for wave in changed
+        ],
+        cursor=json.dumps(current, sort_keys=True),
+    )

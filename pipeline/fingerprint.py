@@ -1,0 +1,27 @@
+"""Content hashes: files are identified by their sha256, never by their modification time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_hashes(paths: Iterable[Path], root: Path) -> dict[str, str]:
+    """sha256 per file, keyed by the path relative to `root`."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(paths)}
+
+
+def combine(parts: Mapping[str, object]) -> str:
+    """One sha256 over named parts (file hashes, code versions), independent of dict order."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
