@@ -16,6 +16,7 @@ from assets.definitions import ALL_ASSETS
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
 from assets.resources import resources_for
+from assets.versions import latest_data_version
 from pipeline.codebook import CodebookError, load_codebook
 from pipeline.readers import export_files
 from pipeline.settings import Settings
@@ -127,15 +128,6 @@ def failure_reason(result: dg.ExecuteInProcessResult) -> str:
         error = error.cause
     prefix, _, message = error.message.partition(": ")
     return message.strip() if prefix.endswith(str(error.cls_name)) else error.message.strip()
-
-
-def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")
 
 
 def dagster_instance() -> dg.DagsterInstance:

@@ -4,10 +4,10 @@ import json
 
 import dagster as dg
 
-from assets.ingest import raw_responses, wave_inputs
+from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
 from assets.resources import ScanConfig
-from pipeline.fingerprint import combine
+from assets.versions import latest_data_version
 from pipeline.readers import export_files
 
 wave_job = dg.define_asset_job(
@@ -20,17 +20,23 @@ wave_job = dg.define_asset_job(
 @dg.sensor(job=wave_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def wave_files_sensor(context: dg.SensorEvaluationContext, scan: ScanConfig) -> dg.SensorResult:
     """Adds a partition for each new wave folder with exports, and requests a run for a wave
-    whose files' content changed since the last tick. Touching a file changes nothing."""
+    whose inputs' content changed since the last tick, unless a run (from `scan run`, say)
+    already materialized exactly these inputs. Touching a file changes nothing."""
     settings = scan.settings
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current = {
-        wave: combine(wave_inputs(settings, wave))
+        wave: wave_fingerprint(wave_inputs(settings, wave))
         for wave in settings.waves()
         if export_files(settings.wave_dir(wave))
     }
     known = set(context.instance.get_dynamic_partitions(waves.name))
     new_partitions = sorted(set(current) - known)
-    changed = sorted(wave for wave, digest in current.items() if seen.get(wave) != digest)
+    changed = sorted(
+        wave
+        for wave, digest in current.items()
+        if seen.get(wave) != digest
+        and latest_data_version(context.instance, raw_responses.key, wave) != digest
+    )
     return dg.SensorResult(
         dynamic_partitions_requests=[waves.build_add_request(new_partitions)]
         if new_partitions

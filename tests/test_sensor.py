@@ -6,6 +6,7 @@ import shutil
 
 import dagster as dg
 
+from assets.definitions import ALL_ASSETS
 from assets.partitions import waves
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor
@@ -62,3 +63,15 @@ def test_sensor_adds_waves_and_reacts_to_content_not_mtime(demo_data, instance, 
     changed = tick(instance, settings, touched.cursor)
     assert requested(changed) == ["2021-T1"]
     assert changed.run_requests[0].run_key != first.run_requests[1].run_key
+
+
+def test_sensor_skips_a_wave_already_materialized_from_the_same_inputs(
+    demo_data, instance, tmp_path
+):
+    settings = Settings(demo_data, tmp_path / "reports")
+    instance.add_dynamic_partitions(waves.name, ["2019-T0"])
+    dg.materialize(
+        ALL_ASSETS, partition_key="2019-T0", instance=instance, resources=resources_for(settings)
+    )
+    first = tick(instance, settings, None)
+    assert requested(first) == ["2021-T1", "2022-T2"]
