@@ -48,9 +48,12 @@ def raw_responses(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Out
     frame = read_wave(settings.wave_dir(wave), scan.codebook(), settings.raw_dir)
     per_file = frame.groupby("_source_file", sort=True).size()
     sources = {
-        name: {"sha256": inputs[name], "rows": int(per_file.get(name, 0))}
-        for name in inputs
-        if name != "codebook.yaml"
+        name: {
+            "sha256": inputs[name],
+            "rows": int(per_file[name]),
+            "columns": len(frame.attrs["export_columns"][name]),
+        }
+        for name in per_file.index
     }
     context.log.info(f"{wave}: {len(frame)} rows from {len(sources)} export(s)")
     return dg.Output(

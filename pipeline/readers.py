@@ -53,7 +53,10 @@ def export_files(wave_dir: Path) -> list[Path]:
 
 
 def read_wave(wave_dir: Path, codebook: Codebook, root: Path) -> pd.DataFrame:
-    """All exports of the wave, concatenated; they must hold the same codebook columns."""
+    """All exports of the wave, concatenated; they must hold the same codebook columns.
+
+    attrs: the exports' merged `labels`, and `export_columns` per source file.
+    """
     files = export_files(wave_dir)
     if not files:
         raise ExportError(f"{wave_dir}: no exports in this wave folder (expected {_supported()})")
@@ -66,7 +69,10 @@ def read_wave(wave_dir: Path, codebook: Codebook, root: Path) -> pd.DataFrame:
     for frame in frames:
         for kind in labels:
             labels[kind].update(frame.attrs["labels"][kind])
-    wave.attrs = {"labels": labels}
+    wave.attrs = {
+        "labels": labels,
+        "export_columns": {f["_source_file"].iat[0]: f.attrs["export_columns"] for f in frames},
+    }
     return wave
 
 

@@ -1,13 +1,30 @@
 """raw_responses materialized for real, on the committed demo exports, through Dagster."""
 
+import csv
+from pathlib import Path
+
 import dagster as dg
+import openpyxl
 import pandas as pd
+import pyreadstat
 
 from assets.definitions import ALL_ASSETS
 from assets.partitions import waves
 from assets.resources import resources_for
 from pipeline.fingerprint import sha256_file
 from pipeline.settings import Settings
+
+
+def header_width(path: Path) -> int:
+    """The number of columns of an export, read with the format's own library."""
+    if path.suffix == ".sav":
+        return len(pyreadstat.read_sav(path, metadataonly=True)[1].column_names)
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return len(next(csv.reader(handle)))
+    sheet = openpyxl.load_workbook(path, read_only=True).worksheets[0]
+    return sum(cell is not None for cell in next(sheet.iter_rows(max_row=1, values_only=True)))
+
 
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 
@@ -46,6 +63,7 @@ def test_raw_responses_for_all_waves_match_the_generator_truth(demo_data, truth_
         for source, info in sources.items():
             assert info["sha256"] == sha256_file(settings.raw_dir / source)
             assert info["rows"] == int((truth["source_file"] == source).sum())
+            assert info["columns"] == header_width(settings.raw_dir / source)
         assert event.tags["dagster/data_version"]
 
 
