@@ -43,21 +43,17 @@ PROBLEMS = (
     "unknown_company",
     "outside_window",
 )
-# Rows with these problems are dropped by quality control; an out-of-range code only loses its
-# cell, an incomplete row stays when at least one scale can be scored.
-DROPPED = frozenset(PROBLEMS) - {"incomplete", "out_of_range"}
 QC_RULE = (
-    "A row survives quality control unless it is a duplicate (an earlier submission of a person "
-    "who submitted again), a preview, a test, a speeder, a straight-liner, has an unknown company "
-    "code or starts outside the fieldwork window. An out-of-range code only loses its cell. An "
-    "incomplete row survives when at least one scale has a share of valid items >= min_valid."
+    "A row survives quality control when it has none of the problems; a row with any of them is "
+    "quarantined with all its reasons. An unfinished response (Progress < 100) is a problem only "
+    "when no scale has its minimum share of valid items."
 )
 PROBLEM_DEFINITIONS = {
     "duplicate": "an earlier submission of a person who later submitted a complete one",
     "preview": "Status = 1 (survey preview)",
     "test": "company code TEST or resp_code 'test' (any case, spaces)",
-    "incomplete": "Progress < 100 (Finished = 0)",
-    "speeder": "duration below 2 seconds per item of the instrument",
+    "incomplete": "Progress < 100 and no scale has its minimum share (min_valid) of valid items",
+    "speeder": "duration below 2 seconds per item, or below a third of the wave's median duration",
     "straightliner": "every item answered with the same code (reverse-keyed items included)",
     "out_of_range": "an item code that is neither in the response scale nor a missing code",
     "unknown_company": "a company code that is neither in the register nor the test code",
@@ -810,7 +806,7 @@ class _Simulation:
 
     # -- what was planted, as a validation would see it
 
-    def problems(self, row: Row, w: int) -> list[str]:
+    def problems(self, row: Row, w: int, median_duration: float) -> list[str]:
         wave, items = self.waves[w], row.items
         answered = items[~np.isnan(items)]
         missing = np.isin(items, list(self.codebook.missing_codes))
@@ -820,22 +816,18 @@ class _Simulation:
             "duplicate": "duplicate" in row.planned,
             "preview": row.status == 1,
             "test": is_test,
-            "incomplete": row.progress < 100,
-            "speeder": row.duration < SECONDS_PER_ITEM_SPEEDER * len(items),
+            "incomplete": row.progress < 100 and not self.instrument.scorable(items),
+            "speeder": row.duration
+            < max(SECONDS_PER_ITEM_SPEEDER * len(items), median_duration / 3),
             "straightliner": answered.size == items.size and len(set(answered)) == 1,
             "out_of_range": bool(out_of_range.any()),
             "unknown_company": not is_test and row.company_code not in self.register,
             "outside_window": not wave.start <= row.start.date() <= wave.end,
         }
         problems = [name for name in PROBLEMS if found[name]]
-        if not row.planned <= set(problems):
+        if not row.planned - {"incomplete"} <= set(problems):
             raise AssertionError(f"planted {row.planned} but the rules find {problems}")
         return problems
-
-    def survives(self, row: Row, problems: list[str]) -> bool:
-        if DROPPED.intersection(problems):
-            return False
-        return "incomplete" not in problems or self.instrument.scorable(row.items)
 
 
 def _layout(w: int) -> Layout:
@@ -885,7 +877,7 @@ def _duration(rng: np.random.Generator) -> int:
     """Seconds; log-normal around 8 minutes, a few left the browser open for hours."""
     if rng.random() < 0.03:
         return int(rng.integers(3600, 20000))
-    return int(np.clip(np.exp(rng.normal(np.log(480), 0.4)), 150, 3000))
+    return int(np.clip(np.exp(rng.normal(np.log(480), 0.4)), 200, 3000))
 
 
 def _variant(code: str, rng: np.random.Generator) -> str:
@@ -1177,9 +1169,8 @@ def _wave_truth(table: list[dict]) -> dict:
     counts = {name: sum(name in r["problems"] for r in table) for name in PROBLEMS}
     return {
         "raw_rows": len(table),
-        "clean_rows": sum(not r["problems"] for r in table),
-        "expected_after_qc": sum(r["survives"] for r in table),
-        "incomplete_surviving": sum(r["survives"] and "incomplete" in r["problems"] for r in table),
+        "expected_after_qc": sum(not r["problems"] for r in table),
+        "unfinished_but_scorable": sum(r["unfinished"] and not r["problems"] for r in table),
         "rows_per_problem": counts,
         "rows_with_contact_or_identifying_comment": sum(len(r["identifiers"]) > 1 for r in table),
         "distinct_persons": len({r["person_uid"] for r in table if r["person_uid"]}),
@@ -1198,8 +1189,9 @@ def _code_errors(row: Row) -> tuple[bool, bool]:
 
 def _truth_rows(sim: _Simulation, w: int, rows: list[Row], source: str, lines: list[int]):
     table = []
+    median_duration = float(np.median([row.duration for row in rows]))
     for row, line in zip(rows, lines, strict=True):
-        problems = sim.problems(row, w)
+        problems = sim.problems(row, w, median_duration)
         variant, typo = _code_errors(row)
         table.append(
             {
@@ -1211,7 +1203,7 @@ def _truth_rows(sim: _Simulation, w: int, rows: list[Row], source: str, lines: l
                 "company_code_true": row.company_true,
                 "problems": problems,
                 "identifiers": list(dict.fromkeys(row.identifiers)),
-                "survives": sim.survives(row, problems),
+                "unfinished": row.progress < 100,
                 "code_variant": variant,
                 "code_typo": typo,
             }
