@@ -10,14 +10,15 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import pandas as pd
 from tqdm import tqdm
 
-from assets.definitions import ALL_ASSETS
-from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
+from assets.definitions import ALL_ASSETS, ALL_CHECKS, build_definitions
 from assets.partitions import waves
 from assets.resources import resources_for
-from assets.versions import latest_data_version
+from assets.staleness import stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
+from pipeline.quality import REASONS
 from pipeline.readers import export_files
 from pipeline.settings import Settings
 
@@ -44,6 +45,7 @@ INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 def main(ctx: click.Context, data_dir: str, reports_dir: str) -> None:
     """The learning-culture scan pipeline."""
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     ctx.obj = Settings.from_env(data_dir, reports_dir)
 
 
@@ -63,7 +65,6 @@ def demo(settings: Settings, seed: int) -> None:
 class WaveRun:
     wave: str
     status: str
-    rows: int | None = None
     detail: str = ""
 
 
@@ -93,8 +94,10 @@ def run(settings: Settings, force: bool) -> None:
     progress.close()
 
     for r in results:
-        rows = "" if r.rows is None else f"{r.rows} rows"
-        click.echo(f"{r.wave:<12} {r.status:<12} {rows:<10} {r.detail}")
+        click.echo(f"{r.wave:<10} {r.status:<13} {r.detail}")
+        summary = settings.processed_dir / r.wave / "quality_summary.csv"
+        if r.status != "failed" and summary.exists():
+            click.echo(f"{'':<10} {describe_quality(pd.read_csv(summary))}")
     click.echo(f"restricted outputs: {settings.staging_dir}")
     click.echo(f"shareable outputs:  {settings.processed_dir}")
     click.echo(f"Dagster instance:   {instance.root_directory} (see the runs with `dagster dev`)")
@@ -103,11 +106,11 @@ def run(settings: Settings, force: bool) -> None:
 
 
 def run_wave(instance: dg.DagsterInstance, settings: Settings, wave: str, force: bool) -> WaveRun:
-    fingerprint = wave_fingerprint(wave_inputs(settings, wave))
-    if not force and latest_data_version(instance, raw_responses.key, wave) == fingerprint:
+    stale = stale_reasons(instance, build_definitions(settings), settings, wave)
+    if not force and not stale:
         return WaveRun(wave, "up to date")
     result = dg.materialize(
-        ALL_ASSETS,
+        [*ALL_ASSETS, *ALL_CHECKS],
         partition_key=wave,
         instance=instance,
         resources=resources_for(settings),
@@ -116,9 +119,19 @@ def run_wave(instance: dg.DagsterInstance, settings: Settings, wave: str, force:
         raise_on_error=False,
     )
     if not result.success:
-        return WaveRun(wave, "failed", detail=f"{failure_reason(result)} (run {result.run_id})")
-    rows = result.asset_materializations_for_node("raw_responses")[0].metadata["dagster/row_count"]
-    return WaveRun(wave, "materialized", rows=rows.value, detail=f"run {result.run_id}")
+        return WaveRun(wave, "failed", f"{failure_reason(result)} (run {result.run_id})")
+    why = "forced" if force and not stale else "; ".join(f"{a}: {r}" for a, r in stale.items())
+    return WaveRun(wave, "materialized", f"run {result.run_id} ({why})")
+
+
+def describe_quality(summary: pd.DataFrame) -> str:
+    """'690 raw rows: 624 validated, 66 quarantined (preview 3, test 2, ...)'."""
+    counts = dict(zip(summary["reason"], summary["rows"], strict=True))
+    reasons = ", ".join(f"{reason} {counts[reason]}" for reason in REASONS if counts.get(reason, 0))
+    return (
+        f"{counts['raw_rows']} raw rows: {counts['validated']} validated, "
+        f"{counts['quarantined']} quarantined ({reasons or 'none'})"
+    )
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:

@@ -5,14 +5,17 @@ import dagster as dg
 from assets.ingest import raw_responses
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor, wave_job
+from assets.validate import contract, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
-ALL_ASSETS = [raw_responses]
+ALL_ASSETS = [raw_responses, validation]
+ALL_CHECKS = [raw_structure, rows_accounted_for, contract]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
         jobs=[wave_job],
         sensors=[wave_files_sensor],
         resources=resources_for(settings),

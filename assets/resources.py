@@ -1,13 +1,12 @@
-"""Resources: the pipeline's settings and the IO manager of the restricted zone."""
+"""Resources: the pipeline's settings and the IO managers of the two zones."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from pipeline.codebook import Codebook, load_codebook
+from pipeline.files import write_atomic
 from pipeline.settings import Settings
 
 
@@ -28,8 +27,8 @@ class ScanConfig(dg.ConfigurableResource):
 class RestrictedParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset partition as `<base_dir>/<asset>/<partition>.parquet`.
 
-    `base_dir` is the staging area inside the restricted zone. A file is written to a
-    temporary name and renamed into place, so a failed run never leaves half a file.
+    `base_dir` is the staging area inside the restricted zone. Files are written atomically,
+    so a failed run never leaves half a file nor overwrites the last good one.
     """
 
     base_dir: str
@@ -40,16 +39,7 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
         return Path(self.base_dir) / name / f"{partition}.parquet"
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            obj.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        path = write_atomic(self._path(context), lambda tmp: obj.to_parquet(tmp, index=False))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
@@ -61,8 +51,30 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
         return pd.read_parquet(path)
 
 
+class ShareableCsvIOManager(dg.ConfigurableIOManager):
+    """Stores a per-wave table of the output contract as `<base_dir>/<wave>/<file>`.
+
+    `base_dir` is data/processed, the shareable zone; `file` comes from the asset's metadata.
+    """
+
+    base_dir: str
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        output = context if isinstance(context, dg.OutputContext) else context.upstream_output
+        partition = context.asset_partition_key if context.has_asset_partitions else "all_waves"
+        return Path(self.base_dir) / partition / output.definition_metadata["file"]
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        path = write_atomic(self._path(context), lambda tmp: obj.to_csv(tmp, index=False))
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return pd.read_csv(self._path(context))
+
+
 def resources_for(settings: Settings) -> dict[str, object]:
     return {
         "scan": ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir)),
         "restricted_io": RestrictedParquetIOManager(base_dir=str(settings.staging_dir)),
+        "shareable_io": ShareableCsvIOManager(base_dir=str(settings.processed_dir)),
     }

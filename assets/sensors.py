@@ -7,7 +7,7 @@ import dagster as dg
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
 from assets.resources import ScanConfig
-from assets.versions import latest_data_version
+from assets.staleness import DATA_VERSION, latest_tags
 from pipeline.readers import export_files
 
 wave_job = dg.define_asset_job(
@@ -15,6 +15,10 @@ wave_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(raw_responses).downstream(),
     description="Everything that is computed per wave.",
 )
+
+
+def stored_version(instance: dg.DagsterInstance, wave: str) -> str | None:
+    return (latest_tags(instance, raw_responses.key, wave) or {}).get(DATA_VERSION)
 
 
 @dg.sensor(job=wave_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -35,7 +39,8 @@ def wave_files_sensor(context: dg.SensorEvaluationContext, scan: ScanConfig) -> 
         wave
         for wave, digest in current.items()
         if seen.get(wave) != digest
-        and latest_data_version(context.instance, raw_responses.key, wave) != digest
+        and (latest_tags(context.instance, raw_responses.key, wave) or {}).get(DATA_VERSION)
+        != digest
     )
     return dg.SensorResult(
         dynamic_partitions_requests=[waves.build_add_request(new_partitions)]

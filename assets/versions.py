@@ -6,8 +6,6 @@ import hashlib
 import inspect
 from types import ModuleType
 
-import dagster as dg
-
 
 def source_version(*modules: ModuleType) -> str:
     """A short hash of the modules' source: changes exactly when their code changes."""
@@ -16,13 +14,3 @@ def source_version(*modules: ModuleType) -> str:
         digest.update(module.__name__.encode())
         digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()[:16]
-
-
-def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
-    """The data version of the asset partition's last materialization, or None."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")

@@ -70,6 +70,20 @@ class Wave:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """Thresholds of the validation stage; each has a default and can be set in `quality:`."""
+
+    company_register: str = "company_register.csv"
+    test_company_codes: tuple[str, ...] = ("TEST",)
+    test_respondent_codes: tuple[str, ...] = ("test",)
+    min_seconds_per_item: float = 2.0
+    min_share_of_median_duration: float = 1 / 3
+    straightline_min_share: float = 0.8
+    min_completion_rate: float = 0.8
+    max_item_missing_share: float = 0.25
+
+
+@dataclass(frozen=True)
 class Codebook:
     path: Path
     instrument: str
@@ -85,6 +99,7 @@ class Codebook:
     scales: dict[str, Scale]
     item_text: dict[str, str]
     background: dict[str, Background]
+    quality: Quality = field(default_factory=Quality)
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -256,8 +271,28 @@ class _Parser:
             scales=scales,
             item_text={item: item_text[item] for item in scale_of},
             background=background,
+            quality=self.quality(raw.get("quality", {})),
             _scale_of=scale_of,
         )
+
+    def quality(self, raw: Any) -> Quality:
+        if not isinstance(raw, dict):
+            raise self.fail("quality", "expected a mapping")
+        defaults = Quality()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if not hasattr(defaults, key):
+                raise self.fail(f"quality.{key}", "unknown setting")
+            default = getattr(defaults, key)
+            if isinstance(default, tuple):
+                values[key] = tuple(str(v) for v in self.names(value, f"quality.{key}"))
+            elif isinstance(default, str):
+                values[key] = str(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                values[key] = float(value)
+            else:
+                raise self.fail(f"quality.{key}", "expected a number >= 0")
+        return Quality(**values)
 
     def missing_codes(self, raw: dict) -> dict[int, str]:
         for code in raw:

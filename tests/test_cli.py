@@ -1,7 +1,9 @@
 """End to end through the `scan` console script, on the Dagster instance in DAGSTER_HOME."""
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,13 @@ import dagster as dg
 from conftest import DEMO_RAW
 
 SCAN = str(Path(sys.executable).parent / "scan")
+WAVES = ["2019-T0", "2021-T1", "2022-T2"]
+
+
+def statuses(stdout: str) -> dict[str, str]:
+    """{wave: status} from the table `scan run` prints."""
+    found = re.findall(r"^(\S+)\s+(materialized|up to date|failed)\b", stdout, re.MULTILINE)
+    return dict(found)
 
 
 def scan(*args, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -26,21 +35,24 @@ def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(
     home = tmp_path / "dagster_home"
     first = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    for wave in ["2019-T0", "2021-T1", "2022-T2"]:
+    assert statuses(first.stdout) == dict.fromkeys(WAVES, "materialized")
+    for wave in WAVES:
         assert (demo_data / "raw" / "_staging" / "raw_responses" / f"{wave}.parquet").exists()
-        assert f"{wave}" in first.stdout
-    assert first.stdout.count("materialized") == 3
+        assert (demo_data / "processed" / wave / "quality_summary.csv").exists()
     assert str(demo_data / "processed") in first.stdout
+    truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"]["2021-T1"]
+    raw, kept = truth["raw_rows"], truth["expected_after_qc"]
+    assert f"{raw} raw rows: {kept} validated, {raw - kept} quarantined (preview 3," in first.stdout
 
     again = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("up to date") == 3
+    assert statuses(again.stdout) == dict.fromkeys(WAVES, "up to date")
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert len(runs) == 3 and all(r.is_success for r in runs)
-        assert sorted(instance.get_dynamic_partitions("waves")) == ["2019-T0", "2021-T1", "2022-T2"]
+        assert sorted(instance.get_dynamic_partitions("waves")) == WAVES
 
 
 def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_path):
@@ -48,7 +60,11 @@ def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_
     result = scan("--data-dir", str(demo_data), "run", home=tmp_path / "home", cwd=tmp_path)
     assert result.returncode == 1
     assert "notes.docx" in result.stdout
-    assert result.stdout.count("materialized") == 2
+    assert statuses(result.stdout) == {
+        "2019-T0": "materialized",
+        "2021-T1": "failed",
+        "2022-T2": "materialized",
+    }
 
 
 def test_scan_run_without_waves_explains_what_to_do(tmp_path):

@@ -1,0 +1,144 @@
+"""Stage 2: quality rules split each wave into validated responses and a quarantine."""
+
+import sys
+
+import dagster as dg
+import pandas as pd
+
+import pipeline.quality
+import pipeline.scoring
+from assets.partitions import waves
+from assets.resources import ScanConfig
+from assets.versions import source_version
+from pipeline.quality import (
+    REASONS,
+    StructureError,
+    check_structure,
+    quality_reasons,
+    quality_summary,
+    read_register,
+    split_quarantine,
+)
+
+VALIDATE_CODE_VERSION = source_version(pipeline.quality, pipeline.scoring, sys.modules[__name__])
+
+
+def register_of(scan: ScanConfig) -> set[str]:
+    codebook = scan.codebook()
+    return read_register(scan.settings.raw_dir / codebook.quality.company_register)
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="validate",
+    code_version=VALIDATE_CODE_VERSION,
+    ins={"raw_responses": dg.AssetIn()},
+    outs={
+        "validated_responses": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The rows that pass every quality rule (identified; restricted zone).",
+        ),
+        "quarantine": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="Rows failing a rule: the full row, its source file and row, and "
+            "`_reasons` (restricted zone).",
+        ),
+        "quality_summary": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "quality_summary.csv"},
+            description="Counts of quarantined rows per reason, no row data (shareable zone).",
+        ),
+    },
+)
+def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_responses: pd.DataFrame):
+    wave = context.partition_key
+    codebook = scan.codebook()
+    reasons = quality_reasons(raw_responses, codebook, register_of(scan))
+    validated, quarantine = split_quarantine(raw_responses, reasons)
+    summary = quality_summary(wave, len(raw_responses), quarantine)
+    counts = dict(zip(summary["reason"], summary["rows"].astype(int), strict=True))
+    context.log.info(
+        f"{wave}: {len(validated)} validated, {len(quarantine)} quarantined of {len(raw_responses)}"
+    )
+    median = float(raw_responses["duration_s"].median())
+    yield dg.Output(
+        validated,
+        "validated_responses",
+        metadata={"dagster/row_count": len(validated), "median_duration_s": median},
+    )
+    yield dg.Output(
+        quarantine,
+        "quarantine",
+        metadata={
+            "dagster/row_count": len(quarantine),
+            **{f"reason/{r}": counts[r] for r in REASONS},
+        },
+    )
+    yield dg.Output(summary, "quality_summary", metadata={"counts": dg.MetadataValue.json(counts)})
+
+
+@dg.asset_check(asset="raw_responses", blocking=True, partitions_def=waves)
+def raw_structure(scan: ScanConfig, raw_responses: pd.DataFrame) -> dg.AssetCheckResult:
+    """The wave has exactly the codebook's columns, in order, with the codebook's types."""
+    try:
+        check_structure(raw_responses, scan.codebook())
+    except StructureError as error:
+        return dg.AssetCheckResult(passed=False, description=str(error))
+    return dg.AssetCheckResult(passed=True, metadata={"columns": len(raw_responses.columns)})
+
+
+def _row_refs(frame: pd.DataFrame) -> pd.Series:
+    return frame["_source_file"] + ":" + frame["_source_row"].astype(str)
+
+
+@dg.asset_check(
+    asset="validated_responses",
+    blocking=True,
+    partitions_def=waves,
+    additional_ins={"raw_responses": dg.AssetIn(), "quarantine": dg.AssetIn()},
+)
+def rows_accounted_for(
+    raw_responses: pd.DataFrame, validated_responses: pd.DataFrame, quarantine: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """Every raw row is either validated or quarantined, exactly once: raw = kept + quarantined."""
+    raw, kept, out = (_row_refs(f) for f in (raw_responses, validated_responses, quarantine))
+    lost = sorted(set(raw) - set(kept) - set(out))
+    twice = sorted(set(kept) & set(out))
+    invented = sorted((set(kept) | set(out)) - set(raw))
+    return dg.AssetCheckResult(
+        passed=len(raw) == len(kept) + len(out) and not (lost or twice or invented),
+        metadata={
+            "raw_rows": len(raw),
+            "validated": len(kept),
+            "quarantined": len(out),
+            "lost": dg.MetadataValue.json(lost[:20]),
+            "in_both": dg.MetadataValue.json(twice[:20]),
+            "not_in_raw": dg.MetadataValue.json(invented[:20]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="validated_responses",
+    blocking=True,
+    partitions_def=waves,
+    additional_ins={"raw_responses": dg.AssetIn()},
+)
+def contract(
+    scan: ScanConfig, raw_responses: pd.DataFrame, validated_responses: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """The validated rows pass every contract and quality rule (failure cases in metadata)."""
+    median = float(raw_responses["duration_s"].median())
+    reasons = quality_reasons(validated_responses, scan.codebook(), register_of(scan), median)
+    failing = reasons != ""
+    cases = dict(zip(_row_refs(validated_responses[failing]), reasons[failing], strict=True))
+    return dg.AssetCheckResult(
+        passed=not cases,
+        metadata={
+            "failing_rows": len(cases),
+            "failure_cases": dg.MetadataValue.json(dict(list(cases.items())[:20])),
+        },
+    )

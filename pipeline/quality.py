@@ -1,0 +1,245 @@
+"""Data contracts and row-level quality rules, generated from the codebook with pandera.
+
+Two schemas:
+- `structure_schema`: the columns and types every wave must have. A failure here is structural
+  (another instrument version, a broken reader) and stops the wave.
+- `row_schema`: one named check per quality rule; the check's name is the reason code. Failing
+  rows go to the quarantine with every reason they fail, nothing else is dropped.
+
+All thresholds come from the codebook's `quality:` section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from pipeline.codebook import Codebook
+from pipeline.scoring import score_scales
+
+# The reason codes, in the order they are reported.
+REASONS = (
+    "unreadable_value",
+    "preview",
+    "test",
+    "unknown_company",
+    "outside_window",
+    "out_of_range",
+    "incomplete",
+    "speeder",
+    "straightliner",
+    "duplicate",
+)
+DTYPES = {"string": pd.StringDtype(), "number": np.dtype("float64"), "datetime": "datetime64[ns]"}
+BOOKKEEPING = {"wave": "string", "_source_file": "string", "_source_row": "int64"}
+
+
+class StructureError(ValueError):
+    """A wave whose columns or types do not match the codebook; the message names the column."""
+
+
+def normalised(codes: pd.Series) -> pd.Series:
+    """Linkage and company codes as compared: trimmed and case-folded."""
+    return codes.astype("string").str.strip().str.casefold()
+
+
+def structure_schema(codebook: Codebook) -> pa.DataFrameSchema:
+    columns = {name: pa.Column(dtype) for name, dtype in BOOKKEEPING.items()}
+    columns["_parse_errors"] = pa.Column("string")
+    for name in codebook.column_order:
+        columns[name] = pa.Column(DTYPES[codebook.column_type(name)], nullable=True)
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name="structure")
+
+
+def check_structure(frame: pd.DataFrame, codebook: Codebook) -> None:
+    """Raise StructureError naming the file(s) and the offending columns."""
+    try:
+        structure_schema(codebook).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        files = ", ".join(sorted(frame["_source_file"].dropna().unique())) or "(no rows)"
+        problems = sorted({_structure_problem(row) for row in cases.itertuples()})
+        raise StructureError(f"{files}: {'; '.join(problems)}") from errors
+
+
+def _structure_problem(case) -> str:
+    if case.check == "column_in_dataframe":
+        return f"column {case.failure_case!r} is missing"
+    if case.check == "column_in_schema":
+        return f"column {case.failure_case!r} is not in the codebook"
+    if case.check == "column_ordered":
+        return f"column {case.failure_case!r} is out of the codebook's order"
+    return f"column {case.column!r}: expected {case.check}"
+
+
+def row_schema(
+    codebook: Codebook, wave: str, register: set[str], median_duration: float
+) -> pa.DataFrameSchema:
+    """Every quality rule as a pandera check named by its reason code.
+
+    The speeder limit depends on the wave's median duration, so it is passed in: validating the
+    kept rows again must use the median of all raw rows, as the first validation did.
+    """
+    q = codebook.quality
+    items = codebook.items
+    missing = list(codebook.missing_codes)
+    window = codebook.waves.get(wave)
+    test_companies = {c.casefold() for c in q.test_company_codes}
+    test_respondents = {c.casefold() for c in q.test_respondent_codes}
+    known = {c.casefold() for c in register}
+
+    def is_test(df: pd.DataFrame) -> pd.Series:
+        return normalised(df[codebook.company_id]).isin(test_companies).fillna(False) | normalised(
+            df[codebook.respondent_id]
+        ).isin(test_respondents).fillna(False)
+
+    def in_window(df: pd.DataFrame) -> pd.Series:
+        if window is None:
+            return pd.Series(True, index=df.index)
+        day = df["start_date"].dt.date
+        return day.ge(window.start) & day.le(window.end) & df["start_date"].notna()
+
+    def not_speeder(df: pd.DataFrame) -> pd.Series:
+        limit = max(
+            q.min_seconds_per_item * len(items), q.min_share_of_median_duration * median_duration
+        )
+        return ~(df["duration_s"] < limit)
+
+    def not_incomplete(df: pd.DataFrame) -> pd.Series:
+        unfinished = df["progress"] < 100
+        scores = score_scales(df, codebook)
+        scorable = scores[list(codebook.scales)].notna().any(axis=1)
+        return ~unfinished | scorable
+
+    def not_straightlining(df: pd.DataFrame) -> pd.Series:
+        answers = df[items].where(~df[items].isin(missing))
+        answered = answers.notna().sum(axis=1)
+        return (answers.nunique(axis=1) != 1) | (answered < q.straightline_min_share * len(items))
+
+    def not_duplicate(df: pd.DataFrame) -> pd.Series:
+        return ~earlier_submissions(df, codebook, candidates=~is_test(df) & preview_free(df))
+
+    frame_checks: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+        "unreadable_value": lambda df: df["_parse_errors"].fillna("") == "",
+        "preview": preview_free,
+        "test": lambda df: ~is_test(df),
+        "unknown_company": lambda df: (
+            is_test(df) | normalised(df[codebook.company_id]).isin(known).fillna(False)
+        ),
+        "outside_window": in_window,
+        "incomplete": not_incomplete,
+        "speeder": not_speeder,
+        "straightliner": not_straightlining,
+        "duplicate": not_duplicate,
+    }
+    columns = {}
+    for item in items:
+        scale = codebook.scale_of(item).response_scale
+        allowed = [*range(scale.min, scale.max + 1), *missing]
+        columns[item] = _codes_column(allowed)
+    for name, variable in codebook.background.items():
+        columns[name] = _codes_column([*variable.codes, *missing])
+    return pa.DataFrameSchema(
+        columns,
+        checks=[pa.Check(fn, name=reason) for reason, fn in frame_checks.items()],
+        name="quality rules",
+    )
+
+
+def _codes_column(allowed: list[int]) -> pa.Column:
+    return pa.Column(
+        "float64", pa.Check(lambda s: s.isin(allowed), name="out_of_range"), nullable=True
+    )
+
+
+def preview_free(df: pd.DataFrame) -> pd.Series:
+    return df["status"].fillna(0) == 0
+
+
+def earlier_submissions(df: pd.DataFrame, codebook: Codebook, candidates: pd.Series) -> pd.Series:
+    """Rows superseded by another submission of the same person in the same company.
+
+    Per person (normalised linkage and company code) the last complete submission is kept, or
+    the last one when none is complete; every other candidate row of that person is a duplicate.
+    Rows without a linkage code cannot be matched and are never duplicates.
+    """
+    person = normalised(df[codebook.respondent_id])
+    company = normalised(df[codebook.company_id])
+    usable = candidates & person.notna() & (person != "")
+    ordered = pd.DataFrame(
+        {
+            "person": person,
+            "company": company.fillna(""),
+            "complete": (df["progress"] >= 100).astype(int),
+            "when": df["end_date"].fillna(df["start_date"]),
+            "row": np.arange(len(df)),
+        },
+        index=df.index,
+    )[usable].sort_values(["complete", "when", "row"])
+    kept = ordered.groupby(["person", "company"], sort=False).tail(1).index
+    return usable & ~df.index.isin(kept)
+
+
+def quality_reasons(
+    frame: pd.DataFrame,
+    codebook: Codebook,
+    register: set[str],
+    median_duration: float | None = None,
+) -> pd.Series:
+    """Per row, its reasons for quarantine joined by ';' (empty for a row that passes).
+
+    `median_duration` defaults to the median of `frame` (the raw rows of one wave).
+    """
+    waves = frame["wave"].dropna().unique()
+    wave = str(waves[0]) if len(waves) else ""
+    if median_duration is None:
+        median_duration = float(frame["duration_s"].median())
+    failed: dict[int, set[str]] = {}
+    try:
+        row_schema(codebook, wave, register, median_duration).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases.dropna(subset=["index"])
+        for index, check in zip(cases["index"], cases["check"], strict=True):
+            failed.setdefault(index, set()).add(check)
+    return pd.Series(
+        [";".join(r for r in REASONS if r in failed.get(i, ())) for i in frame.index],
+        index=frame.index,
+        dtype="string",
+    )
+
+
+def split_quarantine(frame: pd.DataFrame, reasons: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated rows, quarantined rows with a `_reasons` column); together they are `frame`."""
+    bad = reasons != ""
+    quarantine = frame[bad].assign(_reasons=reasons[bad])
+    return frame[~bad].reset_index(drop=True), quarantine.reset_index(drop=True)
+
+
+def quality_summary(wave: str, raw: int, quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Counts only, no row data: rows per reason (a row may have several), and the totals."""
+    per_reason = quarantine["_reasons"].str.split(";").explode().value_counts()
+    rows = [
+        ("raw_rows", raw),
+        ("validated", raw - len(quarantine)),
+        ("quarantined", len(quarantine)),
+    ]
+    rows += [(reason, int(per_reason.get(reason, 0))) for reason in REASONS]
+    return pd.DataFrame(
+        {"wave": wave, "reason": [r for r, _ in rows], "rows": [n for _, n in rows]}
+    )
+
+
+def read_register(path: Path) -> set[str]:
+    """The company codes of the study's register (restricted zone, column `company_code`)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: company register not found (the codebook's quality.company_register)"
+        )
+    register = pd.read_csv(path, dtype=str)
+    if "company_code" not in register:
+        raise ValueError(f"{path}: the company register needs a column company_code")
+    return set(register["company_code"].dropna().str.strip())
