@@ -4,7 +4,6 @@ started here also shows in the UI (`dagster dev`) afterwards."""
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +43,6 @@ INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 @click.pass_context
 def main(ctx: click.Context, data_dir: str, reports_dir: str) -> None:
     """The learning-culture scan pipeline."""
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     ctx.obj = Settings.from_env(data_dir, reports_dir)
 
 

@@ -5,11 +5,11 @@ import dagster as dg
 from assets.ingest import raw_responses
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor, wave_job
-from assets.validate import contract, raw_structure, rows_accounted_for, validation
+from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
 ALL_ASSETS = [raw_responses, validation]
-ALL_CHECKS = [raw_structure, rows_accounted_for, contract]
+ALL_CHECKS = [raw_structure, rows_accounted_for, contract, expectations]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from assets.gx_resource import GreatExpectations
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.files import write_atomic
 from pipeline.settings import Settings
@@ -77,4 +78,5 @@ def resources_for(settings: Settings) -> dict[str, object]:
         "scan": ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir)),
         "restricted_io": RestrictedParquetIOManager(base_dir=str(settings.staging_dir)),
         "shareable_io": ShareableCsvIOManager(base_dir=str(settings.processed_dir)),
+        "gx": GreatExpectations(),
     }

@@ -1,5 +1,6 @@
 """Stage 2: quality rules split each wave into validated responses and a quarantine."""
 
+import json
 import sys
 
 import dagster as dg
@@ -7,9 +8,12 @@ import pandas as pd
 
 import pipeline.quality
 import pipeline.scoring
+from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
+from pipeline.expectations import deidentified, expectation_suite
+from pipeline.files import write_atomic
 from pipeline.quality import (
     REASONS,
     StructureError,
@@ -19,6 +23,7 @@ from pipeline.quality import (
     read_register,
     split_quarantine,
 )
+from pipeline.validation_page import render_validation_page
 
 VALIDATE_CODE_VERSION = source_version(pipeline.quality, pipeline.scoring, sys.modules[__name__])
 
@@ -140,5 +145,44 @@ def contract(
         metadata={
             "failing_rows": len(cases),
             "failure_cases": dg.MetadataValue.json(dict(list(cases.items())[:20])),
+        },
+    )
+
+
+@dg.asset_check(asset="validated_responses", partitions_def=waves)
+def expectations(
+    context: dg.AssetCheckExecutionContext,
+    scan: ScanConfig,
+    gx: GreatExpectations,
+    validated_responses: pd.DataFrame,
+) -> dg.AssetCheckResult:
+    """Distribution-level expectations (great-expectations) on the de-identified rows.
+
+    The full result (JSON) and a self-contained page for auditors go to the shareable zone,
+    data/processed/<wave>/validation/; GX never sees an identifier, so neither can contain one.
+    """
+    wave = context.partition_key
+    codebook = scan.codebook()
+    result = gx.validate(
+        deidentified(validated_responses, codebook), expectation_suite(codebook, wave)
+    )
+    folder = scan.settings.processed_dir / wave / "validation"
+    page = render_validation_page(result, f"Data validation {wave}")
+    write_atomic(
+        folder / "expectations.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1))
+    )
+    write_atomic(folder / "expectations.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    failed = [
+        f"{r['expectation_config']['type']}({r['expectation_config']['kwargs'].get('column', '')})"
+        for r in result["results"]
+        if not r["success"]
+    ]
+    return dg.AssetCheckResult(
+        passed=bool(result["success"]),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "expectations": len(result["results"]),
+            "failed": dg.MetadataValue.json(failed),
+            "page": dg.MetadataValue.path(str(folder / "expectations.html")),
         },
     )
