@@ -3,6 +3,7 @@ started here also shows in the UI (`dagster dev`) afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +93,12 @@ def run(settings: Settings, force: bool) -> None:
 
     for r in results:
         click.echo(f"{r.wave:<10} {r.status:<13} {r.detail}")
-        summary = settings.processed_dir / r.wave / "quality_summary.csv"
-        if r.status != "failed" and summary.exists():
-            click.echo(f"{'':<10} {describe_quality(pd.read_csv(summary))}")
+        folder = settings.processed_dir / r.wave
+        if r.status != "failed" and (folder / "quality_summary.csv").exists():
+            click.echo(f"{'':<10} {describe_quality(pd.read_csv(folder / 'quality_summary.csv'))}")
+        if r.status != "failed" and (folder / "disclosure.json").exists():
+            disclosure = json.loads((folder / "disclosure.json").read_text())
+            click.echo(f"{'':<10} {describe_disclosure(disclosure)}")
     click.echo(f"restricted outputs: {settings.staging_dir}")
     click.echo(f"shareable outputs:  {settings.processed_dir}")
     click.echo(f"Dagster instance:   {instance.root_directory} (see the runs with `dagster dev`)")
@@ -128,6 +132,17 @@ def describe_quality(summary: pd.DataFrame) -> str:
     return (
         f"{counts['raw_rows']} raw rows: {counts['validated']} validated, "
         f"{counts['quarantined']} quarantined ({reasons or 'none'})"
+    )
+
+
+def describe_disclosure(d: dict) -> str:
+    """'k=5 reached; at risk 212 -> 0; suppressed gender 30, ...; max risk 0.20; key 3f2a...'."""
+    suppressed = ", ".join(f"{v} {n}" for v, n in d["suppressed"].items() if n) or "nothing"
+    return (
+        f"k={d['k']} {'reached' if d['k_reached'] else 'NOT reached'}; records at risk "
+        f"{d['at_risk_before']} -> {d['at_risk_after']}; suppressed {suppressed}; "
+        f"companies under k {d['small_companies']}; max individual risk "
+        f"{d['max_individual_risk']:.2f}; key {d['key_id']} ({d['key_source']})"
     )
 
 

@@ -2,14 +2,29 @@
 
 import dagster as dg
 
+from assets.anonymise import (
+    anonymised_responses,
+    k_anonymity,
+    no_identifier_values,
+    no_identifying_columns,
+    responses_sav,
+)
 from assets.ingest import raw_responses
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
-ALL_ASSETS = [raw_responses, validation]
-ALL_CHECKS = [raw_structure, rows_accounted_for, contract, expectations]
+ALL_ASSETS = [raw_responses, validation, anonymised_responses, responses_sav]
+ALL_CHECKS = [
+    raw_structure,
+    rows_accounted_for,
+    contract,
+    expectations,
+    k_anonymity,
+    no_identifying_columns,
+    no_identifier_values,
+]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -52,10 +52,11 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
         return pd.read_parquet(path)
 
 
-class ShareableCsvIOManager(dg.ConfigurableIOManager):
+class ShareableIOManager(dg.ConfigurableIOManager):
     """Stores a per-wave table of the output contract as `<base_dir>/<wave>/<file>`.
 
-    `base_dir` is data/processed, the shareable zone; `file` comes from the asset's metadata.
+    `base_dir` is data/processed, the shareable zone; `file` (`.csv` or `.parquet`) comes from
+    the asset's metadata, so the file names of the output contract are declared on the assets.
     """
 
     base_dir: str
@@ -66,17 +67,22 @@ class ShareableCsvIOManager(dg.ConfigurableIOManager):
         return Path(self.base_dir) / partition / output.definition_metadata["file"]
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = write_atomic(self._path(context), lambda tmp: obj.to_csv(tmp, index=False))
+        path = self._path(context)
+        if path.suffix == ".parquet":
+            write_atomic(path, lambda tmp: obj.to_parquet(tmp, index=False))
+        else:
+            write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return pd.read_csv(self._path(context))
+        path = self._path(context)
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def resources_for(settings: Settings) -> dict[str, object]:
     return {
         "scan": ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir)),
         "restricted_io": RestrictedParquetIOManager(base_dir=str(settings.staging_dir)),
-        "shareable_io": ShareableCsvIOManager(base_dir=str(settings.processed_dir)),
+        "shareable_io": ShareableIOManager(base_dir=str(settings.processed_dir)),
         "gx": GreatExpectations(),
     }

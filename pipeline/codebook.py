@@ -47,6 +47,7 @@ class Background:
     label: str
     values: tuple[str, ...]
     quasi_identifier: bool
+    generalise: dict[str, str] = field(default_factory=dict)  # value -> coarser value
 
     @property
     def codes(self) -> dict[int, str]:
@@ -84,6 +85,14 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Anonymisation:
+    """Disclosure control: k within each company, and the order local suppression blanks in."""
+
+    k: int
+    suppression_order: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Codebook:
     path: Path
     instrument: str
@@ -100,6 +109,7 @@ class Codebook:
     item_text: dict[str, str]
     background: dict[str, Background]
     quality: Quality = field(default_factory=Quality)
+    anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -272,6 +282,7 @@ class _Parser:
             item_text={item: item_text[item] for item in scale_of},
             background=background,
             quality=self.quality(raw.get("quality", {})),
+            anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
             _scale_of=scale_of,
         )
 
@@ -293,6 +304,28 @@ class _Parser:
             else:
                 raise self.fail(f"quality.{key}", "expected a number >= 0")
         return Quality(**values)
+
+    def anonymisation(self, raw: Any, background: dict[str, Background]) -> Anonymisation:
+        if not isinstance(raw, dict):
+            raise self.fail("anonymisation", "expected a mapping")
+        k = raw.get("k", 5)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise self.fail("anonymisation.k", "expected a whole number >= 2")
+        quasi = [name for name, b in background.items() if b.quasi_identifier]
+        order = self.names(raw.get("suppression_order", quasi), "anonymisation.suppression_order")
+        unknown = [name for name in order if name not in quasi]
+        if unknown:
+            raise self.fail(
+                "anonymisation.suppression_order",
+                f"{', '.join(unknown)}: not a quasi-identifying background variable",
+            )
+        left_out = [name for name in quasi if name not in order]
+        if left_out:
+            raise self.fail(
+                "anonymisation.suppression_order",
+                f"quasi-identifiers missing: {', '.join(left_out)}",
+            )
+        return Anonymisation(k, order)
 
     def missing_codes(self, raw: dict) -> dict[int, str]:
         for code in raw:
@@ -359,11 +392,18 @@ class _Parser:
         )
         if not values:
             raise self.fail(f"{where}.values", "needs at least one value")
+        generalise = spec.get("generalise", {})
+        if not isinstance(generalise, dict):
+            raise self.fail(f"{where}.generalise", "expected a mapping of value: coarser value")
+        unknown = [str(v) for v in generalise if str(v) not in values]
+        if unknown:
+            raise self.fail(f"{where}.generalise", f"unknown values: {', '.join(unknown)}")
         return Background(
             name=name,
             label=str(self.get(spec, "label", where, str)),
             values=values,
             quasi_identifier=bool(spec.get("quasi_identifier", False)),
+            generalise={str(k): str(v) for k, v in generalise.items()},
         )
 
     def column(self, name: str, spec: Any) -> Column:

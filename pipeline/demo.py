@@ -30,6 +30,7 @@ import pyreadstat
 from openpyxl.writer.excel import ExcelWriter
 
 from pipeline.codebook import Codebook, load_codebook
+from pipeline.fingerprint import sha256_file
 
 DEFAULT_SEED = 20190304
 PROBLEMS = (
@@ -1227,16 +1228,28 @@ def _write_truth(sim: _Simulation, seed: int, table: list[dict], folder: Path) -
     """rows.csv and truth.json; returns the per-wave truth."""
     folder.mkdir(exist_ok=True)
     header = ["wave", "source_file", "source_row", "response_id", "person_uid",
-              "company_code_true", "problems", "planted_identifiers"]  # fmt: skip
+              "company_code_true", "code_variant", "code_typo", "problems",
+              "planted_identifiers"]  # fmt: skip
     rows = [
-        [*(r[k] for k in header[:-2]), ";".join(r["problems"]), ";".join(r["identifiers"])]
+        [
+            *(r[k] for k in header[:-4]),
+            int(r["code_variant"]),
+            int(r["code_typo"]),
+            ";".join(r["problems"]),
+            ";".join(r["identifiers"]),
+        ]
         for r in table
     ]
     _write_csv_table(folder / "rows.csv", header, rows)
     waves = {}
     for wave in sim.waves:
         in_wave = [r for r in table if r["wave"] == wave.name]
-        waves[wave.name] = {"source_file": in_wave[0]["source_file"], **_wave_truth(in_wave)}
+        source = in_wave[0]["source_file"]
+        waves[wave.name] = {
+            "source_file": source,
+            "source_sha256": sha256_file(folder.parent / source),
+            **_wave_truth(in_wave),
+        }
     truth = {
         "seed": seed,
         "generator": "pipeline.demo.write_demo",

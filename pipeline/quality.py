@@ -100,8 +100,14 @@ def row_schema(
     def in_window(df: pd.DataFrame) -> pd.Series:
         if window is None:
             return pd.Series(True, index=df.index)
-        day = df["start_date"].dt.date
-        return day.ge(window.start) & day.le(window.end) & df["start_date"].notna()
+        # Timestamps, not .dt.date: an all-empty column stays datetime64, which a date
+        # cannot be compared with (the rule would crash and pass every row)
+        day = df["start_date"].dt.normalize()
+        return (
+            day.ge(pd.Timestamp(window.start))
+            & day.le(pd.Timestamp(window.end))
+            & df["start_date"].notna()
+        )
 
     def not_speeder(df: pd.DataFrame) -> pd.Series:
         limit = max(
@@ -202,7 +208,12 @@ def quality_reasons(
     try:
         row_schema(codebook, wave, register, median_duration).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
-        cases = errors.failure_cases.dropna(subset=["index"])
+        cases = errors.failure_cases
+        crashed = cases[cases["index"].isna() & cases["check"].isin(REASONS)]
+        if len(crashed):  # a rule that raised must not pass every row silently
+            problems = "; ".join(f"{c.check}: {c.failure_case}" for c in crashed.itertuples())
+            raise RuntimeError(f"quality rule could not be evaluated: {problems}") from errors
+        cases = cases.dropna(subset=["index"])
         for index, check in zip(cases["index"], cases["check"], strict=True):
             failed.setdefault(index, set()).add(check)
     return pd.Series(

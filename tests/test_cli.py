@@ -21,9 +21,12 @@ def statuses(stdout: str) -> dict[str, str]:
     return dict(found)
 
 
-def scan(*args, home: Path, cwd: Path) -> subprocess.CompletedProcess:
+def scan(*args, home: Path, cwd: Path, key: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    env.pop("SCAN_DATA_DIR", None)
+    for name in ("SCAN_DATA_DIR", "SCAN_PSEUDONYM_KEY", "SCAN_PSEUDONYM_KEY_FILE"):
+        env.pop(name, None)
+    if key:
+        env["SCAN_PSEUDONYM_KEY"] = key
     return subprocess.run(
         [SCAN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
     )
@@ -57,7 +60,13 @@ def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(
 
 def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_path):
     (demo_data / "raw" / "2021-T1" / "notes.docx").write_bytes(b"PK\x03\x04")
-    result = scan("--data-dir", str(demo_data), "run", home=tmp_path / "home", cwd=tmp_path)
+    home = tmp_path / "home"
+    refused = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "no pseudonymisation key" in refused.stdout, "changed demo data is real data"
+
+    key = "a-real-key-for-this-test-0123456789"
+    result = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path, key=key)
     assert result.returncode == 1
     assert "notes.docx" in result.stdout
     assert statuses(result.stdout) == {

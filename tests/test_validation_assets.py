@@ -46,6 +46,9 @@ def test_every_check_passes_on_the_demo(pipeline_run):
             "rows_accounted_for": True,
             "contract": True,
             "expectations": True,
+            "k_anonymity": True,
+            "no_identifying_columns": True,
+            "no_identifier_values": True,
         }, wave
 
 

@@ -1,0 +1,79 @@
+"""The privacy boundary: from validated (identified) rows to shareable responses.
+
+Keeps only what the output contract allows (pseudonyms, wave, generalised and suppressed
+background, item codes); direct identifiers, free text and platform metadata stay behind.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyreadstat
+
+from pipeline.codebook import Codebook
+from pipeline.disclosure import DisclosureReport, anonymise_quasi_identifiers, background_labels
+from pipeline.pseudonyms import PseudonymKey, pseudonymise
+
+
+def anonymise(
+    validated: pd.DataFrame, codebook: Codebook, key: PseudonymKey
+) -> tuple[pd.DataFrame, DisclosureReport]:
+    company = pseudonymise(validated[codebook.company_id], key, "c")
+    background, report = anonymise_quasi_identifiers(
+        background_labels(validated, codebook), company, codebook
+    )
+    items = validated[codebook.items]
+    responses = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "person_id": pseudonymise(validated[codebook.respondent_id], key, "p"),
+                    "company_id": company,
+                    "wave": validated["wave"].astype("string"),
+                }
+            ),
+            background,
+            items.mask(items.isin(list(codebook.missing_codes))),
+        ],
+        axis=1,
+    )
+    return responses.reset_index(drop=True), report
+
+
+def shareable_columns(codebook: Codebook) -> list[str]:
+    """The columns of the shareable responses, in order (DESIGN.md, output contract)."""
+    return ["person_id", "company_id", "wave", *codebook.background, *codebook.items]
+
+
+def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
+    """responses.sav with the codebook's variable and value labels.
+
+    Background values (generalised labels) are stored as codes 1..m in the codebook's order,
+    with the labels as SPSS value labels, as SPSS users expect.
+    """
+    frame = responses.copy()
+    value_labels: dict[str, dict] = {}
+    for name, variable in codebook.background.items():
+        categories = list(dict.fromkeys(variable.generalise.get(v, v) for v in variable.values))
+        codes = {label: i + 1 for i, label in enumerate(categories)}
+        frame[name] = frame[name].map(codes).astype("float64")
+        value_labels[name] = {code: label for label, code in codes.items()}
+    for item in codebook.items:
+        value_labels[item] = {
+            float(c): lab for c, lab in codebook.scale_of(item).response_scale.labels.items()
+        }
+    labels = {
+        "person_id": "Pseudoniem respondent (HMAC)",
+        "company_id": "Pseudoniem bedrijf (HMAC)",
+        "wave": "Meting",
+        **{name: b.label for name, b in codebook.background.items()},
+        **codebook.item_text,
+    }
+    frame["person_id"] = frame["person_id"].fillna("").astype(str)
+    frame["company_id"] = frame["company_id"].fillna("").astype(str)
+    frame["wave"] = frame["wave"].astype(str)
+    pyreadstat.write_sav(
+        frame,
+        str(path),
+        column_labels=[labels[c] for c in frame.columns],
+        variable_value_labels=value_labels,
+    )

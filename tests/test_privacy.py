@@ -1,0 +1,127 @@
+"""The privacy invariant, end to end: after the whole pipeline runs on the demo, no file in the
+shareable zone holds a name, e-mail address, linkage code, company code or IP address of the
+demo exports, and pseudonyms link each panel member across waves.
+
+The scan covers every file under data/processed/ and reports/output/, whatever later stages add.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyreadstat
+import pytest
+from conftest import DEMO_RAW
+
+from pipeline.codebook import load_codebook
+from pipeline.readers import read_wave
+
+SCAN = str(Path(sys.executable).parent / "scan")
+WAVES = ["2019-T0", "2021-T1", "2022-T2"]
+CB = load_codebook(DEMO_RAW / "codebook.yaml")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("privacy")
+    data, reports = root / "data", root / "reports"
+    shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
+    env = {**os.environ, "DAGSTER_HOME": str(root / "home")}
+    env.pop("SCAN_PSEUDONYM_KEY", None)
+    env.pop("SCAN_PSEUDONYM_KEY_FILE", None)
+    done = subprocess.run(
+        [SCAN, "--data-dir", str(data), "--reports-dir", str(reports), "run"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return data, reports, done.stdout
+
+
+def identifying_values() -> set[str]:
+    """Every identifying value in the demo exports, as typed and trimmed."""
+    values: set[str] = set()
+    for wave in WAVES:
+        raw = read_wave(DEMO_RAW / wave, CB, DEMO_RAW)
+        for column in [CB.respondent_id, CB.company_id, *CB.direct_identifiers]:
+            for value in raw[column].dropna().astype(str):
+                values.update({value, value.strip()})
+    truth = pd.read_csv(DEMO_RAW / "_demo_truth" / "rows.csv", dtype=str, keep_default_na=False)
+    values.update(v for ids in truth["planted_identifiers"] for v in ids.split(";"))
+    # the codebook's test codes are not persons; drop empties and lone digits
+    values -= {*CB.quality.test_company_codes, *CB.quality.test_respondent_codes}
+    return {v for v in values if len(v) >= 3}
+
+
+def text_of(path: Path) -> str:
+    """Everything a file holds, as text, read with the format's own library."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).astype("string").to_csv()
+    if path.suffix == ".sav":
+        frame, meta = pyreadstat.read_sav(path)
+        return frame.astype("string").to_csv() + json.dumps(meta.column_names_to_labels)
+    if path.suffix == ".pdf":
+        return subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True).stdout
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def test_nothing_identifying_in_the_shareable_zone(finished_run):
+    data, reports, _ = finished_run
+    files = [p for zone in (data / "processed", reports) for p in zone.rglob("*") if p.is_file()]
+    suffixes = {p.suffix for p in files}
+    assert {".parquet", ".sav", ".csv", ".json", ".html"} <= suffixes
+    secrets = identifying_values()
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(secrets, key=len, reverse=True)))
+    for path in files:
+        hits = sorted(set(pattern.findall(text_of(path))))
+        assert not hits, f"{path.relative_to(data.parent)}: {hits[:5]}"
+
+
+def test_panel_members_keep_their_person_id_across_waves(finished_run, truth_rows):
+    data, _, _ = finished_run
+    linked = []
+    for wave in WAVES:
+        shared = pd.read_parquet(data / "processed" / wave / "responses.parquet")
+        staged = pd.read_parquet(
+            data / "raw" / "_staging" / "validated_responses" / f"{wave}.parquet"
+        )
+        assert len(shared) == len(staged)
+        truth = truth_rows.set_index(["source_file", "source_row"])
+        keys = list(zip(staged["_source_file"], staged["_source_row"].astype(str), strict=True))
+        linked.append(
+            pd.DataFrame(
+                {
+                    "wave": wave,
+                    "person_id": shared["person_id"].to_numpy(),
+                    "person_uid": truth.loc[keys, "person_uid"].to_numpy(),
+                    "code_typo": truth.loc[keys, "code_typo"].to_numpy(),
+                    "code_variant": truth.loc[keys, "code_variant"].to_numpy(),
+                }
+            )
+        )
+    people = pd.concat(linked)
+    typed_right = people[people["code_typo"] == "0"]
+    ids_per_person = typed_right.groupby("person_uid")["person_id"].nunique()
+    assert (ids_per_person == 1).all()
+    panel = typed_right.groupby("person_uid")["wave"].nunique()
+    assert (panel >= 2).sum() > 100, "the demo has a real panel"
+    assert (typed_right["code_variant"] == "1").sum() > 20, "case and space variants still link"
+    persons_per_id = people.groupby("person_id")["person_uid"].nunique()
+    assert (persons_per_id == 1).all(), "no two persons share a pseudonym"
+
+
+def test_scan_run_prints_the_disclosure_summary(finished_run):
+    _, _, stdout = finished_run
+    assert stdout.count("k=5 reached") == 3
+    disclosure = json.loads(
+        (finished_run[0] / "processed" / "2021-T1" / "disclosure.json").read_text()
+    )
+    assert disclosure["key_source"] == "demo key" and "key" not in disclosure
