@@ -125,3 +125,21 @@ def test_scan_run_prints_the_disclosure_summary(finished_run):
         (finished_run[0] / "processed" / "2021-T1" / "disclosure.json").read_text()
     )
     assert disclosure["key_source"] == "demo key" and "key" not in disclosure
+
+
+def test_responses_sav_opens_with_the_codebooks_labels(finished_run):
+    data, _, _ = finished_run
+    folder = data / "processed" / "2021-T1"
+    frame, meta = pyreadstat.read_sav(folder / "responses.sav")
+    shared = pd.read_parquet(folder / "responses.parquet")
+    assert list(frame.columns) == list(shared.columns)
+    assert len(frame) == len(shared)
+    labels = meta.column_names_to_labels
+    assert labels["LT1"] == CB.item_text["LT1"]
+    assert labels["education"] == CB.background["education"].label
+    education = meta.variable_value_labels["education"]
+    assert "hbo/wo" in education.values() and "hbo" not in education.values()
+    assert meta.variable_value_labels["LT1"][5.0] == "helemaal eens"
+    decoded = frame["education"].map(education)
+    assert decoded.fillna("").tolist() == shared["education"].fillna("").tolist()
+    assert frame["LT1"].isin([1, 2, 3, 4, 5]).sum() == shared["LT1"].notna().sum()
