@@ -79,7 +79,10 @@ def test_nothing_identifying_in_the_shareable_zone(finished_run):
     suffixes = {p.suffix for p in files}
     assert {".parquet", ".sav", ".csv", ".json", ".html"} <= suffixes
     secrets = identifying_values()
-    pattern = re.compile("|".join(re.escape(v) for v in sorted(secrets, key=len, reverse=True)))
+    # whole tokens only: a longitude such as 4.7085 must not match inside 14.708512 (a time)
+    alternatives = "|".join(re.escape(v) for v in sorted(secrets, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.])(?:{alternatives})(?!\w)")
+    assert all(pattern.search(f"leaked: {value}, oops") for value in secrets), "the scan can fail"
     for path in files:
         hits = sorted(set(pattern.findall(text_of(path))))
         assert not hits, f"{path.relative_to(data.parent)}: {hits[:5]}"
