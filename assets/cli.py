@@ -18,6 +18,7 @@ from assets.partitions import waves
 from assets.resources import resources_for
 from assets.staleness import stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
+from pipeline.demo import DEFAULT_SEED, write_demo
 from pipeline.quality import REASONS
 from pipeline.readers import export_files
 from pipeline.settings import Settings
@@ -29,31 +30,24 @@ INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 @click.group()
 @click.option(
     "--data-dir",
-    envvar="SCAN_DATA_DIR",
-    default="data",
-    show_default=True,
-    help="Data folder: raw/ (codebook and exports, restricted) and processed/ (shareable).",
+    help="Data folder: raw/ (codebook and exports, restricted) and processed/ (shareable). "
+    "Default: $SCAN_DATA_DIR, else ./data.",
 )
 @click.option(
     "--reports-dir",
-    envvar="SCAN_REPORTS_DIR",
-    default="reports/output",
-    show_default=True,
-    help="Where rendered reports go.",
+    help="Where rendered reports go. Default: $SCAN_REPORTS_DIR, else ./reports/output.",
 )
 @click.pass_context
-def main(ctx: click.Context, data_dir: str, reports_dir: str) -> None:
+def main(ctx: click.Context, data_dir: str | None, reports_dir: str | None) -> None:
     """The learning-culture scan pipeline."""
     ctx.obj = Settings.from_env(data_dir, reports_dir)
 
 
 @main.command()
-@click.option("--seed", default=20190304, show_default=True, help="Seed of the generator.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed of the generator.")
 @click.pass_obj
 def demo(settings: Settings, seed: int) -> None:
     """Regenerate the demo exports and their ground truth under <data-dir>/raw/."""
-    from pipeline.demo import write_demo
-
     summary = write_demo(settings.data_dir, seed=seed)
     click.echo(f"demo scan written to {settings.raw_dir}")
     click.echo(str(summary))
