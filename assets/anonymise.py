@@ -101,12 +101,7 @@ def no_identifying_columns(
 ) -> dg.AssetCheckResult:
     """Exactly the output contract's columns: none declared identifying, no free text."""
     codebook = scan.codebook()
-    identifying = {
-        codebook.respondent_id,
-        codebook.company_id,
-        *codebook.direct_identifiers,
-        *codebook.free_text,
-    }
+    identifying = set(codebook.identifying)
     columns = list(anonymised_responses.columns)
     return dg.AssetCheckResult(
         passed=columns == shareable_columns(codebook) and not identifying & set(columns),
@@ -128,10 +123,9 @@ def no_identifier_values(
 ) -> dg.AssetCheckResult:
     """No value of an identifier or free-text column of the wave appears in any shareable cell."""
     codebook = scan.codebook()
-    sources = [codebook.respondent_id, codebook.company_id, *codebook.direct_identifiers]
     secrets = {
         value.strip()
-        for column in [*sources, *codebook.free_text]
+        for column in codebook.identifying
         for value in validated_responses[column].dropna().astype(str)
         if value.strip()
     }

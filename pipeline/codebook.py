@@ -113,6 +113,11 @@ class Codebook:
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
+    def identifying(self) -> list[str]:
+        """Every column that must stay in the restricted zone: identifiers and free text."""
+        return [self.respondent_id, self.company_id, *self.direct_identifiers, *self.free_text]
+
+    @property
     def items(self) -> list[str]:
         """All items, in scale order."""
         return [item for scale in self.scales.values() for item in scale.items]

@@ -14,23 +14,13 @@ from pipeline.scoring import score_scales
 FINISHED = "finished"  # the platform's flag: 1 = finished, 0 = not
 
 
-def identifying_columns(codebook: Codebook) -> list[str]:
-    """Identifiers and free text: they never reach Great Expectations."""
-    return [
-        codebook.respondent_id,
-        codebook.company_id,
-        *codebook.direct_identifiers,
-        *codebook.free_text,
-    ]
-
-
 def score_columns(codebook: Codebook) -> list[str]:
     return [column for scale in codebook.scales for column in (scale, f"{scale}_n_valid")]
 
 
 def allowed_columns(codebook: Codebook) -> list[str]:
     """The columns of `deidentified`, in order."""
-    hidden = set(identifying_columns(codebook))
+    hidden = set(codebook.identifying)
     return [
         "wave",
         "_source_row",
@@ -67,7 +57,7 @@ def expectation_suite(
     min_completion_rate = codebook.quality.min_completion_rate
     max_item_missing_share = codebook.quality.max_item_missing_share
     present = round(1 - max_item_missing_share, 10)
-    hidden = ", ".join(identifying_columns(codebook))
+    hidden = ", ".join(codebook.identifying)
     expectations = [
         _expect(
             "expect_table_columns_to_match_set",

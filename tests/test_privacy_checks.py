@@ -1,0 +1,51 @@
+"""The privacy checks can fail: run on real anonymised demo rows, then on corrupted copies."""
+
+import pytest
+from conftest import DEMO_RAW
+
+from assets.anonymise import k_anonymity, no_identifier_values, no_identifying_columns
+from assets.resources import ScanConfig
+from pipeline.anonymise import anonymise
+from pipeline.codebook import load_codebook
+from pipeline.disclosure import background_labels
+from pipeline.pseudonyms import DEMO_KEY, PseudonymKey
+from pipeline.quality import quality_reasons, read_register, split_quarantine
+from pipeline.readers import read_wave
+
+CB = load_codebook(DEMO_RAW / "codebook.yaml")
+SCAN = ScanConfig(data_dir=str(DEMO_RAW.parent), reports_dir="unused")
+
+
+@pytest.fixture(scope="module")
+def wave():
+    raw = read_wave(DEMO_RAW / "2021-T1", CB, DEMO_RAW)
+    reasons = quality_reasons(raw, CB, read_register(DEMO_RAW / "company_register.csv"))
+    validated, _ = split_quarantine(raw, reasons)
+    shared, _ = anonymise(validated, CB, PseudonymKey(DEMO_KEY, "demo key"))
+    return validated, shared
+
+
+def test_k_anonymity_fails_when_the_suppression_is_undone(wave):
+    validated, shared = wave
+    assert k_anonymity(scan=SCAN, anonymised_responses=shared).passed
+    generalised_only = background_labels(validated, CB).reset_index(drop=True)
+    exposed = shared.assign(**{name: generalised_only[name] for name in CB.background})
+    result = k_anonymity(scan=SCAN, anonymised_responses=exposed)
+    assert not result.passed
+    assert result.metadata["records_under_k"].value > 0
+
+
+def test_identifying_columns_and_values_are_caught(wave):
+    validated, shared = wave
+    assert no_identifying_columns(scan=SCAN, anonymised_responses=shared).passed
+    with_email = shared.assign(email=validated["email"].to_numpy())
+    assert not no_identifying_columns(scan=SCAN, anonymised_responses=with_email).passed
+
+    check = {"scan": SCAN, "validated_responses": validated}
+    assert no_identifier_values(anonymised_responses=shared, **check).passed
+    leaked = shared.copy()
+    leaked["department"] = leaked["department"].astype("string")
+    leaked.loc[3, "department"] = validated.loc[3, CB.respondent_id]
+    assert not no_identifier_values(anonymised_responses=leaked, **check).passed
+    renamed = shared.assign(company_id=validated[CB.company_id].to_numpy())
+    assert not no_identifier_values(anonymised_responses=renamed, **check).passed
