@@ -1,0 +1,162 @@
+"""Reliability of a scale: alpha, item statistics and omega total, as R's psych computes them.
+
+The items arrive reverse-coded (`pipeline.scoring.recode_items`), as floats with NaN for missing.
+Like `psych::alpha` (use = "pairwise") and `psych::omega`, everything is computed from the
+pairwise-complete covariance or correlation matrix, so a respondent who skipped one item still
+counts for all the other pairs. Agreement with psych 2.2.9 is checked against fixtures written by
+`tests/reference/psych_reliability.R`.
+"""
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+# psych's bounds on the uniquenesses in its minres fit (`fa`: lower = .005, upper = max(smc, 1)).
+MIN_UNIQUENESS = 0.005
+MAX_UNIQUENESS = 1.0
+
+
+def pairwise_cov(items: pd.DataFrame) -> np.ndarray:
+    """R's `cov(x, use = "pairwise")`: each entry from the rows where both items are present."""
+    return items.cov(min_periods=2).to_numpy(dtype=float)
+
+
+def pairwise_cor(items: pd.DataFrame) -> np.ndarray:
+    """R's `cor(x, use = "pairwise")`: means and sds of each pair from the rows both answered.
+
+    psych::omega uses this one; psych::alpha instead rescales the pairwise covariances by each
+    item's own variance (`cov2cor`). With missing data the two differ slightly.
+    """
+    return items.corr(min_periods=2).to_numpy(dtype=float)
+
+
+def cov_to_cor(cov: np.ndarray) -> np.ndarray:
+    """R's `cov2cor`: the variances on the diagonal come from the same pairwise matrix."""
+    scale = 1.0 / np.sqrt(np.diag(cov))
+    cor = cov * np.outer(scale, scale)
+    np.fill_diagonal(cor, 1.0)
+    return cor
+
+
+def _raw_alpha(cov: np.ndarray) -> float:
+    k = cov.shape[0]
+    return (1.0 - np.trace(cov) / cov.sum()) * k / (k - 1)
+
+
+def _std_alpha(cor: np.ndarray) -> float:
+    k = cor.shape[0]
+    return (1.0 - k / cor.sum()) * k / (k - 1)
+
+
+def _mean_r(cor: np.ndarray) -> float:
+    k = cor.shape[0]
+    return (cor.sum() - k) / (k * (k - 1))
+
+
+def alpha(items: pd.DataFrame) -> dict:
+    """Raw alpha, standardised alpha and mean inter-item correlation (psych's `average_r`).
+
+    `n` counts respondents with at least one valid item (psych reports all rows it was given;
+    the pipeline's rows without any answer to the scale do not belong to it); `k` the items.
+    """
+    cov = pairwise_cov(items)
+    cor = cov_to_cor(cov)
+    return {
+        "n": int(items.notna().any(axis=1).sum()),
+        "k": items.shape[1],
+        "alpha": float(_raw_alpha(cov)),
+        "alpha_std": float(_std_alpha(cor)),
+        "mean_r": float(_mean_r(cor)),
+    }
+
+
+def item_statistics(items: pd.DataFrame) -> pd.DataFrame:
+    """Per item: n, mean, sd, r_drop (item-rest correlation) and alpha if the item is dropped.
+
+    As in psych, r_drop is computed from the pairwise covariance matrix C, not from scores:
+    (sum of the item's covariances with the other items) / sqrt(C_ii * sum of C without the
+    item's row and column), i.e. the item's correlation with the sum of the other items.
+    alpha_if_dropped is raw alpha of C without the item; it needs at least three items (psych
+    reports a different quantity for two items, we report NaN).
+    """
+    cov = pairwise_cov(items)
+    k = cov.shape[0]
+    rows = []
+    for i, name in enumerate(items.columns):
+        rest = np.arange(k) != i
+        rest_cov = cov[np.ix_(rest, rest)]
+        covariance_with_rest = cov[i, rest].sum()
+        rows.append(
+            {
+                "item": name,
+                "n": int(items[name].notna().sum()),
+                "mean": float(items[name].mean()),
+                "sd": float(items[name].std(ddof=1)),
+                "r_drop": float(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum())),
+                "alpha_if_dropped": float(_raw_alpha(rest_cov)) if k > 2 else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["item", "n", "mean", "sd", "r_drop", "alpha_if_dropped"])
+
+
+def squared_multiple_correlations(cor: np.ndarray) -> np.ndarray:
+    """1 - 1 / diag(R^-1), psych's `smc`; the minres fit starts from 1 - smc."""
+    try:
+        return 1.0 - 1.0 / np.diag(np.linalg.inv(cor))
+    except np.linalg.LinAlgError:
+        return np.full(cor.shape[0], 0.5)
+
+
+def _one_factor_loadings(cor: np.ndarray, uniqueness: np.ndarray) -> np.ndarray:
+    """First principal axis of R with communalities 1 - uniqueness on the diagonal."""
+    reduced = cor - np.diag(uniqueness)
+    values, vectors = np.linalg.eigh(reduced)
+    return vectors[:, -1] * np.sqrt(max(values[-1], 0.0))
+
+
+def _uls_objective(uniqueness: np.ndarray, cor: np.ndarray) -> tuple[float, np.ndarray]:
+    """Half the squared residual of the best rank-one fit to R - diag(uniqueness), and gradient.
+
+    Minimising it over the uniquenesses is psych's minres: its gradient (FAgr.minres) is
+    diag(LL' + Psi - R), which vanishes where the off-diagonal residuals are least squares.
+    """
+    reduced = cor - np.diag(uniqueness)
+    values, vectors = np.linalg.eigh(reduced)
+    loadings = vectors[:, -1] * np.sqrt(max(values[-1], 0.0))
+    residual = reduced - np.outer(loadings, loadings)
+    gradient = -np.diag(residual)
+    return 0.5 * float((residual**2).sum()), gradient
+
+
+def one_factor_minres(cor: np.ndarray) -> np.ndarray:
+    """Loadings of psych's `fa(R, nfactors = 1, fm = "minres")`, signed so that they sum >= 0."""
+    start = np.clip(1.0 - squared_multiple_correlations(cor), MIN_UNIQUENESS, MAX_UNIQUENESS)
+    result = optimize.minimize(
+        _uls_objective,
+        start,
+        args=(cor,),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(MIN_UNIQUENESS, MAX_UNIQUENESS)] * len(start),
+        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
+    )
+    loadings = _one_factor_loadings(cor, result.x)
+    return -loadings if loadings.sum() < 0 else loadings
+
+
+def omega_total(items: pd.DataFrame) -> float:
+    """Omega total for one factor, as `psych::omega(x, nfactors = 1)$omega.tot`.
+
+    psych: R = pairwise correlations (`cor`, not alpha's `cov2cor`); minres loadings L;
+    uniquenesses u2 = 1 - L^2; items with a negative loading are flipped (flip = TRUE), which
+    changes sum(R); then
+    omega_t = (sum(R) - sum(u2)) / sum(R). With sum(R) over the full (flipped) matrix rather than
+    (sum L)^2 + sum(u2), the off-diagonal misfit of the one-factor model counts as true variance.
+    """
+    cor = pairwise_cor(items)
+    loadings = one_factor_minres(cor)
+    signs = np.where(loadings < 0, -1.0, 1.0)
+    flipped = cor * np.outer(signs, signs)
+    total = flipped.sum()
+    uniqueness = 1.0 - loadings**2
+    return float((total - uniqueness.sum()) / total)

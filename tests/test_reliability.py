@@ -1,0 +1,134 @@
+"""Reliability statistics agree with R's psych (fixtures from tests/reference/psych_reliability.R).
+
+No R is needed: the R script's output is committed. Tolerances:
+
+- alpha, standardised alpha, mean r, r_drop, alpha if dropped, item mean and sd: 1e-9. These are
+  closed-form functions of the pairwise covariance matrix; observed differences are ~1e-15.
+- omega total: 1e-6. psych's minres fit stops at R's L-BFGS-B default tolerance (factr = 1e7), so
+  its omega is only accurate to about 1e-7 (observed: up to 2.5e-7 on epi); ours is solved
+  tighter. The issue's requirement is 1e-4.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import reliability
+
+REFERENCE = Path(__file__).parent / "reference"
+SCALES = pd.read_csv(REFERENCE / "psych_reliability_scales.csv")
+ITEMS = pd.read_csv(REFERENCE / "psych_reliability_items.csv")
+CLOSED_FORM = 1e-9
+OMEGA = 1e-6
+
+
+def load_items(dataset: str) -> pd.DataFrame:
+    return pd.read_csv(REFERENCE / f"psych_{dataset}.csv").astype("float64")
+
+
+def test_fixtures_record_versions():
+    versions = json.loads((REFERENCE / "psych_reliability_versions.json").read_text())
+    assert versions["r"].startswith("R version")
+    assert versions["psych"]
+
+
+def test_fixtures_include_missing_data():
+    missing = [load_items(name).isna().to_numpy().sum() for name in SCALES["dataset"]]
+    assert sum(count > 0 for count in missing) >= 3
+
+
+@pytest.mark.parametrize("row", SCALES.to_dict("records"), ids=list(SCALES["dataset"]))
+def test_alpha_matches_psych(row):
+    result = reliability.alpha(load_items(row["dataset"]))
+    assert result["n"] == row["n_any"]
+    assert result["k"] == row["k"]
+    assert result["alpha"] == pytest.approx(row["raw_alpha"], abs=CLOSED_FORM)
+    assert result["alpha_std"] == pytest.approx(row["std_alpha"], abs=CLOSED_FORM)
+    assert result["mean_r"] == pytest.approx(row["average_r"], abs=CLOSED_FORM)
+
+
+@pytest.mark.parametrize("row", SCALES.to_dict("records"), ids=list(SCALES["dataset"]))
+def test_omega_total_matches_psych(row):
+    assert reliability.omega_total(load_items(row["dataset"])) == pytest.approx(
+        row["omega_tot"], abs=OMEGA
+    )
+
+
+@pytest.mark.parametrize("dataset", list(SCALES["dataset"]))
+def test_item_statistics_match_psych(dataset):
+    ours = reliability.item_statistics(load_items(dataset))
+    theirs = ITEMS[ITEMS["dataset"] == dataset].reset_index(drop=True)
+    assert list(ours["item"]) == list(theirs["item"])
+    assert list(ours["n"]) == list(theirs["n"])
+    for column, reference in [
+        ("mean", "mean"),
+        ("sd", "sd"),
+        ("r_drop", "r_drop"),
+        ("alpha_if_dropped", "raw_alpha_if_dropped"),
+    ]:
+        np.testing.assert_allclose(ours[column], theirs[reference], rtol=0, atol=CLOSED_FORM)
+
+
+def tiny_items() -> pd.DataFrame:
+    """Equal variances 5/3; covariances 1 (x1, x2), 4/3 (x1, x3), 0 (x2, x3)."""
+    return pd.DataFrame(
+        {"x1": [1.0, 2, 3, 4], "x2": [2.0, 1, 4, 3], "x3": [1.0, 3, 2, 4]},
+    )
+
+
+def test_tiny_example_by_hand():
+    # sum C = 5 + 2 (1 + 4/3) = 29/3, trace 5: alpha = (1 - 15/29) 3/2 = 21/29.
+    result = reliability.alpha(tiny_items())
+    assert result["alpha"] == pytest.approx(21 / 29)
+    assert result["mean_r"] == pytest.approx((3 / 5 + 4 / 5 + 0) / 3)
+    assert result["alpha_std"] == pytest.approx(21 / 29)  # equal variances
+    stats = reliability.item_statistics(tiny_items()).set_index("item")
+    # x1 with x2 + x3: cov 7/3, var(x2 + x3) = 10/3.
+    assert stats.loc["x1", "r_drop"] == pytest.approx((7 / 3) / np.sqrt(5 / 3 * 10 / 3))
+    # without x3: sum C = 16/3, trace 10/3, alpha = (1 - 10/16) 2.
+    assert stats.loc["x3", "alpha_if_dropped"] == pytest.approx(3 / 4)
+    assert stats.loc["x1", "sd"] == pytest.approx(np.sqrt(5 / 3))
+
+
+def test_missing_answers_use_pairwise_covariances():
+    # A respondent answering only x1 changes x1's variance but no covariance.
+    items = pd.concat([tiny_items(), pd.DataFrame({"x1": [2.5]})], ignore_index=True)
+    cov = reliability.pairwise_cov(items)
+    assert cov[0, 1] == pytest.approx(1.0)
+    assert cov[0, 0] == pytest.approx(np.var([1, 2, 3, 4, 2.5], ddof=1))
+    assert reliability.alpha(items)["n"] == 5
+    assert list(reliability.item_statistics(items)["n"]) == [5, 4, 4]
+
+
+def exact_one_factor_sample(loadings: np.ndarray, n: int = 50) -> pd.DataFrame:
+    """Data whose sample correlation matrix is exactly that of a one-factor model."""
+    cor = np.outer(loadings, loadings)
+    np.fill_diagonal(cor, 1.0)
+    noise = np.random.default_rng(1).standard_normal((n, len(loadings)))
+    noise -= noise.mean(axis=0)
+    white = np.linalg.qr(noise)[0]  # orthonormal, centred columns
+    return pd.DataFrame(white @ np.linalg.cholesky(cor).T)
+
+
+def test_omega_of_an_exact_one_factor_model():
+    loadings = np.array([0.8, 0.7, 0.6, 0.5])
+    items = exact_one_factor_sample(loadings)
+    np.testing.assert_allclose(
+        reliability.one_factor_minres(reliability.pairwise_cor(items)), loadings, atol=1e-6
+    )
+    common = loadings.sum() ** 2
+    expected = common / (common + (1 - loadings**2).sum())
+    assert reliability.omega_total(items) == pytest.approx(expected, abs=1e-6)
+
+
+def test_omega_flips_a_negatively_loading_item():
+    loadings = np.array([0.8, 0.7, 0.6, 0.5])
+    items = exact_one_factor_sample(loadings)
+    flipped = items.copy()
+    flipped[3] = -flipped[3]
+    assert reliability.omega_total(flipped) == pytest.approx(
+        reliability.omega_total(items), abs=1e-9
+    )
