@@ -11,11 +11,19 @@ from assets.anonymise import (
 )
 from assets.ingest import raw_responses
 from assets.resources import resources_for
+from assets.scores import alpha_at_least_060, reliability_stats, scale_scores
 from assets.sensors import wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
-ALL_ASSETS = [raw_responses, validation, anonymised_responses, responses_sav]
+ALL_ASSETS = [
+    raw_responses,
+    validation,
+    anonymised_responses,
+    responses_sav,
+    scale_scores,
+    reliability_stats,
+]
 ALL_CHECKS = [
     raw_structure,
     rows_accounted_for,
@@ -24,6 +32,7 @@ ALL_CHECKS = [
     k_anonymity,
     no_identifying_columns,
     no_identifier_values,
+    alpha_at_least_060,
 ]
 
 

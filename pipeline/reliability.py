@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from pipeline.codebook import Codebook
+from pipeline.scoring import recode_items
+
 # psych's bounds on the uniquenesses in its minres fit (`fa`: lower = .005, upper = max(smc, 1)).
 MIN_UNIQUENESS = 0.005
 MAX_UNIQUENESS = 1.0
@@ -160,3 +163,21 @@ def omega_total(items: pd.DataFrame) -> float:
     total = flipped.sum()
     uniqueness = 1.0 - loadings**2
     return float((total - uniqueness.sum()) / total)
+
+
+def reliability_tables(
+    frame: pd.DataFrame, codebook: Codebook
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`reliability.csv` (one row per scale) and `item_statistics.csv` (one row per item) of a
+    wave, computed on the reverse-coded items with missing codes removed."""
+    recoded = recode_items(frame, codebook)
+    scales, items = [], []
+    for scale in codebook.scales.values():
+        block = recoded[list(scale.items)]
+        scales.append({"scale": scale.name, **alpha(block), "omega_total": omega_total(block)})
+        stats = item_statistics(block)
+        stats.insert(0, "scale", scale.name)
+        stats.insert(2, "reversed", stats["item"].isin(scale.reverse))
+        items.append(stats)
+    columns = ["scale", "n", "k", "alpha", "alpha_std", "omega_total", "mean_r"]
+    return pd.DataFrame(scales)[columns], pd.concat(items, ignore_index=True)

@@ -11,6 +11,8 @@ from conftest import DEMO_RAW
 from assets.definitions import ALL_ASSETS, ALL_CHECKS
 from assets.partitions import waves
 from assets.resources import resources_for
+from assets.scores import alpha_at_least_060
+from pipeline.codebook import load_codebook
 from pipeline.settings import Settings
 
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
@@ -49,6 +51,7 @@ def test_every_check_passes_on_the_demo(pipeline_run):
             "k_anonymity": True,
             "no_identifying_columns": True,
             "no_identifier_values": True,
+            "alpha_at_least_060": True,
         }, wave
 
 
@@ -95,3 +98,37 @@ def test_summary_and_validation_pages_are_shareable(pipeline_run, truth_rows):
         written = page + json.dumps(result) + summary.to_csv()
         leaked = sorted(v for v in identifying if v in written)
         assert not leaked, f"{wave}: identifying values in the shareable zone: {leaked[:5]}"
+
+
+def test_scores_and_reliability_follow_the_contract_and_the_planted_structure(pipeline_run):
+    settings, _ = pipeline_run
+    codebook = load_codebook(DEMO_RAW / "codebook.yaml")
+    for wave in WAVES:
+        folder = settings.processed_dir / wave
+        scores = pd.read_parquet(folder / "scale_scores.parquet")
+        responses = pd.read_parquet(folder / "responses.parquet")
+        assert len(scores) == len(responses)
+        assert list(scores.columns[:3]) == ["person_id", "company_id", "wave"]
+        for scale in codebook.scales.values():
+            low, high = scale.response_scale.min, scale.response_scale.max
+            assert scores[scale.name].dropna().between(low, high).all()
+            assert scores[f"{scale.name}_n_valid"].max() == len(scale.items)
+        reliability = pd.read_csv(folder / "reliability.csv")
+        assert list(reliability.columns) == [
+            "scale", "n", "k", "alpha", "alpha_std", "omega_total", "mean_r"
+        ]  # fmt: skip
+        # the generator simulates alpha between .70 and .85 (DOMAIN.md section 5)
+        assert reliability["alpha"].between(0.70, 0.87).all(), reliability
+        items = pd.read_csv(folder / "item_statistics.csv")
+        assert len(items) == len(codebook.items)
+        reversed_items = {i for s in codebook.scales.values() for i in s.reverse}
+        assert set(items.loc[items["reversed"], "item"]) == reversed_items
+        assert (items["r_drop"] > 0.3).all(), "reverse-keyed items were recoded before"
+
+
+def test_alpha_check_warns_below_060():
+    table = pd.DataFrame({"scale": ["LT", "RF"], "alpha": [0.81, 0.55]})
+    result = alpha_at_least_060(reliability=table)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["below_060"].value == {"RF": 0.55}
+    assert alpha_at_least_060(reliability=table.assign(alpha=0.7)).passed

@@ -1,0 +1,69 @@
+"""Stage 4: scale scores and their reliability, per wave, from the shareable responses."""
+
+import sys
+
+import dagster as dg
+import pandas as pd
+
+import pipeline.reliability
+import pipeline.scoring
+from assets.partitions import waves
+from assets.resources import ScanConfig
+from assets.versions import source_version
+from pipeline.reliability import reliability_tables
+from pipeline.scoring import score_scales
+
+SCORES_CODE_VERSION = source_version(pipeline.scoring, pipeline.reliability, sys.modules[__name__])
+ALPHA_WARNING = 0.60
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name="scores",
+    code_version=SCORES_CODE_VERSION,
+    kinds={"pandas", "parquet"},
+    metadata={"file": "scale_scores.parquet"},
+)
+def scale_scores(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """Per response: the mean of the valid (reverse-coded) items of each scale when at least
+    `min_valid` of them are answered, else missing; `<scale>_n_valid` beside each score."""
+    scores = score_scales(anonymised_responses, scan.codebook())
+    frame = pd.concat([anonymised_responses[["person_id", "company_id", "wave"]], scores], axis=1)
+    return dg.Output(frame, metadata={"dagster/row_count": len(frame)})
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="scores",
+    code_version=SCORES_CODE_VERSION,
+    outs={
+        "reliability": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "reliability.csv"},
+            description="Alpha, standardised alpha, omega total and mean r per scale (psych).",
+        ),
+        "item_statistics": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "item_statistics.csv"},
+            description="Per item: n, mean, sd, r_drop and alpha if dropped (psych).",
+        ),
+    },
+)
+def reliability_stats(scan: ScanConfig, anonymised_responses: pd.DataFrame):
+    scales, items = reliability_tables(anonymised_responses, scan.codebook())
+    yield dg.Output(scales, "reliability", metadata={"dagster/row_count": len(scales)})
+    yield dg.Output(items, "item_statistics", metadata={"dagster/row_count": len(items)})
+
+
+@dg.asset_check(asset="reliability", partitions_def=waves)
+def alpha_at_least_060(reliability: pd.DataFrame) -> dg.AssetCheckResult:
+    """Warns when a scale's alpha falls below .60 in the wave."""
+    low = reliability[reliability["alpha"] < ALPHA_WARNING].set_index("scale")["alpha"]
+    return dg.AssetCheckResult(
+        passed=low.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"below_060": dg.MetadataValue.json(low.round(3).to_dict())},
+    )
