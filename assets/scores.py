@@ -5,15 +5,19 @@ import sys
 import dagster as dg
 import pandas as pd
 
+import pipeline.cfa
 import pipeline.reliability
 import pipeline.scoring
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
+from pipeline.cfa import fit_cfa
 from pipeline.reliability import reliability_tables
-from pipeline.scoring import score_scales
+from pipeline.scoring import recode_items, score_scales
 
-SCORES_CODE_VERSION = source_version(pipeline.scoring, pipeline.reliability, sys.modules[__name__])
+SCORES_CODE_VERSION = source_version(
+    pipeline.scoring, pipeline.reliability, pipeline.cfa, sys.modules[__name__]
+)
 ALPHA_WARNING = 0.60
 
 
@@ -67,3 +71,51 @@ def alpha_at_least_060(reliability: pd.DataFrame) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"below_060": dg.MetadataValue.json(low.round(3).to_dict())},
     )
+
+
+class CfaNotConverged(RuntimeError):
+    """The measurement model's fit did not converge; its numbers are not published."""
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="scores",
+    code_version=SCORES_CODE_VERSION,
+    outs={
+        "cfa_fit": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "cfa_fit.csv"},
+            description="Fit of the scan's measurement model (ML CFA, as lavaan's cfa()).",
+        ),
+        "cfa_loadings": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "cfa_loadings.csv"},
+            description="Standardised loadings of the measurement model.",
+        ),
+    },
+)
+def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
+    """Each item on its scale, every scale a factor, factors correlated; complete rows only."""
+    codebook = scan.codebook()
+    model = {name: list(scale.items) for name, scale in codebook.scales.items()}
+    result = fit_cfa(recode_items(anonymised_responses, codebook), model)
+    if not result.converged:
+        raise CfaNotConverged(f"the CFA of {len(model)} scales on {result.n} rows did not converge")
+    fit = pd.DataFrame(
+        [
+            {
+                "model": "scales",
+                "n": result.n,
+                "chisq": result.chisq,
+                "df": result.df,
+                "cfi": result.cfi,
+                "tli": result.tli,
+                "rmsea": result.rmsea,
+                "srmr": result.srmr,
+            }
+        ]
+    )
+    yield dg.Output(fit, "cfa_fit", metadata={"n": result.n, "cfi": result.cfi})
+    yield dg.Output(result.loadings, "cfa_loadings", metadata={"dagster/row_count": len(model)})

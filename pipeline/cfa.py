@@ -156,6 +156,33 @@ def _check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
     return items
 
 
+GRADIENT_TOLERANCE = 1e-6
+
+
+def _minimise(layout: _Layout, s: np.ndarray, logdet_s: float) -> optimize.OptimizeResult:
+    """BFGS from the start values; where its line search stalls (it can, after stepping towards
+    a covariance that is not positive definite), L-BFGS-B continues from where BFGS stopped."""
+    args = (layout, s, logdet_s)
+    result = optimize.minimize(
+        _discrepancy,
+        _start_values(layout, s),
+        args=args,
+        jac=True,
+        method="BFGS",
+        options={"gtol": 1e-9, "maxiter": 10_000},
+    )
+    if np.max(np.abs(result.jac)) >= GRADIENT_TOLERANCE:
+        result = optimize.minimize(
+            _discrepancy,
+            result.x,
+            args=args,
+            jac=True,
+            method="L-BFGS-B",
+            options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10_000},
+        )
+    return result
+
+
 def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
     """Fit `model` ({factor: [items]}) to `data` by ML; rows with a missing item are dropped."""
     items = _check_model(data, model)
@@ -168,15 +195,8 @@ def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
 
     s = np.cov(x, rowvar=False, bias=True)  # likelihood = "normal": divide by N
     logdet_s = np.linalg.slogdet(s)[1]
-    result = optimize.minimize(
-        _discrepancy,
-        _start_values(layout, s),
-        args=(layout, s, logdet_s),
-        jac=True,
-        method="BFGS",
-        options={"gtol": 1e-9, "maxiter": 10_000},
-    )
-    grad_ok = np.max(np.abs(result.jac)) < 1e-6
+    result = _minimise(layout, s, logdet_s)
+    grad_ok = np.max(np.abs(result.jac)) < GRADIENT_TOLERANCE
     chisq = float(n * result.fun)
     base_chisq = float(n * (np.sum(np.log(np.diag(s))) - logdet_s))
     cfi, tli, rmsea = _fit_indices(chisq, df, base_chisq, p * (p - 1) // 2, n)

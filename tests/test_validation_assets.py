@@ -132,3 +132,19 @@ def test_alpha_check_warns_below_060():
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["below_060"].value == {"RF": 0.55}
     assert alpha_at_least_060(reliability=table.assign(alpha=0.7)).passed
+
+
+def test_measurement_model_fits_the_planted_structure(pipeline_run):
+    """The generator plants exactly this model (each item on its scale), so the CFA must fit."""
+    settings, _ = pipeline_run
+    codebook = load_codebook(DEMO_RAW / "codebook.yaml")
+    for wave in WAVES:
+        folder = settings.processed_dir / wave
+        fit = pd.read_csv(folder / "cfa_fit.csv").iloc[0]
+        responses = pd.read_parquet(folder / "responses.parquet")
+        assert fit["n"] == responses[codebook.items].notna().all(axis=1).sum()
+        assert fit["df"] == 629  # 741 moments - 112 free parameters for 38 items on 9 factors
+        assert fit["cfi"] > 0.95 and fit["rmsea"] < 0.05, fit
+        loadings = pd.read_csv(folder / "cfa_loadings.csv")
+        assert len(loadings) == len(codebook.items)
+        assert loadings["std_loading"].between(0.4, 0.95).all()
