@@ -11,7 +11,13 @@ from assets.anonymise import (
 )
 from assets.ingest import raw_responses
 from assets.resources import resources_for
-from assets.scores import alpha_at_least_060, measurement_model, reliability_stats, scale_scores
+from assets.scores import (
+    alpha_at_least_060,
+    company_aggregates,
+    measurement_model,
+    reliability_stats,
+    scale_scores,
+)
 from assets.sensors import wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
@@ -24,6 +30,7 @@ ALL_ASSETS = [
     scale_scores,
     reliability_stats,
     measurement_model,
+    company_aggregates,
 ]
 ALL_CHECKS = [
     raw_structure,

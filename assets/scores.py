@@ -5,18 +5,24 @@ import sys
 import dagster as dg
 import pandas as pd
 
+import pipeline.aggregation
 import pipeline.cfa
 import pipeline.reliability
 import pipeline.scoring
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
+from pipeline.aggregation import aggregation_table, company_table
 from pipeline.cfa import fit_cfa
 from pipeline.reliability import reliability_tables
 from pipeline.scoring import recode_items, score_scales
 
 SCORES_CODE_VERSION = source_version(
-    pipeline.scoring, pipeline.reliability, pipeline.cfa, sys.modules[__name__]
+    pipeline.scoring,
+    pipeline.reliability,
+    pipeline.cfa,
+    pipeline.aggregation,
+    sys.modules[__name__],
 )
 ALPHA_WARNING = 0.60
 
@@ -119,3 +125,55 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
     )
     yield dg.Output(fit, "cfa_fit", metadata={"n": result.n, "cfi": result.cfi})
     yield dg.Output(result.loadings, "cfa_loadings", metadata={"dagster/row_count": len(model)})
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="scores",
+    code_version=SCORES_CODE_VERSION,
+    outs={
+        "company_scores": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "company_scores.csv"},
+            description="Per company and culture scale: n, mean, sd, 95% CI, rwg(j); companies "
+            "under the reporting minimum are `suppressed` and carry no values.",
+        ),
+        "aggregation": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "aggregation.csv"},
+            description="Per culture scale: ICC(1), ICC(2), mean group size, mean rwg(j).",
+        ),
+    },
+)
+def company_aggregates(
+    scan: ScanConfig, anonymised_responses: pd.DataFrame, scale_scores: pd.DataFrame
+):
+    """Culture scales aggregated to companies, as R's multilevel package computes it."""
+    codebook = scan.codebook()
+    culture = {n: s for n, s in codebook.scales.items() if s.level == "culture"}
+    frame = pd.concat(
+        [scale_scores[["company_id", *culture]], recode_items(anonymised_responses, codebook)],
+        axis=1,
+    )
+    options = {n: s.response_scale.max - s.response_scale.min + 1 for n, s in culture.items()}
+    companies = pd.concat(
+        [
+            company_table(
+                frame,
+                name,
+                "company_id",
+                min_n=codebook.anonymisation.k,
+                items=list(scale.items),
+                n_options=options[name],
+            )
+            for name, scale in culture.items()
+        ],
+        ignore_index=True,
+    )
+    summary = aggregation_table(
+        frame, {n: list(s.items) for n, s in culture.items()}, "company_id", options
+    )
+    yield dg.Output(companies, "company_scores", metadata={"dagster/row_count": len(companies)})
+    yield dg.Output(summary, "aggregation", metadata={"dagster/row_count": len(summary)})

@@ -148,3 +148,24 @@ def test_measurement_model_fits_the_planted_structure(pipeline_run):
         loadings = pd.read_csv(folder / "cfa_loadings.csv")
         assert len(loadings) == len(codebook.items)
         assert loadings["std_loading"].between(0.4, 0.95).all()
+
+
+def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeline_run):
+    settings, _ = pipeline_run
+    for wave in WAVES:
+        folder = settings.processed_dir / wave
+        summary = pd.read_csv(folder / "aggregation.csv")
+        assert list(summary["scale"]) == ["LT", "RF", "CL", "LL", "LS", "EN"]
+        # the generator plants a company-level ICC(1) around .10 on the culture scales
+        assert summary["icc1"].between(0.03, 0.25).all(), summary
+        companies = pd.read_csv(folder / "company_scores.csv")
+        scores = pd.read_parquet(folder / "scale_scores.parquet")
+        sizes = scores.groupby("company_id")["LT"].count()
+        lt = companies[companies["scale"] == "LT"].set_index("company_id")
+        assert (lt["suppressed"] == (sizes.reindex(lt.index) < 5)).all()
+        hidden = companies[companies["suppressed"]]
+        values = ["n", "mean", "sd", "ci_low", "ci_high", "rwg"]
+        assert hidden[values].isna().all().all() and len(hidden) > 0
+        shown = companies[~companies["suppressed"]]
+        assert (shown["n"] >= 5).all()
+        assert ((shown["ci_low"] <= shown["mean"]) & (shown["mean"] <= shown["ci_high"])).all()
