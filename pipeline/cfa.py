@@ -159,13 +159,13 @@ def _check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
 GRADIENT_TOLERANCE = 1e-6
 
 
-def _minimise(layout: _Layout, s: np.ndarray, logdet_s: float) -> optimize.OptimizeResult:
-    """BFGS from the start values; where its line search stalls (it can, after stepping towards
-    a covariance that is not positive definite), L-BFGS-B continues from where BFGS stopped."""
-    args = (layout, s, logdet_s)
+def minimise(objective, start: np.ndarray, args: tuple) -> optimize.OptimizeResult:
+    """BFGS from `start`; where its line search stalls (it can, after stepping towards a
+    covariance that is not positive definite), L-BFGS-B continues from where BFGS stopped.
+    `objective(x, *args)` returns the discrepancy and its gradient."""
     result = optimize.minimize(
-        _discrepancy,
-        _start_values(layout, s),
+        objective,
+        start,
         args=args,
         jac=True,
         method="BFGS",
@@ -173,7 +173,7 @@ def _minimise(layout: _Layout, s: np.ndarray, logdet_s: float) -> optimize.Optim
     )
     if np.max(np.abs(result.jac)) >= GRADIENT_TOLERANCE:
         result = optimize.minimize(
-            _discrepancy,
+            objective,
             result.x,
             args=args,
             jac=True,
@@ -195,7 +195,7 @@ def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
 
     s = np.cov(x, rowvar=False, bias=True)  # likelihood = "normal": divide by N
     logdet_s = np.linalg.slogdet(s)[1]
-    result = _minimise(layout, s, logdet_s)
+    result = minimise(_discrepancy, _start_values(layout, s), (layout, s, logdet_s))
     grad_ok = np.max(np.abs(result.jac)) < GRADIENT_TOLERANCE
     chisq = float(n * result.fun)
     base_chisq = float(n * (np.sum(np.log(np.diag(s))) - logdet_s))

@@ -26,11 +26,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
-from pipeline.cfa import _check_model, _fit_indices, _Layout, _layout, _start_values
+from pipeline.cfa import (
+    GRADIENT_TOLERANCE,
+    _check_model,
+    _fit_indices,
+    _Layout,
+    _layout,
+    _start_values,
+    minimise,
+)
 
-GRADIENT_TOLERANCE = 1e-6
 EQUALITY_WORDS = ("loadings", "intercepts", "residuals", "lv.variances", "lv.covariances", "means")
 LEVELS = {
     "configural": (),
@@ -178,29 +184,6 @@ def _start(layout: _MultiLayout, stats) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
-def _minimise(layout: _MultiLayout, stats) -> optimize.OptimizeResult:
-    """BFGS from the start values; L-BFGS-B continues where BFGS's line search stalls."""
-    args = (layout, stats)
-    result = optimize.minimize(
-        _objective,
-        _start(layout, stats),
-        args=args,
-        jac=True,
-        method="BFGS",
-        options={"gtol": 1e-9, "maxiter": 10_000},
-    )
-    if np.max(np.abs(result.jac)) >= GRADIENT_TOLERANCE:
-        result = optimize.minimize(
-            _objective,
-            result.x,
-            args=args,
-            jac=True,
-            method="L-BFGS-B",
-            options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 10_000},
-        )
-    return result
-
-
 def fit_multigroup(
     data: pd.DataFrame,
     model: dict[str, list[str]],
@@ -234,7 +217,7 @@ def fit_multigroup(
     n_groups = len(labels)
     layout = _multi_layout(single, n_groups, tuple(equal))
     df = n_groups * (p * (p + 1) // 2 + p) - layout.n_params
-    result = _minimise(layout, stats)
+    result = minimise(_objective, _start(layout, stats), (layout, stats))
     grad_ok = np.max(np.abs(result.jac)) < GRADIENT_TOLERANCE
     chisq = float(n * result.fun)
     # Baseline (lavaan): independence model in every group, variances and means free.
