@@ -19,6 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from pipeline.codebook import Codebook
+from pipeline.readers import DTYPES
 from pipeline.scoring import score_scales
 
 # The reason codes, in the order they are reported.
@@ -34,7 +35,6 @@ REASONS = (
     "straightliner",
     "duplicate",
 )
-DTYPES = {"string": pd.StringDtype(), "number": np.dtype("float64"), "datetime": "datetime64[ns]"}
 BOOKKEEPING = {"wave": "string", "_source_file": "string", "_source_row": "int64"}
 
 
