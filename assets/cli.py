@@ -13,9 +13,9 @@ import dagster as dg
 import pandas as pd
 from tqdm import tqdm
 
-from assets.definitions import ALL_ASSETS, ALL_CHECKS, build_definitions
+from assets.definitions import ALL_ASSETS, WAVE_ASSETS, WAVE_CHECKS, build_definitions
 from assets.partitions import waves
-from assets.resources import resources_for
+from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
 from pipeline.demo import DEFAULT_SEED, write_demo
@@ -84,6 +84,10 @@ def run(settings: Settings, force: bool) -> None:
         progress.set_postfix_str(wave)
         results.append(run_wave(instance, settings, wave, force))
     progress.close()
+    if any(r.status == "failed" for r in results):
+        results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; cross-wave results kept"))
+    else:
+        results.append(run_cross_wave(instance, settings, force))
 
     for r in results:
         click.echo(f"{r.wave:<10} {r.status:<13} {r.detail}")
@@ -101,22 +105,52 @@ def run(settings: Settings, force: bool) -> None:
 
 
 def run_wave(instance: dg.DagsterInstance, settings: Settings, wave: str, force: bool) -> WaveRun:
+    """Materialize the wave's partition of every per-wave asset, with their checks."""
+    return _materialize(
+        instance, settings, wave, force, [*WAVE_ASSETS, *WAVE_CHECKS], partition_key=wave
+    )
+
+
+def run_cross_wave(instance: dg.DagsterInstance, settings: Settings, force: bool) -> WaveRun:
+    """Materialize the cross-wave assets from the stored outputs of all waves."""
+    return _materialize(
+        instance,
+        settings,
+        None,
+        force,
+        [*ALL_ASSETS, *WAVE_CHECKS],
+        selection=dg.AssetSelection.groups(ALL_WAVES),
+    )
+
+
+def _materialize(
+    instance: dg.DagsterInstance, settings: Settings, wave: str | None, force: bool, defs, **kwargs
+) -> WaveRun:
+    label = wave or ALL_WAVES
     stale = stale_reasons(instance, build_definitions(settings), settings, wave)
     if not force and not stale:
-        return WaveRun(wave, "up to date")
+        return WaveRun(label, "up to date")
     result = dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        partition_key=wave,
+        defs,
         instance=instance,
         resources=resources_for(settings),
         run_config=QUIET_LOGS,
         tags={"scan/command": "scan run"},
         raise_on_error=False,
+        **kwargs,
     )
     if not result.success:
-        return WaveRun(wave, "failed", f"{failure_reason(result)} (run {result.run_id})")
-    why = "forced" if force and not stale else "; ".join(f"{a}: {r}" for a, r in stale.items())
-    return WaveRun(wave, "materialized", f"run {result.run_id} ({why})")
+        return WaveRun(label, "failed", f"{failure_reason(result)} (run {result.run_id})")
+    return WaveRun(label, "materialized", f"run {result.run_id} ({describe_stale(stale, force)})")
+
+
+def describe_stale(stale: dict[str, str], force: bool) -> str:
+    """Why a run was needed: 'first run', 'forced', or each stale asset with its reason."""
+    if not stale:
+        return "forced" if force else "up to date"
+    if set(stale.values()) == {"never materialized"}:
+        return "first run"
+    return "; ".join(f"{asset}: {reason}" for asset, reason in stale.items())
 
 
 def describe_quality(summary: pd.DataFrame) -> str:

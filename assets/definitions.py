@@ -10,19 +10,19 @@ from assets.anonymise import (
     responses_sav,
 )
 from assets.ingest import raw_responses
-from assets.resources import resources_for
-from assets.scores import (
+from assets.psychometrics import (
     alpha_at_least_060,
-    company_aggregates,
+    measurement_invariance,
     measurement_model,
     reliability_stats,
-    scale_scores,
 )
-from assets.sensors import wave_files_sensor, wave_job
+from assets.resources import resources_for
+from assets.scores import company_aggregates, scale_scores
+from assets.sensors import cross_wave_sensor, wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
-ALL_ASSETS = [
+WAVE_ASSETS = [
     raw_responses,
     validation,
     anonymised_responses,
@@ -32,7 +32,7 @@ ALL_ASSETS = [
     measurement_model,
     company_aggregates,
 ]
-ALL_CHECKS = [
+WAVE_CHECKS = [
     raw_structure,
     rows_accounted_for,
     contract,
@@ -42,14 +42,16 @@ ALL_CHECKS = [
     no_identifier_values,
     alpha_at_least_060,
 ]
+CROSS_WAVE_ASSETS = [measurement_invariance]  # unpartitioned, read every wave
+ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
+        asset_checks=WAVE_CHECKS,
         jobs=[wave_job],
-        sensors=[wave_files_sensor],
+        sensors=[wave_files_sensor, cross_wave_sensor],
         resources=resources_for(settings),
     )
 

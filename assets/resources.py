@@ -10,6 +10,8 @@ from pipeline.codebook import Codebook, load_codebook
 from pipeline.files import write_atomic
 from pipeline.settings import Settings
 
+ALL_WAVES = "all_waves"  # the folder and asset group of the cross-wave results
+
 
 class ScanConfig(dg.ConfigurableResource):
     """Where the data and reports live; built from `pipeline.settings.Settings`."""
@@ -53,7 +55,8 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
 
 
 class ShareableIOManager(dg.ConfigurableIOManager):
-    """Stores a per-wave table of the output contract as `<base_dir>/<wave>/<file>`.
+    """Stores a per-wave table of the output contract as `<base_dir>/<wave>/<file>`, and a
+    cross-wave one as `<base_dir>/all_waves/<file>`.
 
     `base_dir` is data/processed, the shareable zone; `file` (`.csv` or `.parquet`) comes from
     the asset's metadata, so the file names of the output contract are declared on the assets.
@@ -61,21 +64,31 @@ class ShareableIOManager(dg.ConfigurableIOManager):
 
     base_dir: str
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _path(self, context: dg.OutputContext | dg.InputContext, partition: str) -> Path:
         output = context if isinstance(context, dg.OutputContext) else context.upstream_output
-        partition = context.asset_partition_key if context.has_asset_partitions else "all_waves"
         return Path(self.base_dir) / partition / output.definition_metadata["file"]
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = self._path(context)
+        partition = context.asset_partition_key if context.has_asset_partitions else ALL_WAVES
+        path = self._path(context, partition)
         if path.suffix == ".parquet":
             write_atomic(path, lambda tmp: obj.to_parquet(tmp, index=False))
         else:
             write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        path = self._path(context)
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """One wave's table; for a cross-wave asset, {wave: table} over all waves."""
+        if not context.has_asset_partitions:
+            return self._read(self._path(context, ALL_WAVES))
+        if context.has_partition_key:
+            return self._read(self._path(context, context.asset_partition_key))
+        return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not written yet; materialize its wave first")
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 

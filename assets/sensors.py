@@ -6,14 +6,23 @@ import dagster as dg
 
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
-from assets.resources import ScanConfig
+from assets.resources import ALL_WAVES, ScanConfig
 from assets.staleness import DATA_VERSION, latest_tags
 from pipeline.readers import export_files
 
 wave_job = dg.define_asset_job(
     "wave_job",
-    selection=dg.AssetSelection.assets(raw_responses).downstream(),
+    selection=dg.AssetSelection.assets(raw_responses).downstream()
+    - dg.AssetSelection.groups(ALL_WAVES),
     description="Everything that is computed per wave.",
+)
+
+cross_wave_sensor = dg.AutomationConditionSensorDefinition(
+    "cross_wave_sensor",
+    target=dg.AssetSelection.groups(ALL_WAVES),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Runs the cross-wave assets by their automation condition (eager: once every "
+    "wave is materialized and whenever one of them changes).",
 )
 
 

@@ -1,9 +1,10 @@
-"""Which per-wave assets need recomputing, and why, read from the Dagster instance.
+"""Which assets need recomputing, and why, read from the Dagster instance.
 
-An asset partition is up to date when its last materialization was made by the current code
+An asset (partition) is up to date when its last materialization was made by the current code
 (`dagster/code_version`) from the data versions its inputs have now
 (`dagster/input_data_version/<input>`); `raw_responses` is up to date when its data version
-equals the fingerprint of the wave's files, the codebook and the code.
+equals the fingerprint of the wave's files, the codebook and the code. Per-wave assets are
+judged per wave partition; the cross-wave assets (no partition) against all waves.
 """
 
 import hashlib
@@ -11,6 +12,7 @@ import hashlib
 import dagster as dg
 
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
+from assets.partitions import waves
 from pipeline.settings import Settings
 
 DATA_VERSION = "dagster/data_version"
@@ -18,28 +20,49 @@ CODE_VERSION = "dagster/code_version"
 INPUT_VERSION = "dagster/input_data_version/"
 
 
-def latest_tags(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dict | None:
+def latest_tags(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
+) -> dict | None:
+    partitions = [partition] if partition is not None else None
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1
     ).records
     return dict(records[0].asset_materialization.tags or {}) if records else None
 
 
-def partition_input_version(data_version: str) -> str:
-    """How Dagster records the version of a one-partition input: the sha256 of the partition's
-    data version (dagster/_core/execution/context/data_version_cache.py)."""
-    return hashlib.sha256(data_version.encode("utf8")).hexdigest()
+def partitions_input_version(data_versions: list[str]) -> str:
+    """How Dagster records the version of a partitioned input: the sha256 of the data versions
+    of its partitions, in partition-key order, joined
+    (dagster/_core/execution/context/data_version_cache.py)."""
+    return hashlib.sha256("".join(data_versions).encode("utf8")).hexdigest()
+
+
+def _input_version(
+    instance: dg.DagsterInstance, parent: dg.AssetKey, partitioned: bool, wave: str | None
+) -> str:
+    """The input data version Dagster would record now for `parent` (a wave's partition, all
+    wave partitions for a cross-wave asset, or the parent itself when it has no partitions)."""
+    if not partitioned:
+        return (latest_tags(instance, parent, None) or {}).get(DATA_VERSION, "")
+    partitions = [wave] if wave is not None else sorted(instance.get_dynamic_partitions(waves.name))
+    return partitions_input_version(
+        [(latest_tags(instance, parent, w) or {}).get(DATA_VERSION, "") for w in partitions]
+    )
 
 
 def stale_reasons(
-    instance: dg.DagsterInstance, definitions: dg.Definitions, settings: Settings, wave: str
+    instance: dg.DagsterInstance,
+    definitions: dg.Definitions,
+    settings: Settings,
+    wave: str | None,
 ) -> dict[str, str]:
-    """{asset: why it is stale} for the wave's partitioned assets; empty when all are current."""
+    """{asset: why it is stale} for the wave's partitioned assets, or with `wave=None` for the
+    cross-wave assets; empty when all are current."""
     graph = definitions.resolve_asset_graph()
     reasons: dict[str, str] = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
-        if node.partitions_def is None:
+        if (node.partitions_def is None) != (wave is None):
             continue
         tags = latest_tags(instance, key, wave)
         name = key.to_user_string()
@@ -52,10 +75,11 @@ def stale_reasons(
                 reasons[name] = "exports or codebook changed"
         else:
             for parent in node.parent_keys:
-                parent_tags = latest_tags(instance, parent, wave) or {}
                 recorded = tags.get(INPUT_VERSION + parent.to_user_string())
-                current = partition_input_version(parent_tags.get(DATA_VERSION, ""))
-                if recorded != current or parent.to_user_string() in reasons:
+                partitioned = graph.get(parent).partitions_def is not None
+                if recorded != _input_version(instance, parent, partitioned, wave) or (
+                    parent.to_user_string() in reasons
+                ):
                     reasons[name] = f"upstream {parent.to_user_string()} changed"
                     break
     return reasons

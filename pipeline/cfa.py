@@ -17,6 +17,26 @@ import pandas as pd
 from scipy import optimize
 
 
+class SingularCovariance(ValueError):
+    """The items' sample covariance matrix is not positive definite, so ML cannot fit it (lavaan
+    refuses too): an item without variance, or items that are linear copies of each other."""
+
+
+def sample_covariance(x: np.ndarray, items: list[str], where: str) -> tuple[np.ndarray, float]:
+    """The ML sample covariance (divided by N) and its log-determinant, or SingularCovariance
+    naming the items at fault."""
+    s = np.cov(x, rowvar=False, bias=True)  # likelihood = "normal": divide by N
+    sign, logdet = np.linalg.slogdet(s)
+    if sign > 0 and np.linalg.eigvalsh(s)[0] > 1e-10 * np.max(np.diag(s)):
+        return s, float(logdet)
+    constant = [item for item, v in zip(items, np.diag(s), strict=True) if v <= 0]
+    if constant:
+        raise SingularCovariance(f"{where}: no variance in item(s) {', '.join(constant)}")
+    weights = np.abs(np.linalg.eigh(s)[1][:, 0])
+    dependent = [item for item, w in zip(items, weights, strict=True) if w > 0.1]
+    raise SingularCovariance(f"{where}: items {', '.join(dependent)} are linearly dependent")
+
+
 @dataclass(frozen=True)
 class CfaResult:
     chisq: float
@@ -193,8 +213,7 @@ def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
     if n <= p:
         raise ValueError(f"{n} complete rows for {p} items: too few to fit")
 
-    s = np.cov(x, rowvar=False, bias=True)  # likelihood = "normal": divide by N
-    logdet_s = np.linalg.slogdet(s)[1]
+    s, logdet_s = sample_covariance(x, items, f"{n} complete rows")
     result = minimise(_discrepancy, _start_values(layout, s), (layout, s, logdet_s))
     grad_ok = np.max(np.abs(result.jac)) < GRADIENT_TOLERANCE
     chisq = float(n * result.fun)

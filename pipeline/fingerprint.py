@@ -25,3 +25,10 @@ def combine(parts: Mapping[str, object]) -> str:
     """One sha256 over named parts (file hashes, code versions), independent of dict order."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def derived_seed(*parts: str) -> int:
+    """A seed derived from names (stage, wave, scale), as R's targets gives each target its own:
+    stable across runs and machines, different for every target, never drawn from the clock."""
+    digest = hashlib.sha256("/".join(parts).encode("utf8")).digest()
+    return int.from_bytes(digest[:4], "big")

@@ -35,6 +35,7 @@ from pipeline.cfa import (
     _layout,
     _start_values,
     minimise,
+    sample_covariance,
 )
 
 EQUALITY_WORDS = ("loadings", "intercepts", "residuals", "lv.variances", "lv.covariances", "means")
@@ -46,6 +47,20 @@ LEVELS = {
 # Chen (2007): invariance holds if CFI drops by at most .010 and RMSEA rises by at most .015.
 DELTA_CFI_MIN = -0.010
 DELTA_RMSEA_MAX = 0.015
+TABLE_COLUMNS = (
+    "model",
+    "groups",
+    "n",
+    "chisq",
+    "df",
+    "cfi",
+    "tli",
+    "rmsea",
+    "srmr",
+    "delta_cfi",
+    "delta_rmsea",
+    "decision",
+)
 
 
 @dataclass(frozen=True)
@@ -211,8 +226,8 @@ def fit_multigroup(
         x = complete.loc[complete[group] == label, items].to_numpy(dtype=float)
         if len(x) <= p:
             raise ValueError(f"group {label!r}: {len(x)} complete rows for {p} items")
-        s = np.cov(x, rowvar=False, bias=True)  # likelihood = "normal"
-        stats.append((len(x) / n, s, x.mean(axis=0), np.linalg.slogdet(s)[1]))
+        s, logdet_s = sample_covariance(x, items, f"group {label!r}")
+        stats.append((len(x) / n, s, x.mean(axis=0), logdet_s))
         sizes.append(len(x))
     n_groups = len(labels)
     layout = _multi_layout(single, n_groups, tuple(equal))
@@ -258,14 +273,20 @@ def invariance_table(data: pd.DataFrame, model: dict[str, list[str]], group: str
         rows.append(
             {
                 "model": level,
+                "groups": "; ".join(
+                    f"{g} ({n})" for g, n in zip(fit.groups, fit.n_per_group, strict=True)
+                ),
+                "n": fit.n,
                 "chisq": fit.chisq,
                 "df": fit.df,
                 "cfi": fit.cfi,
+                "tli": fit.tli,
                 "rmsea": fit.rmsea,
+                "srmr": fit.srmr,
                 "delta_cfi": delta_cfi,
                 "delta_rmsea": delta_rmsea,
                 "decision": decision,
             }
         )
         previous = fit
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

@@ -12,16 +12,36 @@ import pandas as pd
 from scipy import optimize
 
 from pipeline.codebook import Codebook
+from pipeline.fingerprint import derived_seed
 from pipeline.scoring import recode_items
 
 # psych's bounds on the uniquenesses in its minres fit (`fa`: lower = .005, upper = max(smc, 1)).
 MIN_UNIQUENESS = 0.005
 MAX_UNIQUENESS = 1.0
+BOOTSTRAP_REPLICATES = 1000
+CI_LEVEL = 0.95
+
+
+def _pairwise_sums(items: pd.DataFrame):
+    """For every pair of items (i, j), over the rows where both are present: the count, the sum
+    and the sum of squares of item i, and the sum of products; as matrix products, so that a
+    100,000-row scale costs milliseconds."""
+    x = items.to_numpy(dtype=float)
+    present = (~np.isnan(x)).astype(float)
+    x0 = np.nan_to_num(x)
+    n = present.T @ present
+    sums = x0.T @ present  # [i, j]: sum of item i where j is present too
+    squares = (x0**2).T @ present
+    products = x0.T @ x0
+    return n, sums, squares, products
 
 
 def pairwise_cov(items: pd.DataFrame) -> np.ndarray:
     """R's `cov(x, use = "pairwise")`: each entry from the rows where both items are present."""
-    return items.cov(min_periods=2).to_numpy(dtype=float)
+    n, sums, _, products = _pairwise_sums(items)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = (products - sums * sums.T / n) / (n - 1)
+    return np.where(n >= 2, cov, np.nan)
 
 
 def pairwise_cor(items: pd.DataFrame) -> np.ndarray:
@@ -30,7 +50,14 @@ def pairwise_cor(items: pd.DataFrame) -> np.ndarray:
     psych::omega uses this one; psych::alpha instead rescales the pairwise covariances by each
     item's own variance (`cov2cor`). With missing data the two differ slightly.
     """
-    return items.corr(min_periods=2).to_numpy(dtype=float)
+    n, sums, squares, products = _pairwise_sums(items)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centred = products - sums * sums.T / n
+        ss = squares - sums**2 / n  # [i, j]: item i's sum of squares where j is present
+        cor = centred / np.sqrt(ss * ss.T)
+    cor = np.where(n >= 2, cor, np.nan)
+    np.fill_diagonal(cor, 1.0)
+    return cor
 
 
 def cov_to_cor(cov: np.ndarray) -> np.ndarray:
@@ -165,19 +192,81 @@ def omega_total(items: pd.DataFrame) -> float:
     return float((total - uniqueness.sum()) / total)
 
 
+def resampled_alphas(items: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Raw alpha of each resample `items.iloc[rows[b]]`, computed at once for all b from
+    weighted pairwise sums (a row drawn twice weighs twice), as `alpha` computes it."""
+    x = items.to_numpy(dtype=float)
+    n, k = x.shape
+    present = (~np.isnan(x)).astype(float)
+    x0 = np.nan_to_num(x)
+    weights = np.zeros(rows.shape)
+    np.add.at(weights, (np.arange(len(rows))[:, None], rows), 1.0)
+    pairs = np.stack(
+        [
+            (present[:, :, None] * present[:, None, :]).reshape(n, k * k),
+            (x0[:, :, None] * present[:, None, :]).reshape(n, k * k),
+            (x0[:, :, None] * x0[:, None, :]).reshape(n, k * k),
+        ]
+    )
+    count, sums, products = ((weights @ block).reshape(-1, k, k) for block in pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = (products - sums * sums.transpose(0, 2, 1) / count) / (count - 1)
+        trace = np.trace(cov, axis1=1, axis2=2)
+        return (1.0 - trace / cov.sum(axis=(1, 2))) * k / (k - 1)
+
+
+def bootstrap_alpha_ci(
+    items: pd.DataFrame, seed: int, replicates: int = BOOTSTRAP_REPLICATES
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (CI_LEVEL) of raw alpha over resampled respondents."""
+    rng = np.random.default_rng(seed)
+    answered = items[items.notna().any(axis=1)]
+    rows = rng.integers(0, len(answered), size=(replicates, len(answered)))
+    tail = (1 - CI_LEVEL) / 2
+    low, high = np.nanquantile(resampled_alphas(answered, rows), [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def reliability_tables(
-    frame: pd.DataFrame, codebook: Codebook
+    frame: pd.DataFrame,
+    codebook: Codebook,
+    seed_label: str,
+    replicates: int = BOOTSTRAP_REPLICATES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`reliability.csv` (one row per scale) and `item_statistics.csv` (one row per item) of a
-    wave, computed on the reverse-coded items with missing codes removed."""
+    wave, computed on the reverse-coded items with missing codes removed. Each scale's bootstrap
+    seed is derived from `seed_label` (the wave) and the scale's name, and written beside it;
+    `replicates=0` skips the bootstrap (the interval is then NaN)."""
     recoded = recode_items(frame, codebook)
     scales, items = [], []
     for scale in codebook.scales.values():
         block = recoded[list(scale.items)]
-        scales.append({"scale": scale.name, **alpha(block), "omega_total": omega_total(block)})
+        seed = derived_seed("reliability", seed_label, scale.name)
+        low, high = bootstrap_alpha_ci(block, seed, replicates) if replicates else (np.nan,) * 2
+        scales.append(
+            {
+                "scale": scale.name,
+                **alpha(block),
+                "omega_total": omega_total(block),
+                "alpha_ci_low": low,
+                "alpha_ci_high": high,
+                "bootstrap_seed": seed,
+            }
+        )
         stats = item_statistics(block)
         stats.insert(0, "scale", scale.name)
         stats.insert(2, "reversed", stats["item"].isin(scale.reverse))
         items.append(stats)
-    columns = ["scale", "n", "k", "alpha", "alpha_std", "omega_total", "mean_r"]
+    columns = [
+        "scale",
+        "n",
+        "k",
+        "alpha",
+        "alpha_ci_low",
+        "alpha_ci_high",
+        "alpha_std",
+        "omega_total",
+        "mean_r",
+        "bootstrap_seed",
+    ]
     return pd.DataFrame(scales)[columns], pd.concat(items, ignore_index=True)

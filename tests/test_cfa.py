@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cfa import fit_cfa
+from pipeline.cfa import SingularCovariance, fit_cfa
 
 REFERENCE = Path(__file__).parent / "reference"
 MODEL = {
@@ -98,3 +98,16 @@ def test_rejects_items_on_two_factors(data):
 def test_rejects_unknown_items(data):
     with pytest.raises(ValueError, match="not in the data"):
         fit_cfa(data, {"a": ["x1", "x2", "nope"]})
+
+
+def test_refuses_an_item_without_variance(data):
+    """lavaan refuses a covariance matrix that is not positive definite; so do we, by name,
+    instead of reporting a 'converged' fit with an absurd chi-square."""
+    with pytest.raises(SingularCovariance, match=r"301 complete rows: no variance in item\(s\) x2"):
+        fit_cfa(data.assign(x2=3.0), MODEL)
+
+
+def test_refuses_linearly_dependent_items(data):
+    copied = data.assign(x5=2 * data["x4"] + 1)
+    with pytest.raises(SingularCovariance, match="items x4, x5 are linearly dependent"):
+        fit_cfa(copied, MODEL)

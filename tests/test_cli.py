@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from conftest import DEMO_RAW
 
 SCAN = str(Path(sys.executable).parent / "scan")
@@ -17,7 +18,7 @@ WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 
 def statuses(stdout: str) -> dict[str, str]:
     """{wave: status} from the table `scan run` prints."""
-    found = re.findall(r"^(\S+)\s+(materialized|up to date|failed)\b", stdout, re.MULTILINE)
+    found = re.findall(r"^(\S+)\s+(materialized|up to date|failed|skipped)\b", stdout, re.MULTILINE)
     return dict(found)
 
 
@@ -38,23 +39,26 @@ def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(
     home = tmp_path / "dagster_home"
     first = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert statuses(first.stdout) == dict.fromkeys(WAVES, "materialized")
+    assert statuses(first.stdout) == dict.fromkeys([*WAVES, "all_waves"], "materialized")
     for wave in WAVES:
         assert (demo_data / "raw" / "_staging" / "raw_responses" / f"{wave}.parquet").exists()
         assert (demo_data / "processed" / wave / "quality_summary.csv").exists()
     assert str(demo_data / "processed") in first.stdout
+    invariance = pd.read_csv(demo_data / "processed" / "all_waves" / "invariance.csv")
+    assert list(invariance["model"]) == ["configural", "metric", "scalar"]
+    assert all(wave in invariance["groups"][0] for wave in WAVES)
     truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"]["2021-T1"]
     raw, kept = truth["raw_rows"], truth["expected_after_qc"]
     assert f"{raw} raw rows: {kept} validated, {raw - kept} quarantined (preview 3," in first.stdout
 
     again = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == dict.fromkeys(WAVES, "up to date")
+    assert statuses(again.stdout) == dict.fromkeys([*WAVES, "all_waves"], "up to date")
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 3 and all(r.is_success for r in runs)
+        assert len(runs) == 4 and all(r.is_success for r in runs)
         assert sorted(instance.get_dynamic_partitions("waves")) == WAVES
 
 
@@ -73,6 +77,7 @@ def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_
         "2019-T0": "materialized",
         "2021-T1": "failed",
         "2022-T2": "materialized",
+        "all_waves": "skipped",
     }
 
 

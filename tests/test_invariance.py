@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.invariance import LEVELS, fit_multigroup, invariance_table
+from pipeline.invariance import LEVELS, TABLE_COLUMNS, fit_multigroup, invariance_table
 
 REFERENCE = Path(__file__).parent / "reference"
 MODEL = {
@@ -75,21 +75,16 @@ def test_fit_indices_match_lavaan(results, lavaan_fit, level, measure):
 
 
 def test_invariance_table(table, lavaan_fit):
-    assert list(table.columns) == [
-        "model",
-        "chisq",
-        "df",
-        "cfi",
-        "rmsea",
-        "delta_cfi",
-        "delta_rmsea",
-        "decision",
-    ]
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert table["groups"][0] == "Pasteur (156); Grant-White (145)"
+    assert (table["n"] == 301).all()
     assert list(table["model"]) == ["configural", "metric", "scalar"]
     t = table.set_index("model")
     expected_cfi = lavaan_fit["cfi"].reindex(t.index)
     expected_rmsea = lavaan_fit["rmsea"].reindex(t.index)
     np.testing.assert_allclose(t["cfi"], expected_cfi, atol=1e-5)
+    for measure in ("tli", "srmr"):
+        np.testing.assert_allclose(t[measure], lavaan_fit[measure].reindex(t.index), atol=1e-5)
     np.testing.assert_allclose(t["delta_cfi"].iloc[1:], np.diff(expected_cfi), atol=1e-5)
     np.testing.assert_allclose(t["delta_rmsea"].iloc[1:], np.diff(expected_rmsea), atol=1e-5)
     assert np.isnan(t.loc["configural", "delta_cfi"])

@@ -6,7 +6,7 @@ import shutil
 
 import dagster as dg
 
-from assets.definitions import ALL_ASSETS
+from assets.definitions import WAVE_ASSETS
 from assets.partitions import waves
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor
@@ -71,7 +71,7 @@ def test_sensor_skips_a_wave_already_materialized_from_the_same_inputs(
     settings = Settings(demo_data, tmp_path / "reports")
     instance.add_dynamic_partitions(waves.name, ["2019-T0"])
     dg.materialize(
-        ALL_ASSETS, partition_key="2019-T0", instance=instance, resources=resources_for(settings)
+        WAVE_ASSETS, partition_key="2019-T0", instance=instance, resources=resources_for(settings)
     )
     first = tick(instance, settings, None)
     assert requested(first) == ["2021-T1", "2022-T2"]

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from conftest import DEMO_RAW
 
-from assets.definitions import ALL_ASSETS, ALL_CHECKS
+from assets.definitions import ALL_ASSETS, WAVE_ASSETS, WAVE_CHECKS, build_definitions
 from assets.partitions import waves
-from assets.resources import resources_for
-from assets.scores import alpha_at_least_060
+from assets.psychometrics import alpha_at_least_060, measurement_invariance, measurement_model
+from assets.resources import ALL_WAVES, ScanConfig, resources_for
+from pipeline.cfa import SingularCovariance
 from pipeline.codebook import load_codebook
 from pipeline.settings import Settings
 
@@ -21,27 +22,41 @@ TRUTH_NAMES = {"source_file": "_source_file", "source_row": "_source_row"}
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
-    """All three demo waves through ingest and validation, with every check."""
+    """All three demo waves through every per-wave asset and check, then the cross-wave ones."""
     data = tmp_path_factory.mktemp("run") / "data"
     shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
     settings = Settings(data, data.parent / "reports")
+    definitions = build_definitions(settings)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(waves.name, WAVES)
+        # the automation daemon of `dagster dev` ticks before and after the waves come in
+        before = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
         results = {
             wave: dg.materialize(
-                [*ALL_ASSETS, *ALL_CHECKS],
+                [*WAVE_ASSETS, *WAVE_CHECKS],
                 partition_key=wave,
                 instance=instance,
                 resources=resources_for(settings),
             )
             for wave in WAVES
         }
-    return settings, results
+        after = dg.evaluate_automation_conditions(
+            defs=definitions, instance=instance, cursor=before.cursor
+        )
+        automation = (before, after)
+        results[ALL_WAVES] = dg.materialize(
+            [*ALL_ASSETS, *WAVE_CHECKS],
+            selection=dg.AssetSelection.groups(ALL_WAVES),
+            instance=instance,
+            resources=resources_for(settings),
+        )
+    return settings, results, automation
 
 
 def test_every_check_passes_on_the_demo(pipeline_run):
-    _, results = pipeline_run
-    for wave, result in results.items():
+    _, results, _ = pipeline_run
+    for wave in WAVES:
+        result = results[wave]
         evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert evaluations == {
             "raw_structure": True,
@@ -56,7 +71,7 @@ def test_every_check_passes_on_the_demo(pipeline_run):
 
 
 def test_validated_and_quarantined_rows_are_the_truths(pipeline_run, truth_rows):
-    settings, _ = pipeline_run
+    settings, *_ = pipeline_run
     for wave in WAVES:
         staged = settings.staging_dir
         validated = pd.read_parquet(staged / "validated_responses" / f"{wave}.parquet")
@@ -79,7 +94,7 @@ def test_validated_and_quarantined_rows_are_the_truths(pipeline_run, truth_rows)
 
 
 def test_summary_and_validation_pages_are_shareable(pipeline_run, truth_rows):
-    settings, _ = pipeline_run
+    settings, *_ = pipeline_run
     identifying = {v for value in truth_rows["planted_identifiers"] for v in value.split(";")}
     raw = pd.concat(
         pd.read_parquet(settings.staging_dir / "raw_responses" / f"{w}.parquet") for w in WAVES
@@ -101,7 +116,7 @@ def test_summary_and_validation_pages_are_shareable(pipeline_run, truth_rows):
 
 
 def test_scores_and_reliability_follow_the_contract_and_the_planted_structure(pipeline_run):
-    settings, _ = pipeline_run
+    settings, *_ = pipeline_run
     codebook = load_codebook(DEMO_RAW / "codebook.yaml")
     for wave in WAVES:
         folder = settings.processed_dir / wave
@@ -115,10 +130,14 @@ def test_scores_and_reliability_follow_the_contract_and_the_planted_structure(pi
             assert scores[f"{scale.name}_n_valid"].max() == len(scale.items)
         reliability = pd.read_csv(folder / "reliability.csv")
         assert list(reliability.columns) == [
-            "scale", "n", "k", "alpha", "alpha_std", "omega_total", "mean_r"
+            "scale", "n", "k", "alpha", "alpha_ci_low", "alpha_ci_high", "alpha_std",
+            "omega_total", "mean_r", "bootstrap_seed",
         ]  # fmt: skip
         # the generator simulates alpha between .70 and .85 (DOMAIN.md section 5)
         assert reliability["alpha"].between(0.70, 0.85).all(), reliability
+        assert (reliability["alpha_ci_low"] < reliability["alpha"]).all()
+        assert (reliability["alpha"] < reliability["alpha_ci_high"]).all()
+        assert reliability["bootstrap_seed"].nunique() == len(codebook.scales)
         items = pd.read_csv(folder / "item_statistics.csv")
         assert len(items) == len(codebook.items)
         reversed_items = {i for s in codebook.scales.values() for i in s.reverse}
@@ -136,7 +155,7 @@ def test_alpha_check_warns_below_060():
 
 def test_measurement_model_fits_the_planted_structure(pipeline_run):
     """The generator plants exactly this model (each item on its scale), so the CFA must fit."""
-    settings, _ = pipeline_run
+    settings, *_ = pipeline_run
     codebook = load_codebook(DEMO_RAW / "codebook.yaml")
     for wave in WAVES:
         folder = settings.processed_dir / wave
@@ -151,7 +170,7 @@ def test_measurement_model_fits_the_planted_structure(pipeline_run):
 
 
 def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeline_run):
-    settings, _ = pipeline_run
+    settings, *_ = pipeline_run
     for wave in WAVES:
         folder = settings.processed_dir / wave
         summary = pd.read_csv(folder / "aggregation.csv")
@@ -169,3 +188,37 @@ def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeli
         shown = companies[~companies["suppressed"]]
         assert (shown["n"] >= 5).all()
         assert ((shown["ci_low"] <= shown["mean"]) & (shown["mean"] <= shown["ci_high"])).all()
+
+
+def test_invariance_across_waves_is_requested_once_all_waves_are_in_and_holds(pipeline_run):
+    """The generator uses the same loadings and thresholds in every wave (only the latent means
+    shift), so configural, metric and scalar invariance must all hold on the demo."""
+    settings, results, automation = pipeline_run
+    before, after = automation
+    assert before.get_requested_partitions(measurement_invariance.key) == set()
+    assert after.get_requested_partitions(measurement_invariance.key) == {None}
+    assert results[ALL_WAVES].success
+    table = pd.read_csv(settings.processed_dir / "all_waves" / "invariance.csv")
+    assert list(table["model"]) == ["configural", "metric", "scalar"]
+    assert list(table["decision"]) == ["baseline", "holds", "holds"]
+    assert list(table["df"]) == [1887, 1945, 2003]  # 3 x 629 + 3 x (38 - 9) + 2 x 29 intercepts
+    sizes = {w: pd.read_csv(settings.processed_dir / w / "cfa_fit.csv")["n"][0] for w in WAVES}
+    assert table["groups"][0] == "; ".join(f"{w} ({n})" for w, n in sizes.items())
+    assert table["n"][0] == sum(sizes.values())
+    assert (table["cfi"] > 0.95).all() and (table["rmsea"] < 0.05).all()
+
+
+def test_invariance_needs_two_waves(pipeline_run):
+    settings, *_ = pipeline_run
+    one = {WAVES[0]: pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")}
+    scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
+    output = measurement_invariance(scan=scan, anonymised_responses=one)
+    assert output.value.empty and "decision" in output.value.columns
+
+
+def test_measurement_model_fails_the_wave_naming_an_item_without_variance(pipeline_run):
+    settings, *_ = pipeline_run
+    responses = pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")
+    scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
+    with pytest.raises(SingularCovariance, match=r"no variance in item\(s\) LT2"):
+        list(measurement_model(scan=scan, anonymised_responses=responses.assign(LT2=3.0)))

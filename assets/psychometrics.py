@@ -1,0 +1,150 @@
+"""Stage 5: psychometric evidence for the scan: reliability and the measurement model per wave,
+and measurement invariance across the waves."""
+
+import sys
+
+import dagster as dg
+import pandas as pd
+
+import pipeline.cfa
+import pipeline.invariance
+import pipeline.reliability
+import pipeline.scoring
+from assets.partitions import waves
+from assets.resources import ALL_WAVES, ScanConfig
+from assets.versions import source_version
+from pipeline.cfa import fit_cfa
+from pipeline.invariance import TABLE_COLUMNS, invariance_table
+from pipeline.reliability import reliability_tables
+from pipeline.scoring import recode_items
+
+PSYCHOMETRICS_CODE_VERSION = source_version(
+    pipeline.scoring,
+    pipeline.reliability,
+    pipeline.cfa,
+    pipeline.invariance,
+    sys.modules[__name__],
+)
+ALPHA_WARNING = 0.60
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="psychometrics",
+    code_version=PSYCHOMETRICS_CODE_VERSION,
+    outs={
+        "reliability": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "reliability.csv"},
+            description="Alpha with a bootstrap 95% CI, standardised alpha, omega total and mean r "
+            "per scale (psych).",
+        ),
+        "item_statistics": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "item_statistics.csv"},
+            description="Per item: n, mean, sd, r_drop and alpha if dropped (psych).",
+        ),
+    },
+)
+def reliability_stats(
+    context: dg.AssetExecutionContext, scan: ScanConfig, anonymised_responses: pd.DataFrame
+):
+    """Bootstrap seeds are derived from the wave and the scale (see `bootstrap_seed`)."""
+    scales, items = reliability_tables(anonymised_responses, scan.codebook(), context.partition_key)
+    yield dg.Output(scales, "reliability", metadata={"dagster/row_count": len(scales)})
+    yield dg.Output(items, "item_statistics", metadata={"dagster/row_count": len(items)})
+
+
+@dg.asset_check(asset="reliability", partitions_def=waves)
+def alpha_at_least_060(reliability: pd.DataFrame) -> dg.AssetCheckResult:
+    """Warns when a scale's alpha falls below .60 in the wave."""
+    low = reliability[reliability["alpha"] < ALPHA_WARNING].set_index("scale")["alpha"]
+    return dg.AssetCheckResult(
+        passed=low.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"below_060": dg.MetadataValue.json(low.round(3).to_dict())},
+    )
+
+
+class CfaNotConverged(RuntimeError):
+    """The measurement model's fit did not converge; its numbers are not published."""
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="psychometrics",
+    code_version=PSYCHOMETRICS_CODE_VERSION,
+    outs={
+        "cfa_fit": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "cfa_fit.csv"},
+            description="Fit of the scan's measurement model (ML CFA, as lavaan's cfa()).",
+        ),
+        "cfa_loadings": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "cfa_loadings.csv"},
+            description="Standardised loadings of the measurement model.",
+        ),
+    },
+)
+def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
+    """Each item on its scale, every scale a factor, factors correlated; complete rows only."""
+    codebook = scan.codebook()
+    model = {name: list(scale.items) for name, scale in codebook.scales.items()}
+    result = fit_cfa(recode_items(anonymised_responses, codebook), model)
+    if not result.converged:
+        raise CfaNotConverged(f"the CFA of {len(model)} scales on {result.n} rows did not converge")
+    fit = pd.DataFrame(
+        [
+            {
+                "model": "scales",
+                "n": result.n,
+                "chisq": result.chisq,
+                "df": result.df,
+                "cfi": result.cfi,
+                "tli": result.tli,
+                "rmsea": result.rmsea,
+                "srmr": result.srmr,
+            }
+        ]
+    )
+    yield dg.Output(fit, "cfa_fit", metadata={"n": result.n, "cfi": result.cfi})
+    yield dg.Output(result.loadings, "cfa_loadings", metadata={"dagster/row_count": len(model)})
+
+
+@dg.asset(
+    io_manager_key="shareable_io",
+    group_name=ALL_WAVES,
+    code_version=PSYCHOMETRICS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "invariance.csv"},
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def measurement_invariance(
+    scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
+) -> dg.Output[pd.DataFrame]:
+    """Configural, metric and scalar invariance of the measurement model across the waves
+    (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`),
+    with Chen's (2007) decision rules. Fewer than two waves give an empty table."""
+    codebook = scan.codebook()
+    model = {name: list(scale.items) for name, scale in codebook.scales.items()}
+    responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
+    if responses["wave"].nunique() < 2:
+        table = pd.DataFrame(columns=list(TABLE_COLUMNS))
+    else:
+        data = recode_items(responses.reset_index(drop=True), codebook)
+        data["wave"] = responses["wave"].to_numpy()
+        table = invariance_table(data, model, "wave")
+    return dg.Output(
+        table,
+        metadata={
+            "waves": sorted(anonymised_responses),
+            "decisions": dg.MetadataValue.json(
+                dict(zip(table["model"], table["decision"], strict=True))
+            ),
+        },
+    )
