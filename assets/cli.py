@@ -13,7 +13,13 @@ import dagster as dg
 import pandas as pd
 from tqdm import tqdm
 
-from assets.definitions import ALL_ASSETS, WAVE_ASSETS, WAVE_CHECKS, build_definitions
+from assets.definitions import (
+    ALL_ASSETS,
+    ALL_CHECKS,
+    WAVE_ASSETS,
+    WAVE_CHECKS,
+    build_definitions,
+)
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import stale_reasons
@@ -118,7 +124,7 @@ def run_cross_wave(instance: dg.DagsterInstance, settings: Settings, force: bool
         settings,
         None,
         force,
-        [*ALL_ASSETS, *WAVE_CHECKS],
+        [*ALL_ASSETS, *ALL_CHECKS],
         selection=dg.AssetSelection.groups(ALL_WAVES),
     )
 

@@ -10,6 +10,12 @@ from assets.anonymise import (
     responses_sav,
 )
 from assets.ingest import raw_responses
+from assets.models import (
+    longitudinal_models_converged,
+    longitudinal_multilevel_models,
+    models_converged,
+    multilevel_models,
+)
 from assets.psychometrics import (
     alpha_at_least_060,
     measurement_invariance,
@@ -31,6 +37,7 @@ WAVE_ASSETS = [
     reliability_stats,
     measurement_model,
     company_aggregates,
+    multilevel_models,
 ]
 WAVE_CHECKS = [
     raw_structure,
@@ -41,15 +48,18 @@ WAVE_CHECKS = [
     no_identifying_columns,
     no_identifier_values,
     alpha_at_least_060,
+    models_converged,
 ]
-CROSS_WAVE_ASSETS = [measurement_invariance]  # unpartitioned, read every wave
+CROSS_WAVE_ASSETS = [measurement_invariance, longitudinal_multilevel_models]  # read every wave
+CROSS_WAVE_CHECKS = [longitudinal_models_converged]
 ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS]
+ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
-        asset_checks=WAVE_CHECKS,
+        asset_checks=ALL_CHECKS,
         jobs=[wave_job],
         sensors=[wave_files_sensor, cross_wave_sensor],
         resources=resources_for(settings),

@@ -54,6 +54,11 @@ class Background:
         """Codes 1..n as they arrive in the exports, mapped to their value."""
         return {i + 1: v for i, v in enumerate(self.values)}
 
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The values after generalisation, in codebook order: what the shareable data hold."""
+        return tuple(dict.fromkeys(self.generalise.get(v, v) for v in self.values))
+
 
 @dataclass(frozen=True)
 class Column:
@@ -93,6 +98,16 @@ class Anonymisation:
 
 
 @dataclass(frozen=True)
+class Models:
+    """The multilevel models: each outcome scale on the culture scales (split within and between
+    companies) and the background controls."""
+
+    outcomes: tuple[str, ...]
+    culture: tuple[str, ...]
+    controls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Codebook:
     path: Path
     instrument: str
@@ -110,6 +125,7 @@ class Codebook:
     background: dict[str, Background]
     quality: Quality = field(default_factory=Quality)
     anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
+    models: Models = field(default_factory=lambda: Models((), (), ()))
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -288,6 +304,7 @@ class _Parser:
             background=background,
             quality=self.quality(raw.get("quality", {})),
             anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
+            models=self.models(raw.get("models", {}), scales, background),
             _scale_of=scale_of,
         )
 
@@ -331,6 +348,30 @@ class _Parser:
                 f"quasi-identifiers missing: {', '.join(left_out)}",
             )
         return Anonymisation(k, order)
+
+    def models(
+        self, raw: Any, scales: dict[str, Scale], background: dict[str, Background]
+    ) -> Models:
+        """By default every outcome scale on every culture scale, without controls."""
+        if not isinstance(raw, dict):
+            raise self.fail("models", "expected a mapping")
+        unknown = set(raw) - {"outcomes", "culture", "controls"}
+        if unknown:
+            raise self.fail(f"models.{sorted(unknown)[0]}", "unknown setting")
+        chosen = {}
+        for key, level in (("outcomes", "outcome"), ("culture", "culture")):
+            default = [name for name, scale in scales.items() if scale.level == level]
+            chosen[key] = self.names(raw.get(key, default), f"models.{key}")
+            wrong = [n for n in chosen[key] if n not in scales or scales[n].level != level]
+            if wrong:
+                raise self.fail(
+                    f"models.{key}", f"{', '.join(wrong)}: not a scale of level {level}"
+                )
+        controls = self.names(raw.get("controls", []), "models.controls")
+        wrong = [name for name in controls if name not in background]
+        if wrong:
+            raise self.fail("models.controls", f"{', '.join(wrong)}: not a background variable")
+        return Models(chosen["outcomes"], chosen["culture"], controls)
 
     def missing_codes(self, raw: dict) -> dict[int, str]:
         for code in raw:

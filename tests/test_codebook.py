@@ -21,6 +21,7 @@ def test_demo_codebook_describes_the_demo_instrument():
     assert cb.aliases["bedrijf"] == cb.company_id == "company_code"
     assert set(cb.direct_identifiers) >= {"name", "email", "ip_address"}
     assert all(text.strip() for text in cb.item_text.values())
+    assert cb.models.outcomes == ("SL", "EM") and len(cb.models.culture) == 6
 
 
 def write(tmp_path, text):
@@ -100,6 +101,19 @@ def write(tmp_path, text):
             "identifiers.company",
             "'bedrijfscode' is not declared under columns",
         ),
+        (
+            "  outcomes: [SL, EM]",
+            "  outcomes: [SL, LT]",
+            "models.outcomes",
+            "LT: not a scale of level outcome",
+        ),
+        (
+            "  culture: [LT, RF,",
+            "  culture: [XX, RF,",
+            "models.culture",
+            "XX: not a scale of level culture",
+        ),
+        ("  controls: [age_band,", "  controls: [shoe_size,", "models.controls", "shoe_size"),
     ],
 )
 def test_malformed_codebook_names_key_and_file(tmp_path, codebook_text, old, new, key, message):

@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from conftest import DEMO_RAW
 
-from assets.definitions import ALL_ASSETS, WAVE_ASSETS, WAVE_CHECKS, build_definitions
+from assets.definitions import (
+    ALL_ASSETS,
+    ALL_CHECKS,
+    WAVE_ASSETS,
+    WAVE_CHECKS,
+    build_definitions,
+)
 from assets.partitions import waves
 from assets.psychometrics import alpha_at_least_060, measurement_invariance, measurement_model
 from assets.resources import ALL_WAVES, ScanConfig, resources_for
@@ -45,7 +51,7 @@ def pipeline_run(tmp_path_factory):
         )
         automation = (before, after)
         results[ALL_WAVES] = dg.materialize(
-            [*ALL_ASSETS, *WAVE_CHECKS],
+            [*ALL_ASSETS, *ALL_CHECKS],
             selection=dg.AssetSelection.groups(ALL_WAVES),
             instance=instance,
             resources=resources_for(settings),
@@ -67,6 +73,7 @@ def test_every_check_passes_on_the_demo(pipeline_run):
             "no_identifying_columns": True,
             "no_identifier_values": True,
             "alpha_at_least_060": True,
+            "models_converged": True,
         }, wave
 
 
@@ -222,3 +229,47 @@ def test_measurement_model_fails_the_wave_naming_an_item_without_variance(pipeli
     scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
     with pytest.raises(SingularCovariance, match=r"no variance in item\(s\) LT2"):
         list(measurement_model(scan=scan, anonymised_responses=responses.assign(LT2=3.0)))
+
+
+def test_wave_models_find_the_planted_culture_effect(pipeline_run):
+    """The generator makes each outcome depend on the company's and the person's culture (.35 on
+    the latent composite, equal within and between companies) and gives the outcomes a small
+    company share (ICC about .02). On the observed, noisy 1-5 scale scores the effect is spread
+    over six correlated culture scales, so the test asks for what survives: the culture block
+    matters (likelihood-ratio test), the within effects add up positive, and the ICC is small."""
+    settings, *_ = pipeline_run
+    for wave in WAVES:
+        folder = settings.processed_dir / wave
+        fits = pd.read_csv(folder / "multilevel_fit.csv").set_index("model")
+        coefficients = pd.read_csv(folder / "multilevel.csv")
+        assert list(fits.index) == ["SL/empty", "SL/full", "EM/empty", "EM/full"]
+        assert not fits["blocking"].any() and fits["converged"].all()
+        assert (fits["engine"] == "nested_lmm").all()
+        for outcome in ("SL", "EM"):
+            assert 0 <= fits.loc[f"{outcome}/empty", "icc"] < 0.06
+            assert fits.loc[f"{outcome}/full", "lr_p"] < 0.001
+            full = coefficients[coefficients["model"] == f"{outcome}/full"].set_index("term")
+            assert full.loc[full.index.str.endswith("_within"), "estimate"].sum() > 0.2
+            between = full["df_method"].str.contains("company level")
+            assert set(full.index[between]) == {"Intercept"} | {
+                f"{c}_between" for c in ("LT", "RF", "CL", "LL", "LS", "EN")
+            }
+            groups = fits.loc[f"{outcome}/full", "n_groups"]
+            assert (full.loc[between, "df"] == groups - 7).all()  # companies - 6 means - 1
+
+
+def test_longitudinal_models_find_the_planted_growth_and_the_panel(pipeline_run):
+    settings, results, _ = pipeline_run
+    checks = {e.check_name: e.passed for e in results[ALL_WAVES].get_asset_check_evaluations()}
+    assert checks == {"longitudinal_models_converged": True}
+    folder = settings.processed_dir / "all_waves"
+    fits = pd.read_csv(folder / "multilevel_fit.csv").set_index("model")
+    coefficients = pd.read_csv(folder / "multilevel.csv").set_index(["model", "term"])
+    assert list(fits.index) == ["SL/longitudinal", "EM/longitudinal"]
+    for model, fit in fits.iterrows():
+        # the generator raises culture and outcomes by .15 latent SD per wave step
+        wave = coefficients.loc[(model, "wave")]
+        assert wave["ci_low"] > 0, wave
+        # panel members are linked across waves, so persons are fewer than observations
+        assert fit["n_persons"] < fit["n_obs"] and fit["var_person"] > 0
+        assert fit["n_groups"] == 40 and not fit["blocking"]

@@ -1,0 +1,134 @@
+"""Stage 6: multilevel models of the learning outcomes, per wave (two-level) and across the waves
+(three-level), with a blocking check that no fit with an unresolved problem is published."""
+
+import sys
+
+import dagster as dg
+import pandas as pd
+
+import pipeline.mixed_fit
+import pipeline.multilevel
+import pipeline.nested_lmm
+from assets.partitions import waves
+from assets.resources import ALL_WAVES, ScanConfig
+from assets.versions import source_version
+from pipeline.codebook import Codebook
+from pipeline.multilevel import (
+    coefficients_table,
+    fit_table,
+    longitudinal_models,
+    model_frame,
+    wave_models,
+)
+
+MODELS_CODE_VERSION = source_version(
+    pipeline.multilevel, pipeline.nested_lmm, pipeline.mixed_fit, sys.modules[__name__]
+)
+
+
+def _frame(scores: pd.DataFrame, responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    controls = {name: codebook.background[name].levels for name in codebook.models.controls}
+    return model_frame(scores, responses, controls)
+
+
+def _outputs(results, coefficients: str, fits: str):
+    table, fit = coefficients_table(results), fit_table(results)
+    blocked = fit.loc[fit["blocking"], "model"].tolist()
+    yield dg.Output(table, coefficients, metadata={"dagster/row_count": len(table)})
+    yield dg.Output(fit, fits, metadata={"models": len(fit), "blocked": blocked})
+
+
+def _outs(prefix: str, where: str, automation=None) -> dict[str, dg.AssetOut]:
+    return {
+        f"{prefix}multilevel": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "multilevel.csv"},
+            description=f"Fixed effects of the multilevel models {where}: estimate, SE, t-based "
+            "CI and p with the between-within df, and the OLS cluster-robust sensitivity.",
+            automation_condition=automation,
+        ),
+        f"{prefix}multilevel_fit": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "multilevel_fit.csv"},
+            description=f"Fit of the multilevel models {where}: n, groups, logLik, AIC, BIC, "
+            "variance components, ICC, Nakagawa R2, engine, problems and notes.",
+            automation_condition=automation,
+        ),
+    }
+
+
+@dg.multi_asset(
+    partitions_def=waves,
+    group_name="models",
+    code_version=MODELS_CODE_VERSION,
+    outs=_outs("", "of the wave (outcome on culture within and between companies)"),
+)
+def multilevel_models(
+    scan: ScanConfig, scale_scores: pd.DataFrame, anonymised_responses: pd.DataFrame
+):
+    """Per outcome: the empty model and the full two-level model (REML), with the ML
+    likelihood-ratio test between them."""
+    codebook = scan.codebook()
+    models = codebook.models
+    frame = _frame(scale_scores, anonymised_responses, codebook)
+    results = wave_models(frame, models.outcomes, models.culture, models.controls)
+    yield from _outputs(results, "multilevel", "multilevel_fit")
+
+
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=MODELS_CODE_VERSION,
+    outs=_outs(
+        "longitudinal_",
+        "across the waves (company / person / wave)",
+        dg.AutomationCondition.eager(),
+    ),
+)
+def longitudinal_multilevel_models(
+    scan: ScanConfig,
+    scale_scores: dict[str, pd.DataFrame],
+    anonymised_responses: dict[str, pd.DataFrame],
+):
+    """Per outcome, all waves: wave + culture within and between + controls, random intercepts
+    for company and person within company, and a company wave slope where the data carry it."""
+    codebook = scan.codebook()
+    models = codebook.models
+    frame = pd.concat(
+        [_frame(scale_scores[w], anonymised_responses[w], codebook) for w in sorted(scale_scores)],
+        ignore_index=True,
+    )
+    order = [w for w in codebook.waves if w in scale_scores]
+    results = longitudinal_models(
+        frame, models.outcomes, models.culture, models.controls, wave_order=order
+    )
+    yield from _outputs(results, "longitudinal_multilevel", "longitudinal_multilevel_fit")
+
+
+def _guard(fits: pd.DataFrame) -> dg.AssetCheckResult:
+    blocked = fits[fits["blocking"]]
+    return dg.AssetCheckResult(
+        passed=blocked.empty,
+        metadata={
+            "blocked": dg.MetadataValue.json(
+                dict(zip(blocked["model"], blocked["problems"], strict=True))
+            ),
+            "notes": dg.MetadataValue.json(
+                {m: n for m, n in zip(fits["model"], fits["notes"].fillna(""), strict=True) if n}
+            ),
+        },
+    )
+
+
+@dg.asset_check(asset="multilevel_fit", partitions_def=waves, blocking=True)
+def models_converged(multilevel_fit: pd.DataFrame) -> dg.AssetCheckResult:
+    """Every model converged without a zero or non-finite fixed effect, after refits with other
+    optimisers and starts (statsmodels #10239); a model that did not publishes no numbers."""
+    return _guard(multilevel_fit)
+
+
+@dg.asset_check(asset="longitudinal_multilevel_fit", blocking=True)
+def longitudinal_models_converged(longitudinal_multilevel_fit: pd.DataFrame) -> dg.AssetCheckResult:
+    """As `models_converged`, for the models across the waves."""
+    return _guard(longitudinal_multilevel_fit)
