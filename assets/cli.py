@@ -16,8 +16,10 @@ from tqdm import tqdm
 from assets.definitions import (
     ALL_ASSETS,
     ALL_CHECKS,
-    WAVE_ASSETS,
-    WAVE_CHECKS,
+    CROSS_WAVE_SELECTION,
+    REPORT_SELECTION,
+    REPORTS,
+    WAVE_SELECTION,
     build_definitions,
 )
 from assets.partitions import waves
@@ -88,21 +90,26 @@ def run(settings: Settings, force: bool) -> None:
     progress = tqdm(found, desc="waves", unit="wave")
     for wave in progress:
         progress.set_postfix_str(wave)
-        results.append(run_wave(instance, settings, wave, force))
+        results.append(run_stage(instance, settings, WAVE_SELECTION, wave, force))
     progress.close()
     if any(r.status == "failed" for r in results):
-        results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; cross-wave results kept"))
+        results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; the last results are kept"))
     else:
-        results.append(run_cross_wave(instance, settings, force))
+        results.append(run_stage(instance, settings, CROSS_WAVE_SELECTION, None, force))
+    if results[-1].status in ("skipped", "failed"):
+        results.append(WaveRun(REPORTS, "skipped", "needs every wave and the cross-wave results"))
+    else:
+        for wave in tqdm(found, desc="reports", unit="wave"):
+            results.append(run_stage(instance, settings, REPORT_SELECTION, wave, force))
 
     for r in results:
-        click.echo(f"{r.wave:<10} {r.status:<13} {r.detail}")
+        click.echo(f"{r.wave:<16} {r.status:<13} {r.detail}")
         folder = settings.processed_dir / r.wave
         if r.status != "failed" and (folder / "quality_summary.csv").exists():
-            click.echo(f"{'':<10} {describe_quality(pd.read_csv(folder / 'quality_summary.csv'))}")
+            click.echo(f"{'':<16} {describe_quality(pd.read_csv(folder / 'quality_summary.csv'))}")
         if r.status != "failed" and (folder / "disclosure.json").exists():
             disclosure = json.loads((folder / "disclosure.json").read_text())
-            click.echo(f"{'':<10} {describe_disclosure(disclosure)}")
+            click.echo(f"{'':<16} {describe_disclosure(disclosure)}")
     click.echo(f"restricted outputs: {settings.staging_dir}")
     click.echo(f"shareable outputs:  {settings.processed_dir}")
     click.echo(f"Dagster instance:   {instance.root_directory} (see the runs with `dagster dev`)")
@@ -110,40 +117,30 @@ def run(settings: Settings, force: bool) -> None:
         raise SystemExit(1)
 
 
-def run_wave(instance: dg.DagsterInstance, settings: Settings, wave: str, force: bool) -> WaveRun:
-    """Materialize the wave's partition of every per-wave asset, with their checks."""
-    return _materialize(
-        instance, settings, wave, force, [*WAVE_ASSETS, *WAVE_CHECKS], partition_key=wave
-    )
-
-
-def run_cross_wave(instance: dg.DagsterInstance, settings: Settings, force: bool) -> WaveRun:
-    """Materialize the cross-wave assets from the stored outputs of all waves."""
-    return _materialize(
-        instance,
-        settings,
-        None,
-        force,
-        [*ALL_ASSETS, *ALL_CHECKS],
-        selection=dg.AssetSelection.groups(ALL_WAVES),
-    )
-
-
-def _materialize(
-    instance: dg.DagsterInstance, settings: Settings, wave: str | None, force: bool, defs, **kwargs
+def run_stage(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    selection: dg.AssetSelection,
+    wave: str | None,
+    force: bool,
 ) -> WaveRun:
-    label = wave or ALL_WAVES
-    stale = stale_reasons(instance, build_definitions(settings), settings, wave)
+    """Materialize the selected assets (and their checks) for one wave, or the cross-wave ones
+    with `wave=None`, unless all are up to date."""
+    label = ALL_WAVES if wave is None else wave
+    if selection is REPORT_SELECTION:
+        label = f"{REPORTS}/{wave}"
+    stale = stale_reasons(instance, build_definitions(settings), settings, selection, wave)
     if not force and not stale:
         return WaveRun(label, "up to date")
     result = dg.materialize(
-        defs,
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=selection,
+        partition_key=wave,
         instance=instance,
         resources=resources_for(settings),
         run_config=QUIET_LOGS,
         tags={"scan/command": "scan run"},
         raise_on_error=False,
-        **kwargs,
     )
     if not result.success:
         return WaveRun(label, "failed", f"{failure_reason(result)} (run {result.run_id})")

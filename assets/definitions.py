@@ -22,7 +22,8 @@ from assets.psychometrics import (
     measurement_model,
     reliability_stats,
 )
-from assets.resources import resources_for
+from assets.reports import REPORTS, company_reports, wave_report
+from assets.resources import ALL_WAVES, resources_for
 from assets.scores import company_aggregates, scale_scores
 from assets.sensors import cross_wave_sensor, wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
@@ -52,8 +53,13 @@ WAVE_CHECKS = [
 ]
 CROSS_WAVE_ASSETS = [measurement_invariance, longitudinal_multilevel_models]  # read every wave
 CROSS_WAVE_CHECKS = [longitudinal_models_converged]
-ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS]
+REPORT_ASSETS = [company_reports, wave_report]  # per wave, after the cross-wave assets
+ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS]
 ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
+# What `scan run` materializes in turn: each wave, then across the waves, then each wave's reports.
+WAVE_SELECTION = dg.AssetSelection.assets(*WAVE_ASSETS)
+CROSS_WAVE_SELECTION = dg.AssetSelection.groups(ALL_WAVES)
+REPORT_SELECTION = dg.AssetSelection.groups(REPORTS)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -1,5 +1,6 @@
 """Resources: the pipeline's settings and the IO managers of the two zones."""
 
+import typing
 from pathlib import Path
 
 import dagster as dg
@@ -78,12 +79,13 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        """One wave's table; for a cross-wave asset, {wave: table} over all waves."""
+        """One wave's table; {wave: table} over the waves mapped to the input when the input is
+        annotated as a dict (a cross-wave asset, or a report that compares with earlier waves)."""
         if not context.has_asset_partitions:
             return self._read(self._path(context, ALL_WAVES))
-        if context.has_partition_key:
-            return self._read(self._path(context, context.asset_partition_key))
-        return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
+        if typing.get_origin(context.dagster_type.typing_type) is dict:
+            return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
+        return self._read(self._path(context, context.asset_partition_key))
 
     @staticmethod
     def _read(path: Path) -> pd.DataFrame:

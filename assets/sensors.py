@@ -13,16 +13,16 @@ from pipeline.readers import export_files
 wave_job = dg.define_asset_job(
     "wave_job",
     selection=dg.AssetSelection.assets(raw_responses).downstream()
-    - dg.AssetSelection.groups(ALL_WAVES),
+    - dg.AssetSelection.groups(ALL_WAVES).downstream(),
     description="Everything that is computed per wave.",
 )
 
 cross_wave_sensor = dg.AutomationConditionSensorDefinition(
     "cross_wave_sensor",
-    target=dg.AssetSelection.groups(ALL_WAVES),
+    target=dg.AssetSelection.groups(ALL_WAVES).downstream(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs the cross-wave assets by their automation condition (eager: once every "
-    "wave is materialized and whenever one of them changes).",
+    description="Runs the cross-wave assets, and then the reports, by their automation "
+    "condition (eager: once every wave is materialized and whenever one of them changes).",
 )
 
 

@@ -38,13 +38,18 @@ def partitions_input_version(data_versions: list[str]) -> str:
 
 
 def _input_version(
-    instance: dg.DagsterInstance, parent: dg.AssetKey, partitioned: bool, wave: str | None
+    instance: dg.DagsterInstance, graph, key: dg.AssetKey, parent: dg.AssetKey, wave: str | None
 ) -> str:
-    """The input data version Dagster would record now for `parent` (a wave's partition, all
-    wave partitions for a cross-wave asset, or the parent itself when it has no partitions)."""
-    if not partitioned:
+    """The input data version Dagster would record now for `parent`: the parent itself when it
+    has no partitions; else the hash over the parent's partitions the input reads (the wave's
+    own, or every wave for a cross-wave asset or an input mapped to all waves)."""
+    if graph.get(parent).partitions_def is None:
         return (latest_tags(instance, parent, None) or {}).get(DATA_VERSION, "")
-    partitions = [wave] if wave is not None else sorted(instance.get_dynamic_partitions(waves.name))
+    mapping = graph.get_partition_mapping(key, parent)
+    if wave is not None and not isinstance(mapping, dg.AllPartitionMapping):
+        partitions = [wave]
+    else:
+        partitions = sorted(instance.get_dynamic_partitions(waves.name))
     return partitions_input_version(
         [(latest_tags(instance, parent, w) or {}).get(DATA_VERSION, "") for w in partitions]
     )
@@ -54,15 +59,17 @@ def stale_reasons(
     instance: dg.DagsterInstance,
     definitions: dg.Definitions,
     settings: Settings,
+    selection: dg.AssetSelection,
     wave: str | None,
 ) -> dict[str, str]:
-    """{asset: why it is stale} for the wave's partitioned assets, or with `wave=None` for the
-    cross-wave assets; empty when all are current."""
+    """{asset: why it is stale} for the selected assets: their `wave` partition, or with
+    `wave=None` the unpartitioned ones; empty when all are current."""
     graph = definitions.resolve_asset_graph()
+    selected = selection.resolve(graph)
     reasons: dict[str, str] = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
-        if (node.partitions_def is None) != (wave is None):
+        if key not in selected or (node.partitions_def is None) != (wave is None):
             continue
         tags = latest_tags(instance, key, wave)
         name = key.to_user_string()
@@ -76,8 +83,7 @@ def stale_reasons(
         else:
             for parent in node.parent_keys:
                 recorded = tags.get(INPUT_VERSION + parent.to_user_string())
-                partitioned = graph.get(parent).partitions_def is not None
-                if recorded != _input_version(instance, parent, partitioned, wave) or (
+                if recorded != _input_version(instance, graph, key, parent, wave) or (
                     parent.to_user_string() in reasons
                 ):
                     reasons[name] = f"upstream {parent.to_user_string()} changed"

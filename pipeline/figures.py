@@ -94,10 +94,14 @@ def coefficient_plot(table: pd.DataFrame, path: Path, title: str = "") -> Figure
     y = np.arange(len(rows))[::-1]
     with matplotlib.rc_context(STYLE):
         fig, ax = _new_figure(6.0, 0.45 * len(rows) + 1.0)
+        estimate = rows["estimate"].to_numpy(float)
         ax.errorbar(
-            rows["estimate"],
+            estimate,
             y,
-            xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+            xerr=[
+                estimate - rows["ci_low"].to_numpy(float),
+                rows["ci_high"].to_numpy(float) - estimate,
+            ],
             fmt="o",
             color=INK,
             ecolor=MID_GRAY,

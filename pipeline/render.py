@@ -171,12 +171,10 @@ def render_report(
 
     `engine` is "auto" (quarto when on PATH, else pandoc/typst), "quarto" or "pandoc".
     """
-    if engine not in ("auto", "quarto", "pandoc"):
-        raise ValueError(f"engine {engine!r}: expected 'auto', 'quarto' or 'pandoc'")
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {sorted(unknown)}; expected some of {FORMATS}")
-    use_quarto = engine == "quarto" or (engine == "auto" and shutil.which("quarto") is not None)
+    use_quarto = _use_quarto(engine)
     source = fill_template(template, context)
     with tempfile.TemporaryDirectory(prefix="render-") as work:
         work_dir = Path(work)
@@ -192,7 +190,7 @@ def render_report(
         written.append(RenderedFile(fmt, path, hashlib.sha256(data).hexdigest()))
     return Rendered(
         files=tuple(written),
-        engine=quarto_engine() if use_quarto else pandoc_engine(),
+        engine=engine_description(engine),
         source_sha256=hashlib.sha256(source.encode("utf-8")).hexdigest(),
     )
 
@@ -261,6 +259,18 @@ def _render_quarto(qmd: Path, fmt: str, work_dir: Path) -> bytes:
         capture_output=True,
     )
     return (work_dir / output).read_bytes()
+
+
+def _use_quarto(engine: str) -> bool:
+    if engine not in ("auto", "quarto", "pandoc"):
+        raise ValueError(f"engine {engine!r}: expected 'auto', 'quarto' or 'pandoc'")
+    return engine == "quarto" or (engine == "auto" and shutil.which("quarto") is not None)
+
+
+def engine_description(engine: str = "auto") -> str:
+    """The engine (with versions) that `render_report(..., engine=engine)` uses here; known
+    before rendering, so a report's provenance appendix can name it."""
+    return quarto_engine() if _use_quarto(engine) else pandoc_engine()
 
 
 def pandoc_engine() -> str:

@@ -2,17 +2,13 @@
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from conftest import DEMO_RAW
+from conftest import DEMO_RAW, scan
 
-SCAN = str(Path(sys.executable).parent / "scan")
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 
 
@@ -22,43 +18,32 @@ def statuses(stdout: str) -> dict[str, str]:
     return dict(found)
 
 
-def scan(*args, home: Path, cwd: Path, key: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    for name in ("SCAN_DATA_DIR", "SCAN_PSEUDONYM_KEY", "SCAN_PSEUDONYM_KEY_FILE"):
-        env.pop(name, None)
-    if key:
-        env["SCAN_PSEUDONYM_KEY"] = key
-    return subprocess.run(
-        [SCAN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(
-    demo_data, tmp_path, monkeypatch
-):
-    home = tmp_path / "dagster_home"
-    first = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    assert statuses(first.stdout) == dict.fromkeys([*WAVES, "all_waves"], "materialized")
+def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan_run, monkeypatch):
+    data, reports, home, stdout = scan_run
+    stages = [*WAVES, "all_waves", *(f"reports/{wave}" for wave in WAVES)]
+    assert statuses(stdout) == dict.fromkeys(stages, "materialized")
     for wave in WAVES:
-        assert (demo_data / "raw" / "_staging" / "raw_responses" / f"{wave}.parquet").exists()
-        assert (demo_data / "processed" / wave / "quality_summary.csv").exists()
-    assert str(demo_data / "processed") in first.stdout
-    invariance = pd.read_csv(demo_data / "processed" / "all_waves" / "invariance.csv")
+        assert (data / "raw" / "_staging" / "raw_responses" / f"{wave}.parquet").exists()
+        assert (data / "processed" / wave / "quality_summary.csv").exists()
+        assert (reports / wave / "wave_report.html").exists()
+    assert str(data / "processed") in stdout
+    invariance = pd.read_csv(data / "processed" / "all_waves" / "invariance.csv")
     assert list(invariance["model"]) == ["configural", "metric", "scalar"]
     assert all(wave in invariance["groups"][0] for wave in WAVES)
     truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"]["2021-T1"]
     raw, kept = truth["raw_rows"], truth["expected_after_qc"]
-    assert f"{raw} raw rows: {kept} validated, {raw - kept} quarantined (preview 3," in first.stdout
+    assert f"{raw} raw rows: {kept} validated, {raw - kept} quarantined (preview 3," in stdout
 
-    again = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
+    again = scan(
+        "--data-dir", str(data), "--reports-dir", str(reports), "run", home=home, cwd=data.parent
+    )
     assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == dict.fromkeys([*WAVES, "all_waves"], "up to date")
+    assert statuses(again.stdout) == dict.fromkeys(stages, "up to date")
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 4 and all(r.is_success for r in runs)
+        assert len(runs) == 7 and all(r.is_success for r in runs)
         assert sorted(instance.get_dynamic_partitions("waves")) == WAVES
 
 
@@ -78,6 +63,7 @@ def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_
         "2021-T1": "failed",
         "2022-T2": "materialized",
         "all_waves": "skipped",
+        "reports": "skipped",
     }
 
 

@@ -1,66 +1,22 @@
-"""The validation stage materialized through Dagster on the demo, read back, against the truth."""
+"""The pipeline materialized through Dagster on the demo, read back, against the truth."""
 
 import json
-import shutil
 
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import DEMO_RAW
+from conftest import DEMO_RAW, WAVES
 
-from assets.definitions import (
-    ALL_ASSETS,
-    ALL_CHECKS,
-    WAVE_ASSETS,
-    WAVE_CHECKS,
-    build_definitions,
-)
-from assets.partitions import waves
 from assets.psychometrics import alpha_at_least_060, measurement_invariance, measurement_model
-from assets.resources import ALL_WAVES, ScanConfig, resources_for
+from assets.resources import ALL_WAVES, ScanConfig
 from pipeline.cfa import SingularCovariance
 from pipeline.codebook import load_codebook
-from pipeline.settings import Settings
 
-WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 TRUTH_NAMES = {"source_file": "_source_file", "source_row": "_source_row"}
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    """All three demo waves through every per-wave asset and check, then the cross-wave ones."""
-    data = tmp_path_factory.mktemp("run") / "data"
-    shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
-    settings = Settings(data, data.parent / "reports")
-    definitions = build_definitions(settings)
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(waves.name, WAVES)
-        # the automation daemon of `dagster dev` ticks before and after the waves come in
-        before = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
-        results = {
-            wave: dg.materialize(
-                [*WAVE_ASSETS, *WAVE_CHECKS],
-                partition_key=wave,
-                instance=instance,
-                resources=resources_for(settings),
-            )
-            for wave in WAVES
-        }
-        after = dg.evaluate_automation_conditions(
-            defs=definitions, instance=instance, cursor=before.cursor
-        )
-        automation = (before, after)
-        results[ALL_WAVES] = dg.materialize(
-            [*ALL_ASSETS, *ALL_CHECKS],
-            selection=dg.AssetSelection.groups(ALL_WAVES),
-            instance=instance,
-            resources=resources_for(settings),
-        )
-    return settings, results, automation
-
-
 def test_every_check_passes_on_the_demo(pipeline_run):
-    _, results, _ = pipeline_run
+    results = pipeline_run.results
     for wave in WAVES:
         result = results[wave]
         evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -200,7 +156,7 @@ def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeli
 def test_invariance_across_waves_is_requested_once_all_waves_are_in_and_holds(pipeline_run):
     """The generator uses the same loadings and thresholds in every wave (only the latent means
     shift), so configural, metric and scalar invariance must all hold on the demo."""
-    settings, results, automation = pipeline_run
+    settings, results, automation, _ = pipeline_run
     before, after = automation
     assert before.get_requested_partitions(measurement_invariance.key) == set()
     assert after.get_requested_partitions(measurement_invariance.key) == {None}
@@ -259,7 +215,7 @@ def test_wave_models_find_the_planted_culture_effect(pipeline_run):
 
 
 def test_longitudinal_models_find_the_planted_growth_and_the_panel(pipeline_run):
-    settings, results, _ = pipeline_run
+    settings, results, *_ = pipeline_run
     checks = {e.check_name: e.passed for e in results[ALL_WAVES].get_asset_check_evaluations()}
     assert checks == {"longitudinal_models_converged": True}
     folder = settings.processed_dir / "all_waves"

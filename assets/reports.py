@@ -1,0 +1,185 @@
+"""Stage 7: the wave report and the company feedback reports, rendered from what the assets
+computed (the templates in reports/ only lay it out)."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+import pipeline.company_report
+import pipeline.figures
+import pipeline.render
+import pipeline.suppression
+import pipeline.wave_report
+from assets.ingest import wave_inputs
+from assets.partitions import waves
+from assets.resources import ScanConfig
+from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
+from assets.versions import source_version
+from pipeline.company_report import render_company_reports
+from pipeline.render import REPORTS_DIR, engine_description, render_report
+from pipeline.wave_report import WaveInputs, wave_context
+
+REPORTS = "reports"  # the asset group, and the folder of the templates
+REPORTS_CODE_VERSION = source_version(
+    pipeline.company_report,
+    pipeline.figures,
+    pipeline.render,
+    pipeline.suppression,
+    pipeline.wave_report,
+    sys.modules[__name__],
+)
+ALL_WAVES_OF = dg.AllPartitionMapping()  # an input that reads every wave (for change over time)
+EAGER = dg.AutomationCondition.eager()
+
+
+def _previous(wave: str, available: dict, order: list[str]) -> str | None:
+    earlier = [w for w in order[: order.index(wave)] if w in available]
+    return earlier[-1] if earlier else None
+
+
+def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> dict:
+    """What the report rests on, all of it content-derived so that re-rendering the same inputs
+    gives the same bytes: the raw files and codebook (sha256), and each input asset's code and
+    data version. Run ids live in Dagster and in the run's records, not in the report."""
+    inputs = []
+    for key in sorted(context.assets_def.asset_deps[context.asset_key], key=str):
+        tags = latest_tags(context.instance, key, wave)  # a per-wave input
+        partition = wave if tags else "all waves"
+        tags = tags or latest_tags(context.instance, key, None) or {}
+        inputs.append(
+            {
+                "asset": key.to_user_string(),
+                "partition": partition,
+                "code_version": tags.get(CODE_VERSION, ""),
+                "data_version": tags.get(DATA_VERSION, ""),
+            }
+        )
+    return {
+        "files": wave_inputs(scan.settings, wave),
+        "inputs": inputs,
+        "report_code_version": REPORTS_CODE_VERSION,
+        "engine": engine_description(),
+    }
+
+
+def _remove_other_reports(folder: Path, companies: set[str]) -> None:
+    """A company that fell under the minimum in a rerun must not keep its earlier report."""
+    for path in folder.glob("*"):
+        if path.suffix in (".html", ".pdf") and path.stem not in companies:
+            path.unlink()
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"html", "pdf"},
+    metadata={"file": "company_reports.csv"},
+    automation_condition=EAGER,
+    ins={"company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF)},
+)
+def company_reports(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    scale_scores: pd.DataFrame,
+    anonymised_responses: pd.DataFrame,
+    company_scores_by_wave: dict[str, pd.DataFrame],
+) -> dg.Output[pd.DataFrame]:
+    """One feedback report per company with at least k respondents, named by its pseudonym, in
+    `<reports>/<wave>/companies/`; the table lists them (with sha256) and the companies left out."""
+    wave = context.partition_key
+    codebook = scan.codebook()
+    out_dir = scan.settings.reports_dir / wave / "companies"
+    rendered, without = render_company_reports(
+        wave,
+        scale_scores,
+        anonymised_responses,
+        company_scores_by_wave,
+        codebook,
+        out_dir,
+        workers=len(os.sched_getaffinity(0)),
+    )
+    rows = [
+        {"company_id": company, **{f"{f.format}_sha256": f.sha256 for f in report.files}}
+        for company, report in rendered.items()
+    ]
+    _remove_other_reports(out_dir, set(rendered))
+    table = pd.DataFrame(rows, columns=["company_id", "html_sha256", "pdf_sha256"])
+    return dg.Output(
+        table,
+        metadata={
+            "reports": len(table),
+            "companies_without_report": without,
+            "folder": dg.MetadataValue.path(str(out_dir)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=waves,
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"html", "pdf"},
+    automation_condition=EAGER,
+    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
+)
+def wave_report(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    quality_summary: pd.DataFrame,
+    anonymised_responses: pd.DataFrame,
+    reliability: pd.DataFrame,
+    item_statistics: pd.DataFrame,
+    cfa_fit: pd.DataFrame,
+    cfa_loadings: pd.DataFrame,
+    aggregation: pd.DataFrame,
+    company_scores: pd.DataFrame,
+    multilevel: pd.DataFrame,
+    multilevel_fit: pd.DataFrame,
+    measurement_invariance: pd.DataFrame,
+    company_reports: pd.DataFrame,
+    scores_by_wave: dict[str, pd.DataFrame],
+) -> dg.MaterializeResult:
+    """The researchers' report of the wave, `<reports>/<wave>/wave_report.{html,pdf}`.
+    `scores_by_wave` holds every wave's scale scores: this one's and the previous one's."""
+    wave = context.partition_key
+    codebook = scan.codebook()
+    scale_scores = scores_by_wave[wave]
+    previous = _previous(wave, scores_by_wave, list(codebook.waves))
+    reported = len(company_reports)
+    inputs = WaveInputs(
+        wave=wave,
+        quality_summary=quality_summary,
+        responses=anonymised_responses,
+        scale_scores=scale_scores,
+        reliability=reliability,
+        item_statistics=item_statistics,
+        cfa_fit=cfa_fit,
+        cfa_loadings=cfa_loadings,
+        aggregation=aggregation,
+        company_scores=company_scores,
+        multilevel=multilevel,
+        multilevel_fit=multilevel_fit,
+        previous_wave=previous,
+        previous_scores=scores_by_wave[previous] if previous else None,
+        invariance=measurement_invariance,
+        companies_reported=reported,
+        companies_without_report=scale_scores["company_id"].nunique() - reported,
+        provenance=_provenance(context, scan, wave),
+    )
+    out_dir = scan.settings.reports_dir / wave
+    with tempfile.TemporaryDirectory(prefix="figures-") as figures:
+        report = wave_context(inputs, codebook, Path(figures))
+        rendered = render_report(REPORTS_DIR / "wave.qmd", report, out_dir, "wave_report")
+    return dg.MaterializeResult(
+        metadata={
+            "engine": rendered.engine,
+            **{f.format: dg.MetadataValue.path(str(f.path)) for f in rendered.files},
+            **{f"{f.format}_sha256": f.sha256 for f in rendered.files},
+        }
+    )

@@ -1,0 +1,417 @@
+"""The content of the company feedback reports (`reports/company.qmd`), in plain Dutch.
+
+`company_contexts` turns one wave's shareable data into one template context per company; the
+template only lays the strings, numbers and figures out. The disclosure rules (k is the
+codebook's `anonymisation.k`):
+
+- A company gets a report only with at least k respondents in the wave.
+- A company mean (with its 95% t interval) is shown only when at least k respondents have a score
+  on that scale; otherwise the cell says there were too few answers.
+- The benchmark of a scale is the mean of the other companies' means, counting only companies
+  with at least k scores (suppressed companies never enter it), and is shown only when there are
+  at least 5 such companies. Strengths and points for improvement rest on these gaps.
+- Change since the previous wave is shown only when the company has at least 10 scores on that
+  scale in both waves (the `n` of `company_scores`).
+- Management (`leader == "ja"`) against staff (`leader == "nee"`; a missing or suppressed
+  `leader` counts in neither) is shown only as the difference of the two group means, only when
+  both groups have at least k scores on the scale; a single group's mean or size never appears.
+  With the company mean and the difference shown, the group means can at most be solved for when
+  every respondent is in a group, and then both rest on at least k respondents.
+"""
+
+import math
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import figures
+from pipeline.aggregation import company_table
+from pipeline.codebook import Codebook
+from pipeline.figures import FigureFile
+from pipeline.render import REPORTS_DIR, Rendered, render_report
+
+BENCHMARK_MIN_COMPANIES = 5
+CHANGE_MIN_N = 10
+TOP = 2
+LEADER, MANAGEMENT, STAFF = "leader", "ja", "nee"
+MIN_RADAR_DIMENSIONS = 3
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """One scale for one company; None where the disclosure rules hide a value."""
+
+    label: str
+    mean: float | None
+    ci: tuple[float, float] | None
+    benchmark: float | None
+
+    @property
+    def gap(self) -> float | None:
+        if self.mean is None or self.benchmark is None:
+            return None
+        return self.mean - self.benchmark
+
+
+def company_contexts(
+    wave: str,
+    scale_scores: pd.DataFrame,
+    responses: pd.DataFrame,
+    company_scores: Mapping[str, pd.DataFrame],
+    codebook: Codebook,
+    figures_dir: Path,
+    companies: Sequence[str] | None = None,
+) -> tuple[dict[str, dict], int]:
+    """A report context per company with at least k respondents (of `companies`, when given),
+    and how many companies got none.
+
+    `scale_scores` and `responses` are this wave's shareable tables, row for row (the scores
+    are computed from the responses in their order; `leader` comes from the responses);
+    `company_scores` maps wave names to their company_scores tables, this wave and earlier
+    ones. Figures are written to `figures_dir` as `<company>_<wave>_<kind>.png`.
+    """
+    k = codebook.anonymisation.k
+    sizes = scale_scores.groupby("company_id").size()
+    culture = _scales(codebook, "culture")
+    outcomes = _scales(codebook, "outcome")
+    tables = {
+        s: company_table(scale_scores, s, "company_id", k).set_index("company_id")
+        for s in [*culture, *outcomes]
+    }
+    if len(responses) != len(scale_scores):
+        raise ValueError(
+            f"{len(scale_scores)} scored rows but {len(responses)} responses: the scale scores "
+            "are computed row by row from the responses and must align with them"
+        )
+    scored = scale_scores.assign(**{LEADER: responses[LEADER].to_numpy()})
+    previous = previous_wave(wave, company_scores, codebook)
+    contexts = {}
+    eligible = sorted(sizes[sizes >= k].index)
+    for company in eligible if companies is None else [c for c in eligible if c in companies]:
+        results = {s: scale_result(tables[s], company, codebook.scales[s].label) for s in tables}
+        contexts[company] = {
+            "company_name": company,
+            "wave": wave,
+            "wave_label": codebook.waves[wave].label,
+            "n_respondents": int(sizes[company]),
+            "k": k,
+            "reading_guide": reading_guide(int(sizes[company]), k, codebook, culture),
+            "benchmark_note": benchmark_note(results.values(), tables, company),
+            "dimensions_table": scale_table([results[s] for s in culture], "Dimensie"),
+            **profile_figures(
+                company, wave, [results[s] for s in culture], codebook, culture, figures_dir
+            ),
+            "strengths_text": strengths_text([results[s] for s in culture]),
+            "previous_wave": previous or "",
+            **change_section(company, wave, previous, company_scores, codebook, culture),
+            **management_staff_section(
+                scored[scored["company_id"] == company], codebook, culture, k
+            ),
+            "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
+        }
+    return contexts, int((sizes < k).sum())
+
+
+def render_company_reports(
+    wave: str,
+    scale_scores: pd.DataFrame,
+    responses: pd.DataFrame,
+    company_scores: Mapping[str, pd.DataFrame],
+    codebook: Codebook,
+    out_dir: Path,
+    workers: int,
+) -> tuple[dict[str, Rendered], int]:
+    """Every company's report written to `out_dir/<company>.{html,pdf}`, the companies shared
+    out over `workers` processes (figures and rendering are CPU-bound, and each report depends
+    only on the data, so the files are the same however the companies are shared out); and the
+    number of companies without a report."""
+    sizes = scale_scores.groupby("company_id").size()
+    eligible = sorted(sizes[sizes >= codebook.anonymisation.k].index)
+    shares = [eligible[i::workers] for i in range(workers) if eligible[i::workers]]
+    data = (wave, scale_scores, responses, company_scores, codebook, out_dir)
+    rendered: dict[str, Rendered] = {}
+    if len(shares) <= 1:
+        for share in shares:
+            rendered |= _render_share(share, *data)
+    else:
+        with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
+            for part in pool.map(_render_share, shares, *([d] * len(shares) for d in data)):
+                rendered |= part
+    return dict(sorted(rendered.items())), len(sizes) - len(eligible)
+
+
+def _render_share(companies, wave, scale_scores, responses, company_scores, codebook, out_dir):
+    with tempfile.TemporaryDirectory(prefix="figures-") as figures:
+        contexts, _ = company_contexts(
+            wave, scale_scores, responses, company_scores, codebook, Path(figures), companies
+        )
+        return {
+            company: render_report(REPORTS_DIR / "company.qmd", context, out_dir, company)
+            for company, context in contexts.items()
+        }
+
+
+def _scales(codebook: Codebook, level: str) -> list[str]:
+    return [name for name, scale in codebook.scales.items() if scale.level == level]
+
+
+def previous_wave(
+    wave: str, company_scores: Mapping[str, pd.DataFrame], codebook: Codebook
+) -> str | None:
+    """The last wave before `wave`, in codebook order, that has company scores."""
+    order = list(codebook.waves)
+    earlier = [w for w in order[: order.index(wave)] if w in company_scores]
+    return earlier[-1] if earlier else None
+
+
+def scale_result(table: pd.DataFrame, company: str, label: str) -> ScaleResult:
+    """The company's mean and interval (n >= k) and the benchmark of the others (>= 5 of them).
+
+    `table` is `company_table` output indexed by company: rows under k carry a NaN mean.
+    """
+    row = table.loc[company] if company in table.index else None
+    shown = row is not None and not row["suppressed"]
+    others = table.drop(index=company, errors="ignore")["mean"].dropna()
+    return ScaleResult(
+        label=label,
+        mean=float(row["mean"]) if shown else None,
+        ci=(float(row["ci_low"]), float(row["ci_high"])) if shown else None,
+        benchmark=float(others.mean()) if len(others) >= BENCHMARK_MIN_COMPANIES else None,
+    )
+
+
+def number(x: float) -> str:
+    """Two decimals with a decimal comma, as Dutch readers expect."""
+    return f"{x:.2f}".replace(".", ",")
+
+
+def signed(x: float) -> str:
+    return ("+" if x >= 0 else "-") + number(abs(x))
+
+
+def escape(text: str) -> str:
+    """Codebook text as literal markdown (labels go into tables and sentences)."""
+    return re.sub(r"([\\`*_\[\]{}<>#|])", r"\\\1", text)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    align = ["|:--", *["|--:"] * (len(header) - 1)]
+    lines = ["| " + " | ".join(header) + " |", "".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def scale_table(results: Sequence[ScaleResult], first: str) -> str:
+    """Company mean, interval, benchmark and difference per scale; hidden cells say why."""
+    rows = []
+    for r in results:
+        mean = number(r.mean) if r.mean is not None else "te weinig antwoorden"
+        ci = f"{number(r.ci[0])} tot {number(r.ci[1])}" if r.ci else "–"
+        benchmark = number(r.benchmark) if r.benchmark is not None else "–"
+        gap = signed(r.gap) if r.gap is not None else "–"
+        rows.append([escape(r.label), mean, ci, benchmark, gap])
+    return _table([first, "Uw bedrijf", "95%-interval", "Andere bedrijven", "Verschil"], rows)
+
+
+def reading_guide(n: int, k: int, codebook: Codebook, culture: Sequence[str]) -> str:
+    scale = codebook.scales[culture[0]].response_scale
+    low, high = scale.labels[scale.min], scale.labels[scale.max]
+    return f"""\
+{n} medewerkers van uw bedrijf vulden de vragenlijst in. De scores lopen van {scale.min}
+({low}) tot {scale.max} ({high}): hoe hoger de score, hoe sterker dat punt van de
+leercultuur in uw bedrijf.
+
+- **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
+  waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
+  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig.
+- **Andere bedrijven.** De vergelijking is het gemiddelde van de gemiddelden van de andere
+  deelnemende bedrijven in deze meting. We tonen die alleen als er minstens
+  {BENCHMARK_MIN_COMPANIES} andere bedrijven zijn met genoeg antwoorden.
+- **Privacy.** Elk getal, elke figuur en elke zin in dit rapport rust op minstens {k}
+  medewerkers. Waar minder mensen antwoordden, tonen we niets. Losse antwoorden tonen we nooit.
+- **Verandering.** Een verandering sinds de vorige meting tonen we alleen als uw bedrijf in
+  beide metingen minstens {CHANGE_MIN_N} antwoorden op dat onderdeel had.
+- **Leidinggevenden en medewerkers.** Dit verschil tonen we alleen als beide groepen minstens
+  {k} mensen tellen, en dan alleen het verschil: nooit het gemiddelde van één groep."""
+
+
+def benchmark_note(
+    results: Sequence[ScaleResult], tables: Mapping[str, pd.DataFrame], company: str
+) -> str:
+    """Which companies the benchmark averages over, or why it is missing."""
+    counts = [
+        int(t.drop(index=company, errors="ignore")["mean"].notna().sum()) for t in tables.values()
+    ]
+    if all(r.benchmark is None for r in results):
+        return (
+            f"Er is geen vergelijking met andere bedrijven: daarvoor zijn minstens "
+            f"{BENCHMARK_MIN_COMPANIES} andere bedrijven met genoeg antwoorden nodig, en die "
+            f"zijn er in deze meting niet."
+        )
+    shown = [c for c in counts if c >= BENCHMARK_MIN_COMPANIES]
+    spread = f"{min(shown)}" if min(shown) == max(shown) else f"{min(shown)} tot {max(shown)}"
+    note = f"De kolom 'Andere bedrijven' is het gemiddelde van {spread} andere bedrijven."
+    if any(r.benchmark is None for r in results):
+        note += (
+            f" Waar een streepje staat, waren er minder dan {BENCHMARK_MIN_COMPANIES} andere "
+            f"bedrijven met genoeg antwoorden."
+        )
+    return note
+
+
+def profile_figures(
+    company: str,
+    wave: str,
+    results: Sequence[ScaleResult],
+    codebook: Codebook,
+    culture: Sequence[str],
+    figures_dir: Path,
+) -> dict[str, FigureFile | None]:
+    """Radar chart and its bar-chart alternative of the dimensions with both numbers shown."""
+    shown = [r for r in results if r.gap is not None]
+    if len(shown) < MIN_RADAR_DIMENSIONS:
+        return {"radar": None, "bars": None}
+    scale = codebook.scales[culture[0]].response_scale
+    args = (
+        [r.label for r in shown],
+        [r.mean for r in shown],
+        [r.benchmark for r in shown],
+    )
+    stem = figures_dir / re.sub(r"[^A-Za-z0-9_-]", "_", f"{company}_{wave}")
+    radar = figures.radar_chart(*args, Path(f"{stem}_radar.png"), (scale.min, scale.max))
+    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.png"), (scale.min, scale.max))
+    alt = profile_alt(shown, scale.min, scale.max)
+    return {
+        "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),
+        "bars": FigureFile(bars.path, f"Staafdiagram. {alt}"),
+    }
+
+
+def profile_alt(shown: Sequence[ScaleResult], low: int, high: int) -> str:
+    """Dutch alt text carrying every number of the chart."""
+    pairs = "; ".join(
+        f"{r.label}: uw bedrijf {number(r.mean)}, andere bedrijven {number(r.benchmark)}"
+        for r in shown
+    )
+    return (
+        f"Scores op {len(shown)} dimensies van de leercultuur (schaal {low} tot {high}). {pairs}."
+    )
+
+
+def strengths_text(results: Sequence[ScaleResult]) -> str:
+    """The largest positive and negative gaps to the benchmark, as sentences."""
+    gaps = [r for r in results if r.gap is not None]
+    if not gaps:
+        return (
+            "Sterke punten en verbeterpunten bepalen we door uw bedrijf met andere bedrijven te "
+            "vergelijken. Die vergelijking is er in deze meting niet, zie hierboven."
+        )
+    ranked = sorted(gaps, key=lambda r: r.gap, reverse=True)
+    strengths = [r for r in ranked if r.gap > 0][:TOP]
+    weaknesses = [r for r in reversed(ranked) if r.gap < 0][:TOP]
+    lines = ["**Sterke punten** (het meest boven andere bedrijven):", ""]
+    lines += [_gap_sentence(r) for r in strengths] or [
+        "- Op geen enkele dimensie scoort uw bedrijf hoger dan andere bedrijven."
+    ]
+    lines += ["", "**Verbeterpunten** (het meest onder andere bedrijven):", ""]
+    lines += [_gap_sentence(r) for r in weaknesses] or [
+        "- Op geen enkele dimensie scoort uw bedrijf lager dan andere bedrijven."
+    ]
+    return "\n".join(lines)
+
+
+def _gap_sentence(r: ScaleResult) -> str:
+    direction = "hoger" if r.gap > 0 else "lager"
+    return (
+        f"- **{escape(r.label)}**: uw bedrijf scoort {number(r.mean)}, dat is "
+        f"{number(abs(r.gap))} {direction} dan andere bedrijven ({number(r.benchmark)})."
+    )
+
+
+def _n_and_mean(table: pd.DataFrame, company: str, scale: str) -> tuple[int, float]:
+    """n (0 when suppressed or absent) and mean of a company_scores row."""
+    row = table[(table["company_id"] == company) & (table["scale"] == scale)]
+    if row.empty or bool(row["suppressed"].iloc[0]) or pd.isna(row["n"].iloc[0]):
+        return 0, math.nan
+    return int(row["n"].iloc[0]), float(row["mean"].iloc[0])
+
+
+def change_section(
+    company: str,
+    wave: str,
+    previous: str | None,
+    company_scores: Mapping[str, pd.DataFrame],
+    codebook: Codebook,
+    culture: Sequence[str],
+) -> dict[str, str]:
+    """Change per dimension where both waves hold at least CHANGE_MIN_N scores."""
+    if previous is None:
+        note = "Dit is de eerste meting; er is nog geen eerdere meting om mee te vergelijken."
+        return {"change_note": note, "change_table": ""}
+    rows, hidden = [], []
+    for scale in culture:
+        n_now, now = _n_and_mean(company_scores[wave], company, scale)
+        n_before, before = _n_and_mean(company_scores[previous], company, scale)
+        label = escape(codebook.scales[scale].label)
+        if min(n_now, n_before) >= CHANGE_MIN_N:
+            rows.append([label, number(before), number(now), signed(now - before)])
+        else:
+            hidden.append(label)
+    before_label, now_label = codebook.waves[previous].label, codebook.waves[wave].label
+    note = (
+        f"Vergeleken met de vorige meting ({before_label}). Kleine veranderingen kunnen toeval "
+        f"zijn; kijk vooral naar grotere verschuivingen."
+    )
+    if hidden:
+        note += (
+            f" Niet getoond voor {', '.join(hidden)}: een verandering tonen we alleen als uw "
+            f"bedrijf in beide metingen minstens {CHANGE_MIN_N} antwoorden had."
+        )
+    table = (
+        _table(["Dimensie", f"Meting {before_label}", f"Meting {now_label}", "Verandering"], rows)
+        if rows
+        else ""
+    )
+    return {"change_note": note, "change_table": table}
+
+
+def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> dict[str, float | None]:
+    """Management minus staff mean per scale, None unless both groups have >= k scores."""
+    management = scored[scored[LEADER] == MANAGEMENT]
+    staff = scored[scored[LEADER] == STAFF]
+    gaps = {}
+    for scale in scales:
+        a, b = management[scale].dropna(), staff[scale].dropna()
+        gaps[scale] = float(a.mean() - b.mean()) if min(len(a), len(b)) >= k else None
+    return gaps
+
+
+def management_staff_section(
+    scored: pd.DataFrame, codebook: Codebook, culture: Sequence[str], k: int
+) -> dict[str, str]:
+    """Only the difference management - staff, and only where both groups reach k."""
+    gaps = management_gaps(scored, culture, k)
+    rows = [[escape(codebook.scales[s].label), signed(g)] for s, g in gaps.items() if g is not None]
+    hidden = [escape(codebook.scales[s].label) for s, g in gaps.items() if g is None]
+    rule = (
+        f"We tonen dit verschil alleen als er minstens {k} leidinggevenden én {k} medewerkers "
+        f"een score hebben. Wie niet als leidinggevende of medewerker bekend is, telt in geen van "
+        f"beide groepen mee."
+    )
+    if not rows:
+        note = f"Het verschil tussen leidinggevenden en medewerkers wordt niet getoond. {rule}"
+        return {"management_staff_note": note, "management_staff_table": ""}
+    note = (
+        "Het verschil is de gemiddelde score van leidinggevenden min die van medewerkers: een "
+        "plus betekent dat leidinggevenden dat punt positiever zien."
+    )
+    if hidden:
+        note += f" Niet getoond voor {', '.join(hidden)}. {rule}"
+    table = _table(["Dimensie", "Verschil leidinggevenden - medewerkers"], rows)
+    return {"management_staff_note": note, "management_staff_table": table}

@@ -1,0 +1,142 @@
+"""Company feedback reports: who gets one, and that no hidden number reaches the document."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.aggregation import company_table
+from pipeline.codebook import load_codebook
+from pipeline.company_report import ScaleResult, company_contexts, previous_wave, scale_table
+from pipeline.render import REPORTS_DIR, fill_template, render_report
+
+CODEBOOK = load_codebook(Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml")
+K = CODEBOOK.anonymisation.k
+CULTURE = [n for n, s in CODEBOOK.scales.items() if s.level == "culture"]
+TEMPLATE = REPORTS_DIR / "company.qmd"
+T0, T1 = "2019-T0", "2021-T1"
+
+
+def frames(wave: str, groups: list[tuple[str, int, str | None, float]]):
+    """scale_scores and responses: per group (company, n, leader, score) n respondents whose
+    scores on every scale average `score` (pairs at score -/+ 0.5, an odd one at score)."""
+    people = []
+    for company, n, leader, score in groups:
+        deltas = [(-0.5 if i % 2 == 0 else 0.5) for i in range(n - n % 2)] + [0.0] * (n % 2)
+        people += [(company, leader, score + d) for d in deltas]
+    ids = [f"p_{wave}_{i}" for i in range(len(people))]
+    base = {
+        "person_id": ids,
+        "company_id": [p[0] for p in people],
+        "wave": wave,
+    }
+    scores = pd.DataFrame(base)
+    for name, scale in CODEBOOK.scales.items():
+        scores[name] = [p[2] for p in people]
+        scores[f"{name}_n_valid"] = len(scale.items)
+    responses = pd.DataFrame({**base, "leader": pd.array([p[1] for p in people], dtype="string")})
+    return scores, responses
+
+
+def company_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """As the scores asset writes company_scores.csv."""
+    return pd.concat([company_table(scores, s, "company_id", K) for s in CULTURE])
+
+
+def contexts(wave, groups, figures_dir, earlier=None):
+    scores, responses = frames(wave, groups)
+    tables = {**(earlier or {}), wave: company_scores(scores)}
+    return company_contexts(wave, scores, responses, tables, CODEBOOK, figures_dir)
+
+
+def text(context: dict) -> str:
+    return fill_template(TEMPLATE, context)
+
+
+def absent(document: str, *values: float) -> bool:
+    """None of `values` appears with two decimals, with a decimal comma or point."""
+    return not any(f"{v:.2f}".replace(".", sep) in document for v in values for sep in ",.")
+
+
+SIX = [
+    (f"c_{c}", 6, None, s) for c, s in zip("abcdef", [2.0, 3.2, 3.4, 3.6, 3.8, 4.0], strict=True)
+]
+
+
+def test_only_companies_with_k_respondents_get_a_report(tmp_path):
+    groups = [*SIX, ("c_small", K - 1, None, 3.0), ("c_one", 1, None, 3.0)]
+    result, without = contexts(T0, groups, tmp_path)
+    assert sorted(result) == [f"c_{c}" for c in "abcdef"]
+    assert without == 2
+    assert result["c_a"]["n_respondents"] == 6
+    # the small companies enter no benchmark: c_a's is the mean of the other five
+    assert "3,60" in text(result["c_a"])
+
+
+def test_benchmark_hidden_with_fewer_than_five_other_companies(tmp_path):
+    result, _ = contexts(T0, SIX[:5], tmp_path)
+    document = text(result["c_a"])
+    assert absent(document, 3.5)  # the mean of the other four
+    assert "minstens 5 andere bedrijven" in document
+    assert result["c_a"]["radar"] is None and result["c_a"]["bars"] is None
+    assert "2,00" in document  # the company's own mean is still shown
+
+
+def test_change_hidden_when_either_wave_has_fewer_than_ten(tmp_path):
+    before, _ = frames(
+        T0, [("c_a", 12, None, 3.1), ("c_b", 8, None, 2.17), ("c_c", 12, None, 2.29)]
+    )
+    now = [("c_a", 12, None, 3.4), ("c_b", 12, None, 3.0), ("c_c", 8, None, 3.0)]
+    result, _ = contexts(T1, now, tmp_path, {T0: company_scores(before)})
+    assert "+0,30" in result["c_a"]["change_table"]
+    for company, hidden in [("c_b", 2.17), ("c_c", 2.29)]:
+        assert result[company]["change_table"] == ""
+        assert "minstens 10 antwoorden" in result[company]["change_note"]
+        assert absent(text(result[company]), hidden, 3.0 - hidden)
+
+
+def test_first_wave_and_previous_wave_skipping_a_missing_one(tmp_path):
+    result, _ = contexts(T0, [("c_a", 12, None, 3.1)], tmp_path)
+    assert "eerste meting" in result["c_a"]["change_note"]
+    tables = {T0: pd.DataFrame(), "2022-T2": pd.DataFrame()}
+    assert previous_wave("2022-T2", tables, CODEBOOK) == T0
+    assert previous_wave(T0, tables, CODEBOOK) is None
+
+
+def test_management_staff_gap_hidden_below_k_and_no_group_mean_shown(tmp_path):
+    groups = [
+        *SIX[1:],
+        ("c_few", K - 1, "ja", 1.63),
+        ("c_few", 10, "nee", 4.11),
+        ("c_both", K, "ja", 2.37),
+        ("c_both", K + 1, "nee", 3.59),
+        ("c_both", 2, None, 3.0),
+    ]
+    result, _ = contexts(T0, groups, tmp_path)
+    few = text(result["c_few"])
+    assert result["c_few"]["management_staff_table"] == ""
+    assert absent(few, 1.63, 4.11, 4.11 - 1.63)
+    both = text(result["c_both"])
+    assert "-1,22" in result["c_both"]["management_staff_table"]
+    assert absent(both, 2.37, 3.59)
+
+
+def test_figures_have_alt_text_and_rendered_html_shows_the_mean(tmp_path):
+    result, _ = contexts(T0, SIX, tmp_path / "figures")
+    context = result["c_b"]
+    for kind in ("radar", "bars"):
+        path, alt = context[kind]
+        assert path.is_file() and path.parent == tmp_path / "figures"
+        assert "c_b" in path.name and "uw bedrijf 3,20" in alt
+    assert context["radar"].path != result["c_a"]["radar"].path
+    rendered = render_report(
+        TEMPLATE, context, tmp_path / "out", "c_b", formats=("html",), engine="pandoc"
+    )
+    html = rendered.files[0].path.read_text(encoding="utf-8")
+    assert "3,20" in html
+    assert 'lang="nl"' in html
+    assert "uw bedrijf 3,20" in html  # the alt text
+
+
+def test_labels_are_escaped_in_tables():
+    table = scale_table([ScaleResult("a|b*", 3.0, (2.5, 3.5), None)], "Dimensie")
+    assert table.splitlines()[2].startswith("| a\\|b\\* | 3,00 | 2,50 tot 3,50 | – | – |")
