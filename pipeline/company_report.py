@@ -41,6 +41,7 @@ CHANGE_MIN_N = 10
 TOP = 2
 LEADER, MANAGEMENT, STAFF = "leader", "ja", "nee"
 MIN_RADAR_DIMENSIONS = 3
+CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
 
 
 @dataclass(frozen=True)
@@ -284,8 +285,9 @@ def profile_figures(
         [r.benchmark for r in shown],
     )
     stem = figures_dir / re.sub(r"[^A-Za-z0-9_-]", "_", f"{company}_{wave}")
-    radar = figures.radar_chart(*args, Path(f"{stem}_radar.png"), (scale.min, scale.max))
-    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.png"), (scale.min, scale.max))
+    limits = (scale.min, scale.max)
+    radar = figures.radar_chart(*args, Path(f"{stem}_radar.png"), limits, CHART_NAMES[:2])
+    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.png"), limits, CHART_NAMES)
     alt = profile_alt(shown, scale.min, scale.max)
     return {
         "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),

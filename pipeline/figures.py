@@ -147,8 +147,10 @@ def radar_chart(
     benchmark: Sequence[float],
     path: Path,
     scale: tuple[float, float] = (1, 5),
+    names: tuple[str, str] = ("Company", "Benchmark"),
 ) -> FigureFile:
-    """Company profile (solid line, circles) against the benchmark (dashed line, squares)."""
+    """Company profile (solid line, circles) against the benchmark (dashed line, squares);
+    `names` labels the two in the legend (in the report's language)."""
     _check_profile(dimensions, company, benchmark)
     angles = np.linspace(0, 2 * np.pi, len(dimensions), endpoint=False)
     closed = np.append(angles, angles[0])
@@ -157,8 +159,8 @@ def radar_chart(
         ax.set_theta_offset(np.pi / 2)
         ax.set_theta_direction(-1)
         for values, style, marker, label in [
-            (benchmark, "--", "s", "Benchmark"),
-            (company, "-", "o", "Company"),
+            (benchmark, "--", "s", names[1]),
+            (company, "-", "o", names[0]),
         ]:
             ax.plot(
                 closed, np.append(values, values[0]), style, marker=marker, color=INK, label=label
@@ -177,14 +179,16 @@ def bar_chart_alternative(
     benchmark: Sequence[float],
     path: Path,
     scale: tuple[float, float] = (1, 5),
+    names: tuple[str, str, str] = ("Company", "Benchmark", "Mean score"),
 ) -> FigureFile:
-    """The radar chart's data as horizontal bars: company solid gray, benchmark hatched."""
+    """The radar chart's data as horizontal bars: company solid gray, benchmark hatched;
+    `names` labels them and the axis (in the report's language)."""
     _check_profile(dimensions, company, benchmark)
     y = np.arange(len(dimensions))[::-1]
     height = 0.38
     with matplotlib.rc_context(STYLE):
         fig, ax = _new_figure(6.0, 0.6 * len(dimensions) + 1.0)
-        ax.barh(y + height / 2, company, height, color=MID_GRAY, edgecolor=INK, label="Company")
+        ax.barh(y + height / 2, company, height, color=MID_GRAY, edgecolor=INK, label=names[0])
         ax.barh(
             y - height / 2,
             benchmark,
@@ -192,12 +196,12 @@ def bar_chart_alternative(
             color="white",
             edgecolor=INK,
             hatch="///",
-            label="Benchmark",
+            label=names[1],
         )
         ax.set_yticks(y, dimensions)
         ax.set_xlim(*scale)
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel(f"Mean score ({scale[0]} to {scale[1]})")
+        ax.set_xlabel(f"{names[2]} ({scale[0]:g}-{scale[1]:g})")
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
     alt = _profile_alt("Bar chart", dimensions, company, benchmark, scale)
     return FigureFile(_save(fig, path), alt)
