@@ -24,7 +24,7 @@ from assets.definitions import (
 )
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
-from assets.staleness import stale_reasons
+from assets.staleness import pipeline_status, stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
 from pipeline.demo import DEFAULT_SEED, write_demo
 from pipeline.quality import REASONS
@@ -115,6 +115,22 @@ def run(settings: Settings, force: bool) -> None:
     click.echo(f"Dagster instance:   {instance.root_directory} (see the runs with `dagster dev`)")
     if any(r.status == "failed" for r in results):
         raise SystemExit(1)
+
+
+@main.command()
+@click.pass_obj
+def status(settings: Settings) -> None:
+    """Per asset and wave: up to date, or why not (new or changed file, changed codebook,
+    changed code, upstream changed), read from the Dagster instance; changes nothing."""
+    instance = dagster_instance()
+    statuses = pipeline_status(instance, build_definitions(settings), settings)
+    for (asset, wave), reason in statuses.items():
+        click.echo(f"{asset:<30} {wave or ALL_WAVES:<10} {reason or 'up to date'}")
+    stale = sum(bool(reason) for reason in statuses.values())
+    click.echo(
+        f"{len(statuses) - stale} of {len(statuses)} up to date; `scan run` recomputes the "
+        f"other {stale}"
+    )
 
 
 def run_stage(

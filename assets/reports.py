@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+import pipeline.aggregation
 import pipeline.company_report
 import pipeline.figures
 import pipeline.render
@@ -19,12 +20,13 @@ from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
-from pipeline.company_report import render_company_reports
+from pipeline.company_report import previous_wave, render_company_reports
 from pipeline.render import REPORTS_DIR, engine_description, render_report
 from pipeline.wave_report import WaveInputs, wave_context
 
-REPORTS = "reports"  # the asset group, and the folder of the templates
+REPORTS = "reports"  # the asset group
 REPORTS_CODE_VERSION = source_version(
+    pipeline.aggregation,
     pipeline.company_report,
     pipeline.figures,
     pipeline.render,
@@ -34,11 +36,6 @@ REPORTS_CODE_VERSION = source_version(
 )
 ALL_WAVES_OF = dg.AllPartitionMapping()  # an input that reads every wave (for change over time)
 EAGER = dg.AutomationCondition.eager()
-
-
-def _previous(wave: str, available: dict, order: list[str]) -> str | None:
-    earlier = [w for w in order[: order.index(wave)] if w in available]
-    return earlier[-1] if earlier else None
 
 
 def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> dict:
@@ -150,7 +147,7 @@ def wave_report(
     wave = context.partition_key
     codebook = scan.codebook()
     scale_scores = scores_by_wave[wave]
-    previous = _previous(wave, scores_by_wave, list(codebook.waves))
+    previous = previous_wave(wave, scores_by_wave, codebook)
     reported = len(company_reports)
     inputs = WaveInputs(
         wave=wave,

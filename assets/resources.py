@@ -9,6 +9,7 @@ import pandas as pd
 from assets.gx_resource import GreatExpectations
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.files import write_atomic
+from pipeline.fingerprint import sha256_file
 from pipeline.settings import Settings
 
 ALL_WAVES = "all_waves"  # the folder and asset group of the cross-wave results
@@ -44,7 +45,7 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = write_atomic(self._path(context), lambda tmp: obj.to_parquet(tmp, index=False))
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        context.add_output_metadata(stored_metadata(path, obj))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._path(context)
@@ -76,7 +77,7 @@ class ShareableIOManager(dg.ConfigurableIOManager):
             write_atomic(path, lambda tmp: obj.to_parquet(tmp, index=False))
         else:
             write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        context.add_output_metadata(stored_metadata(path, obj))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One wave's table; {wave: table} over the waves mapped to the input when the input is
@@ -92,6 +93,18 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         if not path.exists():
             raise FileNotFoundError(f"{path}: not written yet; materialize its wave first")
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def stored_metadata(path: Path, frame: pd.DataFrame) -> dict:
+    """What the UI's catalog shows of a stored table: where, its sha256, rows and columns."""
+    return {
+        "path": dg.MetadataValue.path(str(path)),
+        "sha256": sha256_file(path),
+        "dagster/row_count": len(frame),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
+        ),
+    }
 
 
 def resources_for(settings: Settings) -> dict[str, object]:

@@ -12,7 +12,7 @@ from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
-from pipeline.expectations import deidentified, expectation_suite
+from pipeline.expectations import deidentified, expectation_suite, stable_result
 from pipeline.files import write_atomic
 from pipeline.quality import (
     REASONS,
@@ -163,8 +163,8 @@ def expectations(
     """
     wave = context.partition_key
     codebook = scan.codebook()
-    result = gx.validate(
-        deidentified(validated_responses, codebook), expectation_suite(codebook, wave)
+    result = stable_result(
+        gx.validate(deidentified(validated_responses, codebook), expectation_suite(codebook, wave))
     )
     folder = scan.settings.processed_dir / wave / "validation"
     page = render_validation_page(result, f"Data validation {wave}")

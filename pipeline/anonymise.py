@@ -6,11 +6,14 @@ background, item codes); direct identifiers, free text and platform metadata sta
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pyreadstat
 
 from pipeline.codebook import Codebook
 from pipeline.disclosure import DisclosureReport, anonymise_quasi_identifiers, background_labels
+from pipeline.files import fix_sav_timestamp
 from pipeline.pseudonyms import PseudonymKey, pseudonymise
 
 
@@ -77,3 +80,4 @@ def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
         column_labels=[labels[c] for c in frame.columns],
         variable_value_labels=value_labels,
     )
+    fix_sav_timestamp(Path(path))

@@ -162,12 +162,10 @@ def _scales(codebook: Codebook, level: str) -> list[str]:
     return [name for name, scale in codebook.scales.items() if scale.level == level]
 
 
-def previous_wave(
-    wave: str, company_scores: Mapping[str, pd.DataFrame], codebook: Codebook
-) -> str | None:
-    """The last wave before `wave`, in codebook order, that has company scores."""
+def previous_wave(wave: str, available: Mapping[str, object], codebook: Codebook) -> str | None:
+    """The last wave before `wave`, in codebook order, that is among `available`."""
     order = list(codebook.waves)
-    earlier = [w for w in order[: order.index(wave)] if w in company_scores]
+    earlier = [w for w in order[: order.index(wave)] if w in available]
     return earlier[-1] if earlier else None
 
 

@@ -30,6 +30,7 @@ import pyreadstat
 from openpyxl.writer.excel import ExcelWriter
 
 from pipeline.codebook import Codebook, load_codebook
+from pipeline.files import fix_sav_timestamp
 from pipeline.fingerprint import sha256_file
 
 DEFAULT_SEED = 20190304
@@ -65,7 +66,6 @@ TEST_COMPANY = "TEST"
 TRUTH_DIR = "_demo_truth"
 REGISTER = "company_register.csv"
 FIXED_TIME = dt.datetime(2019, 3, 4, 0, 0, 0)  # stamped into file headers instead of the clock
-SAV_STAMP = b"04 Mar 1900:00:00"  # FIXED_TIME as ReadStat writes it (not locale-dependent)
 SECONDS_PER_ITEM_SPEEDER = 2
 TIMEZONE = "Europe/Amsterdam"
 XLSX_COMPANY_HEADER = "bedrijf"
@@ -994,23 +994,13 @@ def _write_sav(frame: pd.DataFrame, columns, codebook: Codebook, path: Path) -> 
         missing_ranges=missing,
         variable_measure=measure,
     )
-    _fix_sav_timestamp(path)
+    fix_sav_timestamp(path)
     return list(range(1, len(frame) + 1))
 
 
 def _spss_name(header: str) -> str:
     """Qualtrics' SPSS export: characters SPSS does not allow in names become '_'."""
     return re.sub(r"\W", "_", header)
-
-
-def _fix_sav_timestamp(path: Path) -> None:
-    """ReadStat stamps the creation date and time into the header (bytes 92-108)."""
-    data = bytearray(path.read_bytes())
-    stamp = slice(92, 109)
-    if not re.fullmatch(rb"\d\d \w\w\w \d\d\d\d:\d\d:\d\d", bytes(data[stamp])):
-        raise RuntimeError(f"{path}: unexpected .sav header, cannot fix its timestamp")
-    data[stamp] = SAV_STAMP
-    path.write_bytes(bytes(data))
 
 
 def _csv_value(value, canonical: str) -> str:

@@ -136,3 +136,17 @@ def expectation_suite(
 
 def _expect(kind: str, why: str, **kwargs) -> dict:
     return {"type": kind, "kwargs": kwargs, "meta": {"why": why}}
+
+
+# What GX writes that changes on every run (random ids, clock times) without changing the result.
+VOLATILE_KEYS = frozenset({"id", "validation_id", "ge_load_time", "run_time", "validation_time"})
+
+
+def stable_result(result):
+    """The validation result without its run-specific ids and times, so that the same data give
+    the same file (the run itself is recorded by Dagster)."""
+    if isinstance(result, dict):
+        return {k: stable_result(v) for k, v in result.items() if k not in VOLATILE_KEYS}
+    if isinstance(result, list):
+        return [stable_result(v) for v in result]
+    return result

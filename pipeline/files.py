@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,3 +24,17 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+SAV_STAMP = b"04 Mar 1900:00:00"  # 2019-03-04 00:00 as ReadStat writes it (not locale-dependent)
+
+
+def fix_sav_timestamp(path: Path) -> None:
+    """ReadStat stamps the creation date and time into a .sav header (bytes 92-108); a fixed
+    stamp makes the same data give the same file."""
+    data = bytearray(path.read_bytes())
+    stamp = slice(92, 109)
+    if not re.fullmatch(rb"\d\d \w\w\w \d\d\d\d:\d\d:\d\d", bytes(data[stamp])):
+        raise RuntimeError(f"{path}: unexpected .sav header, cannot fix its timestamp")
+    data[stamp] = SAV_STAMP
+    path.write_bytes(bytes(data))

@@ -67,7 +67,6 @@ def render_validation_page(result: dict, title: str) -> str:
         ("Wave", meta.get("wave")),
         ("Instrument", meta.get("instrument")),
         ("Codebook version", meta.get("codebook_version")),
-        ("Run time", meta.get("validation_time") or meta.get("run_id", {}).get("run_time")),
         ("Great Expectations", meta.get("great_expectations_version")),
     ]
     rows = [_row(number, r) for number, r in enumerate(result.get("results", []), start=1)]

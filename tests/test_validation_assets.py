@@ -11,6 +11,7 @@ from assets.psychometrics import alpha_at_least_060, measurement_invariance, mea
 from assets.resources import ALL_WAVES, ScanConfig
 from pipeline.cfa import SingularCovariance
 from pipeline.codebook import load_codebook
+from pipeline.fingerprint import sha256_file
 
 TRUTH_NAMES = {"source_file": "_source_file", "source_row": "_source_row"}
 
@@ -156,7 +157,7 @@ def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeli
 def test_invariance_across_waves_is_requested_once_all_waves_are_in_and_holds(pipeline_run):
     """The generator uses the same loadings and thresholds in every wave (only the latent means
     shift), so configural, metric and scalar invariance must all hold on the demo."""
-    settings, results, automation, _ = pipeline_run
+    settings, results, automation = pipeline_run
     before, after = automation
     assert before.get_requested_partitions(measurement_invariance.key) == set()
     assert after.get_requested_partitions(measurement_invariance.key) == {None}
@@ -229,3 +230,22 @@ def test_longitudinal_models_find_the_planted_growth_and_the_panel(pipeline_run)
         # panel members are linked across waves, so persons are fewer than observations
         assert fit["n_persons"] < fit["n_obs"] and fit["var_person"] > 0
         assert fit["n_groups"] == 40 and not fit["blocking"]
+
+
+def test_the_catalog_carries_each_stored_tables_hash_rows_and_columns(pipeline_run):
+    settings, results, _ = pipeline_run
+    events = results[WAVES[0]].get_asset_materialization_events()
+    stored = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+        for e in events
+    }
+    reliability = stored["reliability"]
+    path = settings.processed_dir / WAVES[0] / "reliability.csv"
+    assert reliability["sha256"].value == sha256_file(path)
+    table = pd.read_csv(path)
+    assert reliability["dagster/row_count"].value == len(table)
+    schema = reliability["dagster/column_schema"].value
+    assert [c.name for c in schema.columns] == list(table.columns)
+    assert stored["raw_responses"]["sha256"].value == sha256_file(
+        settings.staging_dir / "raw_responses" / f"{WAVES[0]}.parquet"
+    )
