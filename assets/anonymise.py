@@ -15,7 +15,7 @@ from assets.resources import ScanConfig
 from assets.versions import source_version
 from pipeline.anonymise import anonymise, shareable_columns, write_sav
 from pipeline.disclosure import frequencies
-from pipeline.files import write_atomic
+from pipeline.files import keep_version, write_atomic
 from pipeline.pseudonyms import load_key
 
 ANONYMISE_CODE_VERSION = source_version(
@@ -45,6 +45,7 @@ def anonymised_responses(
     disclosure = {**report.as_dict(), "key_id": key.key_id, "key_source": key.source}
     path = settings.processed_dir / context.partition_key / "disclosure.json"
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(disclosure, indent=1) + "\n"))
+    keep_version(path, settings.processed_dir)
     context.log.info(f"{context.partition_key}: {json.dumps(disclosure)}")
     return dg.Output(
         responses,
@@ -67,6 +68,7 @@ def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Mat
     folder = scan.settings.processed_dir / context.partition_key
     responses = pd.read_parquet(folder / "responses.parquet")
     write_atomic(folder / "responses.sav", lambda tmp: write_sav(responses, scan.codebook(), tmp))
+    keep_version(folder / "responses.sav", scan.settings.processed_dir)
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(folder / "responses.sav"))}
     )

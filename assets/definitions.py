@@ -10,6 +10,7 @@ from assets.anonymise import (
     responses_sav,
 )
 from assets.ingest import raw_responses
+from assets.lineage import provenance_manifest
 from assets.models import (
     longitudinal_models_converged,
     longitudinal_multilevel_models,
@@ -53,7 +54,8 @@ WAVE_CHECKS = [
 ]
 CROSS_WAVE_ASSETS = [measurement_invariance, longitudinal_multilevel_models]  # read every wave
 CROSS_WAVE_CHECKS = [longitudinal_models_converged]
-REPORT_ASSETS = [company_reports, wave_report]  # per wave, after the cross-wave assets
+# per wave, after the cross-wave assets
+REPORT_ASSETS = [company_reports, wave_report, provenance_manifest]
 ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS]
 ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
 # What `scan run` materializes in turn: each wave, then across the waves, then each wave's reports.

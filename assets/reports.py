@@ -21,7 +21,8 @@ from assets.resources import ScanConfig
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
 from pipeline.company_report import previous_wave, render_company_reports
-from pipeline.render import REPORTS_DIR, engine_description, render_report
+from pipeline.files import keep_version
+from pipeline.render import REPORTS_DIR, Rendered, engine_description, render_report
 from pipeline.wave_report import WaveInputs, wave_context
 
 REPORTS = "reports"  # the asset group
@@ -61,6 +62,11 @@ def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) 
         "report_code_version": REPORTS_CODE_VERSION,
         "engine": engine_description(),
     }
+
+
+def _keep_versions(rendered: Rendered, scan: ScanConfig) -> None:
+    for file in rendered.files:
+        keep_version(file.path, scan.settings.reports_dir)
 
 
 def _remove_other_reports(folder: Path, companies: set[str]) -> None:
@@ -105,6 +111,8 @@ def company_reports(
         {"company_id": company, **{f"{f.format}_sha256": f.sha256 for f in report.files}}
         for company, report in rendered.items()
     ]
+    for report in rendered.values():
+        _keep_versions(report, scan)
     _remove_other_reports(out_dir, set(rendered))
     table = pd.DataFrame(rows, columns=["company_id", "html_sha256", "pdf_sha256"])
     return dg.Output(
@@ -173,6 +181,7 @@ def wave_report(
     with tempfile.TemporaryDirectory(prefix="figures-") as figures:
         report = wave_context(inputs, codebook, Path(figures))
         rendered = render_report(REPORTS_DIR / "wave.qmd", report, out_dir, "wave_report")
+    _keep_versions(rendered, scan)
     return dg.MaterializeResult(
         metadata={
             "engine": rendered.engine,

@@ -8,7 +8,7 @@ import pandas as pd
 
 from assets.gx_resource import GreatExpectations
 from pipeline.codebook import Codebook, load_codebook
-from pipeline.files import write_atomic
+from pipeline.files import keep_version, write_atomic
 from pipeline.fingerprint import sha256_file
 from pipeline.settings import Settings
 
@@ -45,7 +45,7 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = write_atomic(self._path(context), lambda tmp: obj.to_parquet(tmp, index=False))
-        context.add_output_metadata(stored_metadata(path, obj))
+        context.add_output_metadata(stored_metadata(path, obj, Path(self.base_dir)))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._path(context)
@@ -77,7 +77,7 @@ class ShareableIOManager(dg.ConfigurableIOManager):
             write_atomic(path, lambda tmp: obj.to_parquet(tmp, index=False))
         else:
             write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
-        context.add_output_metadata(stored_metadata(path, obj))
+        context.add_output_metadata(stored_metadata(path, obj, Path(self.base_dir)))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One wave's table; {wave: table} over the waves mapped to the input when the input is
@@ -95,10 +95,12 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
-def stored_metadata(path: Path, frame: pd.DataFrame) -> dict:
-    """What the UI's catalog shows of a stored table: where, its sha256, rows and columns."""
+def stored_metadata(path: Path, frame: pd.DataFrame, zone: Path) -> dict:
+    """What the UI's catalog shows of a stored table: where, its sha256, rows and columns, and
+    where this version stays when a later run overwrites `path` (`keep_version`)."""
     return {
         "path": dg.MetadataValue.path(str(path)),
+        "version": dg.MetadataValue.path(str(keep_version(path, zone))),
         "sha256": sha256_file(path),
         "dagster/row_count": len(frame),
         "dagster/column_schema": dg.TableSchema(

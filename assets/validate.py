@@ -13,7 +13,7 @@ from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
 from pipeline.expectations import deidentified, expectation_suite, stable_result
-from pipeline.files import write_atomic
+from pipeline.files import keep_version, write_atomic
 from pipeline.quality import (
     REASONS,
     StructureError,
@@ -172,6 +172,8 @@ def expectations(
         folder / "expectations.json", lambda tmp: tmp.write_text(json.dumps(result, indent=1))
     )
     write_atomic(folder / "expectations.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    for name in ("expectations.json", "expectations.html"):
+        keep_version(folder / name, scan.settings.processed_dir)
     failed = [
         f"{r['expectation_config']['type']}({r['expectation_config']['kwargs'].get('column', '')})"
         for r in result["results"]

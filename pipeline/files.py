@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,3 +40,18 @@ def fix_sav_timestamp(path: Path) -> None:
         raise RuntimeError(f"{path}: unexpected .sav header, cannot fix its timestamp")
     data[stamp] = SAV_STAMP
     path.write_bytes(bytes(data))
+
+
+VERSIONS = "_versions"  # the folder, in each zone, that keeps every version of every output
+
+
+def keep_version(path: Path, zone: Path) -> Path:
+    """Keep `path`'s current content as `zone/_versions/<sha256><suffix>`, so that a later run
+    that overwrites `path` loses nothing: every materialization records the sha256, and with it
+    an auditor opens the file as it was. The same content is stored once."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    kept = zone / VERSIONS / f"{digest}{path.suffix}"
+    if not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(kept, lambda tmp: shutil.copyfile(path, tmp))
+    return kept

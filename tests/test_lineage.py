@@ -1,23 +1,35 @@
 """Reproducibility and lineage: the same inputs and code give the same files."""
 
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
-from conftest import WAVES, scan, statuses
+from conftest import DEMO_RAW, WAVES, scan, statuses
+from rocrate.rocrate import ROCrate
 
+from assets.definitions import ALL_ASSETS, ALL_CHECKS
+from assets.lineage import MANIFEST
+from assets.resources import ALL_WAVES, resources_for
+from assets.scores import scale_scores
+from assets.staleness import pipeline_status
+from pipeline.files import keep_version
+from pipeline.fingerprint import sha256_file
 from pipeline.pseudonyms import DEMO_KEY
+from pipeline.settings import Settings
 
-REPORT_ASSETS = {"company_reports", "wave_report"}
+REPORT_ASSETS = {"company_reports", "wave_report", "provenance_manifest"}
 
 
 def digests(root) -> dict[str, str]:
+    """sha256 of every file under `root`, but the provenance manifests: they hold run ids."""
     return {
         p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != MANIFEST
     }
 
 
@@ -100,3 +112,62 @@ def test_a_new_key_or_codebook_is_named_as_the_reason(copied_run):
         codebook.write("# a comment\n")
     found = status(data, reports, home)
     assert {found[("raw_responses", w)] for w in WAVES} == {"changed codebook"}
+
+
+def test_an_overwritten_output_stays_as_a_version(tmp_path):
+    zone, path = tmp_path / "processed", tmp_path / "processed" / "2021-T1" / "reliability.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("scale,alpha\nLT,0.79\n")
+    first = keep_version(path, zone)
+    path.write_text("scale,alpha\nLT,0.81\n")
+    second = keep_version(path, zone)
+    assert first != second and first.parent == second.parent == zone / "_versions"
+    assert first.read_text() == "scale,alpha\nLT,0.79\n"
+    assert second.read_text() == path.read_text()
+    assert keep_version(path, zone) == second and len(list(second.parent.iterdir())) == 2
+
+
+def test_changed_code_of_one_stage_marks_exactly_its_downstream_stale(copied_run, monkeypatch):
+    """As if `pipeline/scoring.py` had changed: scale_scores gets a new code version."""
+    data, reports, home = copied_run
+    changed = [
+        a.map_asset_specs(lambda spec: spec.replace_attributes(code_version="edited"))
+        if a is scale_scores
+        else a
+        for a in ALL_ASSETS
+    ]
+    definitions = dg.Definitions(
+        assets=changed, asset_checks=ALL_CHECKS, resources=resources_for(Settings(data, reports))
+    )
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        found = pipeline_status(instance, definitions, Settings(data, reports))
+        downstream = {
+            k.to_user_string()
+            for k in dg.AssetSelection.assets(scale_scores)
+            .downstream()
+            .resolve(definitions.resolve_asset_graph())
+        }
+    stale = {(asset, wave): reason for (asset, wave), reason in found.items() if reason}
+    assert {asset for asset, _ in stale} == downstream
+    assert {stale[("scale_scores", w)] for w in WAVES} == {"code changed"}
+    assert stale[("company_scores", WAVES[0])] == "upstream scale_scores changed"
+
+
+def test_each_wave_has_a_run_crate_tracing_its_reports_to_the_raw_files(pipeline_run):
+    settings, results, _ = pipeline_run
+    truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"]
+    for wave in WAVES:
+        folder = settings.reports_dir / wave
+        crate = ROCrate(folder)
+        entities = {e.id: e for e in crate.get_entities()}
+        raw = entities[f"#raw/{truth[wave]['source_file']}"]
+        assert raw["sha256"] == truth[wave]["source_sha256"]
+        runs = {e["identifier"] for e in entities.values() if e.type == "CreateAction"}
+        assert {results[wave].run_id, results[ALL_WAVES].run_id} <= runs
+        report = entities["wave_report.html"]
+        assert report["sha256"] == sha256_file(folder / "wave_report.html")
+        text = (folder / MANIFEST).read_text()
+        assert "key_id" in text and DEMO_KEY.decode() not in text
+        context = json.loads(text)["@context"]
+        assert context[0] == "https://w3id.org/ro/crate/1.1/context"

@@ -5,6 +5,7 @@ demo exports, and pseudonyms link each panel member across waves.
 The scan covers every file under data/processed/ and reports/output/, whatever later stages add.
 """
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -60,7 +61,12 @@ def test_nothing_identifying_in_the_shareable_zone(scan_run):
     alternatives = "|".join(re.escape(v) for v in sorted(secrets, key=len, reverse=True))
     pattern = re.compile(rf"(?<![\w.])(?:{alternatives})(?!\w)")
     assert all(pattern.search(f"leaked: {value}, oops") for value in secrets), "the scan can fail"
+    scanned = set()  # _versions/ holds copies: each content is read once
     for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in scanned:
+            continue
+        scanned.add(digest)
         hits = sorted(set(pattern.findall(text_of(path))))
         assert not hits, f"{path.relative_to(data.parent)}: {hits[:5]}"
 

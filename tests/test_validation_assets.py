@@ -1,6 +1,7 @@
 """The pipeline materialized through Dagster on the demo, read back, against the truth."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -249,3 +250,9 @@ def test_the_catalog_carries_each_stored_tables_hash_rows_and_columns(pipeline_r
     assert stored["raw_responses"]["sha256"].value == sha256_file(
         settings.staging_dir / "raw_responses" / f"{WAVES[0]}.parquet"
     )
+    # every materialization's file stays, by content, when a later run overwrites it
+    for metadata in stored.values():
+        if "version" in metadata:
+            kept = Path(metadata["version"].value)
+            assert kept.name == metadata["sha256"].value + kept.suffix
+            assert sha256_file(kept) == metadata["sha256"].value
