@@ -22,6 +22,8 @@ from assets.definitions import (
     WAVE_SELECTION,
     build_definitions,
 )
+from assets.lineage import TraceError
+from assets.lineage import trace as trace_number
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import pipeline_status, stale_reasons
@@ -131,6 +133,19 @@ def status(settings: Settings) -> None:
         f"{len(statuses) - stale} of {len(statuses)} up to date; `scan run` recomputes the "
         f"other {stale}"
     )
+
+
+@main.command()
+@click.argument("number_id")
+@click.pass_obj
+def trace(settings: Settings, number_id: str) -> None:
+    """Follow a reported number (its id, e.g. reliability[2021-T1](LT).alpha, from a report's
+    appendix) back through the assets, runs and files that made it to the raw exports."""
+    try:
+        lines = trace_number(dagster_instance(), build_definitions(settings), number_id)
+    except TraceError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo("\n".join(lines))
 
 
 def run_stage(

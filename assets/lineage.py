@@ -4,6 +4,7 @@ the wave's outputs. Run ids and times live here (and in Dagster), never in the r
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ import pipeline.provenance
 from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.reports import REPORTS, company_reports, wave_report
-from assets.resources import ScanConfig
+from assets.resources import ALL_WAVES, ScanConfig
 from assets.staleness import CODE_VERSION, DATA_VERSION
 from assets.versions import source_version
 from pipeline.fingerprint import sha256_file
@@ -159,3 +160,72 @@ def provenance_manifest(
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(path)), "entities": len(crate["@graph"])}
     )
+
+
+NUMBER_ID = re.compile(r"^(?P<asset>\w+)\[(?P<partition>[^\]]+)\]\((?P<row>.*)\)\.(?P<column>\w+)$")
+
+
+class TraceError(ValueError):
+    """A number id that does not parse, or names no stored number."""
+
+
+def trace(instance: dg.DagsterInstance, definitions: dg.Definitions, number: str) -> list[str]:
+    """The lines `scan trace` prints for a number id (`asset[partition](row key).column`, as
+    the reports give them): the number as stored, then every asset it was computed from, with
+    its run, code and data version and file, down to the raw exports' sha256."""
+    match = NUMBER_ID.match(number.strip())
+    if match is None:
+        raise TraceError(f"{number!r}: expected an id like reliability[2021-T1](LT).alpha")
+    graph = definitions.resolve_asset_graph()
+    key = dg.AssetKey(match["asset"])
+    if not graph.has(key):
+        raise TraceError(f"{number!r}: no asset {match['asset']!r}")
+    partition = None if match["partition"] == ALL_WAVES else match["partition"]
+    lines = [f"{number} = {_stored_value(instance, key, partition, match)}"]
+    queue, seen = [(key, partition)], set()
+    while queue:
+        key, partition = queue.pop(0)
+        if (key, partition) in seen:
+            continue
+        seen.add((key, partition))
+        lines.append(_describe(instance, key, partition))
+        for parent in sorted(graph.get(key).parent_keys):
+            if graph.get(parent).partitions_def is None:
+                queue.append((parent, None))
+            elif partition is None:
+                queue += [(parent, w) for w in sorted(instance.get_dynamic_partitions(waves.name))]
+            else:
+                queue.append((parent, partition))
+    return lines
+
+
+def _stored_value(instance, key: dg.AssetKey, partition: str | None, match) -> str:
+    record = _latest(instance, key, partition)
+    if record is None or "path" not in record.asset_materialization.metadata:
+        raise TraceError(f"{key.to_user_string()}[{match['partition']}]: no stored table")
+    table = pd.read_csv(record.asset_materialization.metadata["path"].value, dtype=str)
+    parts = match["row"].split(",")
+    rows = table[(table.iloc[:, : len(parts)] == parts).all(axis=1)]
+    if len(rows) != 1 or match["column"] not in table.columns:
+        raise TraceError(f"{match.string}: no single row {parts} with a column {match['column']}")
+    return rows.iloc[0][match["column"]]
+
+
+def _describe(instance, key: dg.AssetKey, partition: str | None) -> str:
+    name = f"{key.to_user_string()}[{partition or ALL_WAVES}]"
+    record = _latest(instance, key, partition)
+    if record is None:
+        return f"  {name}: never materialized"
+    materialization = record.asset_materialization
+    tags, metadata = materialization.tags or {}, materialization.metadata
+    line = (
+        f"  {name}: run {record.run_id}, code {tags.get(CODE_VERSION, '?')}, "
+        f"data {tags.get(DATA_VERSION, '?')[:16]}"
+    )
+    if "sha256" in metadata:
+        line += f", file {metadata['path'].value} sha256 {metadata['sha256'].value}"
+    if "source_files" in metadata:
+        sources = metadata["source_files"].value
+        line += "".join(f"\n    raw {n} sha256 {f['sha256']}" for n, f in sorted(sources.items()))
+        line += f"\n    raw codebook.yaml sha256 {metadata['codebook_sha256'].value}"
+    return line

@@ -94,6 +94,7 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         **multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir),
         **change_section(inputs, codebook),
         "provenance_table": provenance_table(inputs.provenance),
+        "number_ids_table": number_ids_table(inputs),
     }
 
 
@@ -463,6 +464,40 @@ def change_section(inputs: WaveInputs, codebook: Codebook) -> dict:
         "previous_wave": escape(inputs.previous_wave),
         "change_table": pipe_table(columns, rows),
     }
+
+
+# The report's tables that come straight from an asset's CSV: (section, asset, number of leading
+# columns that identify a row, the column of the example id).
+SOURCES = (
+    ("Response and data quality", "quality_summary", 1, "rows"),
+    ("Reliability", "reliability", 1, "alpha"),
+    ("Item statistics", "item_statistics", 2, "r_drop"),
+    ("CFA fit", "cfa_fit", 1, "cfi"),
+    ("Company aggregation", "aggregation", 1, "icc1"),
+    ("Multilevel models", "multilevel", 2, "estimate"),
+    ("Multilevel model fit", "multilevel_fit", 1, "loglik"),
+)
+
+
+def number_id(asset: str, partition: str, row: Sequence[object], column: str) -> str:
+    """The id of one number: `asset[partition](row key).column`, the row key being the values of
+    the table's leading columns, comma-separated; `scan trace <id>` follows it to the raw files."""
+    return f"{asset}[{partition}]({','.join(str(v) for v in row)}).{column}"
+
+
+def number_ids_table(inputs: WaveInputs) -> str:
+    """Per table, how its numbers are identified, with one example id from the asset itself."""
+    rows = []
+    for section, asset, keys, column in SOURCES:
+        frame = getattr(inputs, asset)
+        row = frame.iloc[0, :keys].tolist()
+        pattern = number_id(
+            asset, inputs.wave, [f"<{c}>" for c in frame.columns[:keys]], "<column>"
+        )
+        rows.append(
+            [escape(section), f"`{pattern}`", f"`{number_id(asset, inputs.wave, row, column)}`"]
+        )
+    return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
 
 
 def provenance_table(provenance: dict) -> str:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from conftest import DEMO_RAW, WAVES, scan, statuses
 from rocrate.rocrate import ROCrate
@@ -171,3 +172,25 @@ def test_each_wave_has_a_run_crate_tracing_its_reports_to_the_raw_files(pipeline
         assert "key_id" in text and DEMO_KEY.decode() not in text
         context = json.loads(text)["@context"]
         assert context[0] == "https://w3id.org/ro/crate/1.1/context"
+
+
+def test_scan_trace_follows_a_number_of_the_report_to_the_raw_file(scan_run):
+    data, reports, home, _ = scan_run
+    wave = WAVES[1]
+    html = (reports / wave / "wave_report.html").read_text()
+    number = re.search(r"<code>(reliability\[[^<&]+)</code>", html).group(1)  # the example
+    assert number == f"reliability[{wave}](LT).alpha"  # the appendix's example id
+    done = scan("--data-dir", str(data), "trace", number, home=home, cwd=data.parent)
+    assert done.returncode == 0, done.stderr
+    stored = pd.read_csv(data / "processed" / wave / "reliability.csv", dtype=str)
+    alpha = stored.set_index("scale").loc["LT", "alpha"]
+    assert done.stdout.splitlines()[0] == f"{number} = {alpha}"
+    assert f"{float(alpha):.3f}" in html  # the number the report shows
+    truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"][wave]
+    assert f"raw {truth['source_file']} sha256 {truth['source_sha256']}" in done.stdout
+    for asset in ("reliability", "anonymised_responses", "validated_responses", "raw_responses"):
+        assert f"  {asset}[{wave}]: run " in done.stdout
+
+    wrong = scan("--data-dir", str(data), "trace", "reliability[2021-T1](XX).alpha", home=home,
+                 cwd=data.parent)  # fmt: skip
+    assert wrong.returncode != 0 and "no single row ['XX']" in wrong.stderr
