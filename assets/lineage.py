@@ -18,7 +18,7 @@ from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.reports import REPORTS, company_reports, wave_report
 from assets.resources import ALL_WAVES, ScanConfig
-from assets.staleness import CODE_VERSION, DATA_VERSION
+from assets.staleness import CODE_VERSION, DATA_VERSION, latest_record
 from assets.versions import source_version
 from pipeline.fingerprint import sha256_file
 from pipeline.provenance import Provenance, write_crate
@@ -27,14 +27,6 @@ from pipeline.render import engine_description
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "ro-crate-metadata.json"
 ANONYMISATION_FACTS = ("k", "k_reached", "key_id", "key_source", "small_companies")
-
-
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, wave: str | None):
-    partitions = [wave] if wave is not None else None
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1
-    ).records
-    return records[0] if records else None
 
 
 def _code() -> dict[str, str]:
@@ -53,7 +45,7 @@ def _facts(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> Pr
     runs, assets, disclosure = [], [], {}
     for key in graph.toposorted_asset_keys:
         partition = wave if graph.get(key).partitions_def is not None else None
-        record = _latest(instance, key, partition)
+        record = latest_record(instance, key, partition)
         if record is None or key == context.asset_key:
             continue
         materialization = record.asset_materialization
@@ -200,7 +192,7 @@ def trace(instance: dg.DagsterInstance, definitions: dg.Definitions, number: str
 
 
 def _stored_value(instance, key: dg.AssetKey, partition: str | None, match) -> str:
-    record = _latest(instance, key, partition)
+    record = latest_record(instance, key, partition)
     if record is None or "path" not in record.asset_materialization.metadata:
         raise TraceError(f"{key.to_user_string()}[{match['partition']}]: no stored table")
     table = pd.read_csv(record.asset_materialization.metadata["path"].value, dtype=str)
@@ -213,7 +205,7 @@ def _stored_value(instance, key: dg.AssetKey, partition: str | None, match) -> s
 
 def _describe(instance, key: dg.AssetKey, partition: str | None) -> str:
     name = f"{key.to_user_string()}[{partition or ALL_WAVES}]"
-    record = _latest(instance, key, partition)
+    record = latest_record(instance, key, partition)
     if record is None:
         return f"  {name}: never materialized"
     materialization = record.asset_materialization

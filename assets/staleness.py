@@ -22,14 +22,21 @@ CODE_VERSION = "dagster/code_version"
 INPUT_VERSION = "dagster/input_data_version/"
 
 
-def latest_materialization(
-    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
-) -> dg.AssetMaterialization | None:
+def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None):
+    """The event record (run id, time, materialization) of the asset partition's last
+    materialization; `partition=None` for an unpartitioned asset."""
     partitions = [partition] if partition is not None else None
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1
     ).records
-    return records[0].asset_materialization if records else None
+    return records[0] if records else None
+
+
+def latest_materialization(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None
+) -> dg.AssetMaterialization | None:
+    record = latest_record(instance, key, partition)
+    return record.asset_materialization if record else None
 
 
 def latest_tags(
