@@ -20,7 +20,7 @@ from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
-from pipeline.company_report import previous_wave, render_company_reports
+from pipeline.company_report import previous_wave, render_company_reports, report_numbers
 from pipeline.files import keep_version
 from pipeline.render import REPORTS_DIR, Rendered, engine_description, render_report
 from pipeline.wave_report import WaveInputs, wave_context
@@ -81,29 +81,55 @@ def _remove_other_reports(folder: Path, companies: set[str]) -> None:
     io_manager_key="shareable_io",
     group_name=REPORTS,
     code_version=REPORTS_CODE_VERSION,
-    kinds={"html", "pdf"},
-    metadata={"file": "company_reports.csv"},
+    kinds={"csv"},
+    metadata={"file": "company_report_numbers.csv"},
     automation_condition=EAGER,
     ins={"company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF)},
 )
-def company_reports(
+def company_report_numbers(
     context: dg.AssetExecutionContext,
     scan: ScanConfig,
     scale_scores: pd.DataFrame,
     anonymised_responses: pd.DataFrame,
     company_scores_by_wave: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
-    """One feedback report per company with at least k respondents, named by its pseudonym, in
-    `<reports>/<wave>/companies/`; the table lists them (with sha256) and the companies left out."""
+    """Every number of the wave's company reports, per company with at least k respondents and
+    scale, blank where the disclosure rules hide it: the reports lay these rows out, and each
+    number's id, `company_report_numbers[wave](company,scale).column`, is traceable."""
     wave = context.partition_key
-    codebook = scan.codebook()
+    numbers = report_numbers(
+        wave, scale_scores, anonymised_responses, company_scores_by_wave, scan.codebook()
+    )
+    companies = scale_scores["company_id"].nunique()
+    return dg.Output(
+        numbers,
+        metadata={
+            "companies": numbers["company_id"].nunique(),
+            "companies_without_report": companies - numbers["company_id"].nunique(),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"html", "pdf"},
+    metadata={"file": "company_reports.csv"},
+    automation_condition=EAGER,
+)
+def company_reports(
+    context: dg.AssetExecutionContext, scan: ScanConfig, company_report_numbers: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """One feedback report per company of `company_report_numbers`, named by its pseudonym, in
+    `<reports>/<wave>/companies/`; the table lists them with the sha256 of each file."""
+    wave = context.partition_key
     out_dir = scan.settings.reports_dir / wave / "companies"
-    rendered, without = render_company_reports(
+    rendered = render_company_reports(
+        company_report_numbers,
         wave,
-        scale_scores,
-        anonymised_responses,
-        company_scores_by_wave,
-        codebook,
+        scan.codebook(),
         out_dir,
         workers=len(os.sched_getaffinity(0)),
     )
@@ -117,11 +143,7 @@ def company_reports(
     table = pd.DataFrame(rows, columns=["company_id", "html_sha256", "pdf_sha256"])
     return dg.Output(
         table,
-        metadata={
-            "reports": len(table),
-            "companies_without_report": without,
-            "folder": dg.MetadataValue.path(str(out_dir)),
-        },
+        metadata={"reports": len(table), "folder": dg.MetadataValue.path(str(out_dir))},
     )
 
 

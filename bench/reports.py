@@ -4,7 +4,7 @@
 
 Simulates one wave's shareable scale scores for `--companies` companies of `--employees`
 respondents (culture and outcome scales of the demo codebook, scores 1-5, a leader flag) and an
-earlier wave, then times `render_company_reports` as the `company_reports` asset runs it
+earlier wave, then times `report_numbers` and `render_company_reports` as the report assets run them
 (content, figures, HTML and PDF of every report), in one process and in one per core.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.aggregation import company_table
 from pipeline.codebook import load_codebook
-from pipeline.company_report import render_company_reports
+from pipeline.company_report import render_company_reports, report_numbers
 from pipeline.render import engine_description
 
 CODEBOOK = Path(__file__).parents[1] / "data" / "raw" / "codebook.yaml"
@@ -59,8 +59,12 @@ def main() -> None:
     for workers in sorted({1, len(os.sched_getaffinity(0))}):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            rendered, _ = render_company_reports(
-                waves[-1], scores, responses, company_scores, codebook, Path(tmp), workers
+            rendered = render_company_reports(
+                report_numbers(waves[-1], scores, responses, company_scores, codebook),
+                waves[-1],
+                codebook,
+                Path(tmp),
+                workers,
             )
             rows.append((workers, time.perf_counter() - start))
     print(f"{len(rendered)} company reports (HTML + PDF, with figures), {engine_description()}\n")

@@ -1,8 +1,9 @@
 """The content of the company feedback reports (`reports/company.qmd`), in plain Dutch.
 
-`company_contexts` turns one wave's shareable data into one template context per company; the
-template only lays the strings, numbers and figures out. The disclosure rules (k is the
-codebook's `anonymisation.k`):
+`report_numbers` computes every number of one wave's company reports from its shareable data, as
+a table the pipeline stores (`company_report_numbers`); `company_contexts` turns that table into
+one template context per company, and the template only lays the strings, numbers and figures
+out. The disclosure rules (k is the codebook's `anonymisation.k`):
 
 - A company gets a report only with at least k respondents in the wave.
 - A company mean (with its 95% t interval) is shown only when at least k respondents have a score
@@ -35,6 +36,7 @@ from pipeline.aggregation import company_table
 from pipeline.codebook import Codebook
 from pipeline.figures import FigureFile
 from pipeline.render import REPORTS_DIR, Rendered, render_report
+from pipeline.wave_report import number_id
 
 BENCHMARK_MIN_COMPANIES = 5
 CHANGE_MIN_N = 10
@@ -42,6 +44,7 @@ TOP = 2
 LEADER, MANAGEMENT, STAFF = "leader", "ja", "nee"
 MIN_RADAR_DIMENSIONS = 3
 CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
+NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
 
 
 @dataclass(frozen=True)
@@ -60,98 +63,178 @@ class ScaleResult:
         return self.mean - self.benchmark
 
 
-def company_contexts(
+NUMBER_COLUMNS = (
+    "company_id",
+    "scale",
+    "n_respondents",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "benchmark",
+    "benchmark_companies",
+    "gap",
+    "previous_wave",
+    "previous_mean",
+    "change",
+    "management_staff_gap",
+)
+
+
+def report_numbers(
     wave: str,
     scale_scores: pd.DataFrame,
     responses: pd.DataFrame,
     company_scores: Mapping[str, pd.DataFrame],
     codebook: Codebook,
-    figures_dir: Path,
-    companies: Sequence[str] | None = None,
-) -> tuple[dict[str, dict], int]:
-    """A report context per company with at least k respondents (of `companies`, when given),
-    and how many companies got none.
+) -> pd.DataFrame:
+    """Every number the company reports show: one row per company with at least k respondents
+    and scale (culture, then outcome, in codebook order), blank where the disclosure rules hide
+    it. The reports only lay these rows out, so each number has an id (`company_report_numbers
+    [wave](company,scale).column`) and `scan trace` follows it back to the raw files.
 
     `scale_scores` and `responses` are this wave's shareable tables, row for row (the scores
     are computed from the responses in their order; `leader` comes from the responses);
-    `company_scores` maps wave names to their company_scores tables, this wave and earlier
-    ones. Figures are written to `figures_dir` as `<company>_<wave>_<kind>.png`.
+    `company_scores` maps wave names to their company_scores tables, this wave and earlier ones.
+    `benchmark_companies` counts the other companies the benchmark could average over.
     """
-    k = codebook.anonymisation.k
-    sizes = scale_scores.groupby("company_id").size()
-    culture = _scales(codebook, "culture")
-    outcomes = _scales(codebook, "outcome")
-    tables = {
-        s: company_table(scale_scores, s, "company_id", k).set_index("company_id")
-        for s in [*culture, *outcomes]
-    }
     if len(responses) != len(scale_scores):
         raise ValueError(
             f"{len(scale_scores)} scored rows but {len(responses)} responses: the scale scores "
             "are computed row by row from the responses and must align with them"
         )
+    k = codebook.anonymisation.k
+    sizes = scale_scores.groupby("company_id").size()
+    culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
+    tables = {
+        s: company_table(scale_scores, s, "company_id", k).set_index("company_id")
+        for s in [*culture, *outcomes]
+    }
     scored = scale_scores.assign(**{LEADER: responses[LEADER].to_numpy()})
     previous = previous_wave(wave, company_scores, codebook)
+    rows = []
+    for company in sorted(sizes[sizes >= k].index):
+        gaps = management_gaps(scored[scored["company_id"] == company], culture, k)
+        for scale, table in tables.items():
+            result = scale_result(table, company, codebook.scales[scale].label)
+            change = (
+                _change(company, scale, previous, company_scores, table)
+                if scale in culture and previous
+                else None
+            )
+            rows.append(
+                {
+                    "company_id": company,
+                    "scale": scale,
+                    "n_respondents": int(sizes[company]),
+                    "mean": result.mean,
+                    "ci_low": result.ci[0] if result.ci else None,
+                    "ci_high": result.ci[1] if result.ci else None,
+                    "benchmark": result.benchmark,
+                    "benchmark_companies": int(
+                        table.drop(index=company, errors="ignore")["mean"].notna().sum()
+                    ),
+                    "gap": result.gap,
+                    "previous_wave": previous or "",
+                    "previous_mean": change[0] if change else None,
+                    "change": change[1] if change else None,
+                    "management_staff_gap": gaps.get(scale),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(NUMBER_COLUMNS))
+    floats = [c for c in NUMBER_COLUMNS[3:] if c not in ("benchmark_companies", "previous_wave")]
+    return frame.astype({c: float for c in floats})
+
+
+def _change(
+    company: str,
+    scale: str,
+    previous: str,
+    company_scores: Mapping[str, pd.DataFrame],
+    table: pd.DataFrame,
+) -> tuple[float, float] | None:
+    """The previous wave's mean and the change since, when both waves hold >= CHANGE_MIN_N."""
+    n_before, before = _n_and_mean(company_scores[previous], company, scale)
+    row = table.loc[company]
+    n_now = 0 if row["suppressed"] or pd.isna(row["n"]) else int(row["n"])
+    if min(n_now, n_before) < CHANGE_MIN_N:
+        return None
+    return before, float(row["mean"]) - before
+
+
+def company_contexts(
+    numbers: pd.DataFrame, wave: str, codebook: Codebook, figures_dir: Path
+) -> dict[str, dict]:
+    """A report context per company of `numbers` (rows of the `report_numbers` of `wave`).
+    Figures are written to `figures_dir` as `<company>_<wave>_<kind>.png`."""
+    k = codebook.anonymisation.k
+    culture = _scales(codebook, "culture")
     contexts = {}
-    eligible = sorted(sizes[sizes >= k].index)
-    for company in eligible if companies is None else [c for c in eligible if c in companies]:
-        results = {s: scale_result(tables[s], company, codebook.scales[s].label) for s in tables}
+    for company, rows in numbers.groupby("company_id", sort=True):
+        rows = rows.set_index("scale")
+        results = {s: _result(rows.loc[s], codebook.scales[s].label) for s in rows.index}
+        dimensions = [results[s] for s in culture]
+        previous = rows["previous_wave"].iloc[0]
+        previous = "" if pd.isna(previous) else previous  # blank in the first wave's CSV
+        n = int(rows["n_respondents"].iloc[0])
         contexts[company] = {
             "company_name": company,
             "wave": wave,
             "wave_label": codebook.waves[wave].label,
-            "n_respondents": int(sizes[company]),
+            "n_respondents": n,
             "k": k,
-            "reading_guide": reading_guide(int(sizes[company]), k, codebook, culture),
-            "benchmark_note": benchmark_note(results.values(), tables, company),
-            "dimensions_table": scale_table([results[s] for s in culture], "Dimensie"),
-            **profile_figures(
-                company, wave, [results[s] for s in culture], codebook, culture, figures_dir
+            "reading_guide": reading_guide(
+                int(rows["n_respondents"].iloc[0]), k, codebook, culture
             ),
-            "strengths_text": strengths_text([results[s] for s in culture]),
-            "previous_wave": previous or "",
-            **change_section(company, wave, previous, company_scores, codebook, culture),
-            **management_staff_section(
-                scored[scored["company_id"] == company], codebook, culture, k
+            "benchmark_note": benchmark_note(results.values(), rows["benchmark_companies"]),
+            "dimensions_table": scale_table(dimensions, "Dimensie"),
+            **profile_figures(company, wave, dimensions, codebook, culture, figures_dir),
+            "strengths_text": strengths_text(dimensions),
+            "previous_wave": previous,
+            **change_section(rows.loc[culture], wave, previous, codebook),
+            **management_staff_section(rows.loc[culture], codebook, k),
+            "outcomes_table": scale_table(
+                [results[s] for s in _scales(codebook, "outcome")], "Opbrengst"
             ),
-            "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
+            "number_ids_table": number_ids_table(company, wave, rows.index, codebook),
         }
-    return contexts, int((sizes < k).sum())
+    return contexts
+
+
+def _result(row: pd.Series, label: str) -> ScaleResult:
+    def value(column):
+        return None if pd.isna(row[column]) else float(row[column])
+
+    ci = (value("ci_low"), value("ci_high")) if value("mean") is not None else None
+    return ScaleResult(label=label, mean=value("mean"), ci=ci, benchmark=value("benchmark"))
 
 
 def render_company_reports(
-    wave: str,
-    scale_scores: pd.DataFrame,
-    responses: pd.DataFrame,
-    company_scores: Mapping[str, pd.DataFrame],
-    codebook: Codebook,
-    out_dir: Path,
-    workers: int,
-) -> tuple[dict[str, Rendered], int]:
-    """Every company's report written to `out_dir/<company>.{html,pdf}`, the companies shared
-    out over `workers` processes (figures and rendering are CPU-bound, and each report depends
-    only on the data, so the files are the same however the companies are shared out); and the
-    number of companies without a report."""
-    sizes = scale_scores.groupby("company_id").size()
-    eligible = sorted(sizes[sizes >= codebook.anonymisation.k].index)
-    shares = [eligible[i::workers] for i in range(workers) if eligible[i::workers]]
-    data = (wave, scale_scores, responses, company_scores, codebook, out_dir)
+    numbers: pd.DataFrame, wave: str, codebook: Codebook, out_dir: Path, workers: int
+) -> dict[str, Rendered]:
+    """Every company's report written to `out_dir/<company>.{html,pdf}` from the wave's
+    `report_numbers`, the companies shared out over `workers` processes (figures and rendering
+    are CPU-bound, and each report depends only on its numbers, so the files are the same
+    however the companies are shared out)."""
+    companies = sorted(numbers["company_id"].unique())
+    shares = [companies[i::workers] for i in range(workers) if companies[i::workers]]
+    data = (wave, codebook, out_dir)
     rendered: dict[str, Rendered] = {}
     if len(shares) <= 1:
-        for share in shares:
-            rendered |= _render_share(share, *data)
+        rendered |= _render_share(numbers, *data)
     else:
         with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
-            for part in pool.map(_render_share, shares, *([d] * len(shares) for d in data)):
-                rendered |= part
-    return dict(sorted(rendered.items())), len(sizes) - len(eligible)
+            parts = [
+                pool.submit(_render_share, numbers[numbers["company_id"].isin(share)], *data)
+                for share in shares
+            ]
+            for part in parts:
+                rendered |= part.result()
+    return dict(sorted(rendered.items()))
 
 
-def _render_share(companies, wave, scale_scores, responses, company_scores, codebook, out_dir):
+def _render_share(numbers, wave, codebook, out_dir):
     with tempfile.TemporaryDirectory(prefix="figures-") as figures:
-        contexts, _ = company_contexts(
-            wave, scale_scores, responses, company_scores, codebook, Path(figures), companies
-        )
+        contexts = company_contexts(numbers, wave, codebook, Path(figures))
         return {
             company: render_report(REPORTS_DIR / "company.qmd", context, out_dir, company)
             for company, context in contexts.items()
@@ -240,20 +323,16 @@ leercultuur in uw bedrijf.
   {k} mensen tellen, en dan alleen het verschil: nooit het gemiddelde van één groep."""
 
 
-def benchmark_note(
-    results: Sequence[ScaleResult], tables: Mapping[str, pd.DataFrame], company: str
-) -> str:
-    """Which companies the benchmark averages over, or why it is missing."""
-    counts = [
-        int(t.drop(index=company, errors="ignore")["mean"].notna().sum()) for t in tables.values()
-    ]
+def benchmark_note(results: Sequence[ScaleResult], counts: pd.Series) -> str:
+    """Which companies the benchmark averages over (`counts`: other companies per scale), or
+    why it is missing."""
     if all(r.benchmark is None for r in results):
         return (
             f"Er is geen vergelijking met andere bedrijven: daarvoor zijn minstens "
             f"{BENCHMARK_MIN_COMPANIES} andere bedrijven met genoeg antwoorden nodig, en die "
             f"zijn er in deze meting niet."
         )
-    shown = [c for c in counts if c >= BENCHMARK_MIN_COMPANIES]
+    shown = [int(c) for c in counts if c >= BENCHMARK_MIN_COMPANIES]
     spread = f"{min(shown)}" if min(shown) == max(shown) else f"{min(shown)} tot {max(shown)}"
     note = f"De kolom 'Andere bedrijven' is het gemiddelde van {spread} andere bedrijven."
     if any(r.benchmark is None for r in results):
@@ -343,26 +422,24 @@ def _n_and_mean(table: pd.DataFrame, company: str, scale: str) -> tuple[int, flo
 
 
 def change_section(
-    company: str,
-    wave: str,
-    previous: str | None,
-    company_scores: Mapping[str, pd.DataFrame],
-    codebook: Codebook,
-    culture: Sequence[str],
+    rows: pd.DataFrame, wave: str, previous: str, codebook: Codebook
 ) -> dict[str, str]:
-    """Change per dimension where both waves hold at least CHANGE_MIN_N scores."""
-    if previous is None:
+    """Change per dimension (`rows`: report_numbers by scale) where both waves hold at least
+    CHANGE_MIN_N scores."""
+    if not previous:
         note = "Dit is de eerste meting; er is nog geen eerdere meting om mee te vergelijken."
         return {"change_note": note, "change_table": ""}
-    rows, hidden = [], []
-    for scale in culture:
-        n_now, now = _n_and_mean(company_scores[wave], company, scale)
-        n_before, before = _n_and_mean(company_scores[previous], company, scale)
-        label = escape(codebook.scales[scale].label)
-        if min(n_now, n_before) >= CHANGE_MIN_N:
-            rows.append([label, number(before), number(now), signed(now - before)])
-        else:
-            hidden.append(label)
+    shown = rows[rows["change"].notna()]
+    table_rows = [
+        [
+            escape(codebook.scales[s].label),
+            number(r.previous_mean),
+            number(r.mean),
+            signed(r.change),
+        ]
+        for s, r in zip(shown.index, shown.itertuples(), strict=True)
+    ]
+    hidden = [escape(codebook.scales[s].label) for s in rows.index[rows["change"].isna()]]
     before_label, now_label = codebook.waves[previous].label, codebook.waves[wave].label
     note = (
         f"Vergeleken met de vorige meting ({before_label}). Kleine veranderingen kunnen toeval "
@@ -373,12 +450,8 @@ def change_section(
             f" Niet getoond voor {', '.join(hidden)}: een verandering tonen we alleen als uw "
             f"bedrijf in beide metingen minstens {CHANGE_MIN_N} antwoorden had."
         )
-    table = (
-        _table(["Dimensie", f"Meting {before_label}", f"Meting {now_label}", "Verandering"], rows)
-        if rows
-        else ""
-    )
-    return {"change_note": note, "change_table": table}
+    header = ["Dimensie", f"Meting {before_label}", f"Meting {now_label}", "Verandering"]
+    return {"change_note": note, "change_table": _table(header, table_rows) if table_rows else ""}
 
 
 def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> dict[str, float | None]:
@@ -392,19 +465,18 @@ def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> dict
     return gaps
 
 
-def management_staff_section(
-    scored: pd.DataFrame, codebook: Codebook, culture: Sequence[str], k: int
-) -> dict[str, str]:
-    """Only the difference management - staff, and only where both groups reach k."""
-    gaps = management_gaps(scored, culture, k)
-    rows = [[escape(codebook.scales[s].label), signed(g)] for s, g in gaps.items() if g is not None]
-    hidden = [escape(codebook.scales[s].label) for s, g in gaps.items() if g is None]
+def management_staff_section(rows: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, str]:
+    """Only the difference management - staff, and only where both groups reach k (`rows`:
+    report_numbers by scale)."""
+    gaps = rows["management_staff_gap"]
+    shown = [[escape(codebook.scales[s].label), signed(g)] for s, g in gaps.items() if pd.notna(g)]
+    hidden = [escape(codebook.scales[s].label) for s, g in gaps.items() if pd.isna(g)]
     rule = (
         f"We tonen dit verschil alleen als er minstens {k} leidinggevenden én {k} medewerkers "
         f"een score hebben. Wie niet als leidinggevende of medewerker bekend is, telt in geen van "
         f"beide groepen mee."
     )
-    if not rows:
+    if not shown:
         note = f"Het verschil tussen leidinggevenden en medewerkers wordt niet getoond. {rule}"
         return {"management_staff_note": note, "management_staff_table": ""}
     note = (
@@ -413,5 +485,18 @@ def management_staff_section(
     )
     if hidden:
         note += f" Niet getoond voor {', '.join(hidden)}. {rule}"
-    table = _table(["Dimensie", "Verschil leidinggevenden - medewerkers"], rows)
+    table = _table(["Dimensie", "Verschil leidinggevenden - medewerkers"], shown)
     return {"management_staff_note": note, "management_staff_table": table}
+
+
+def number_ids_table(company: str, wave: str, scales: Sequence[str], codebook: Codebook) -> str:
+    """Per scale, the id of its numbers in the stored table `company_report_numbers`, which
+    `scan trace <id>` follows back to the raw files."""
+    rows = [
+        [
+            escape(codebook.scales[s].label),
+            f"`{number_id(NUMBERS_ASSET, wave, [company, s], '<kolom>')}`",
+        ]
+        for s in scales
+    ]
+    return _table(["Onderdeel", "Id van de getallen"], rows)

@@ -3,10 +3,17 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.aggregation import company_table
 from pipeline.codebook import load_codebook
-from pipeline.company_report import ScaleResult, company_contexts, previous_wave, scale_table
+from pipeline.company_report import (
+    ScaleResult,
+    company_contexts,
+    previous_wave,
+    report_numbers,
+    scale_table,
+)
 from pipeline.render import REPORTS_DIR, fill_template, render_report
 
 CODEBOOK = load_codebook(Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml")
@@ -43,9 +50,13 @@ def company_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def contexts(wave, groups, figures_dir, earlier=None):
+    """The report contexts per company, from the numbers the asset would store, and the
+    number of companies without a report."""
     scores, responses = frames(wave, groups)
     tables = {**(earlier or {}), wave: company_scores(scores)}
-    return company_contexts(wave, scores, responses, tables, CODEBOOK, figures_dir)
+    numbers = report_numbers(wave, scores, responses, tables, CODEBOOK)
+    without = scores["company_id"].nunique() - numbers["company_id"].nunique()
+    return company_contexts(numbers, wave, CODEBOOK, figures_dir), without
 
 
 def text(context: dict) -> str:
@@ -92,6 +103,28 @@ def test_change_hidden_when_either_wave_has_fewer_than_ten(tmp_path):
         assert result[company]["change_table"] == ""
         assert "minstens 10 antwoorden" in result[company]["change_note"]
         assert absent(text(result[company]), hidden, 3.0 - hidden)
+
+
+def test_the_stored_numbers_are_the_reported_ones_and_blank_where_hidden(tmp_path):
+    before, _ = frames(T0, [("c_a", 12, None, 3.1), ("c_b", 8, None, 2.17)])
+    now = [("c_a", 12, "ja", 3.4), ("c_b", 12, None, 3.0), ("c_small", K - 1, None, 3.0)]
+    scores, responses = frames(T1, now)
+    tables = {T0: company_scores(before), T1: company_scores(scores)}
+    numbers = report_numbers(T1, scores, responses, tables, CODEBOOK).set_index(
+        ["company_id", "scale"]
+    )
+    assert set(numbers.index.get_level_values(0)) == {"c_a", "c_b"}  # none for c_small
+    reported = [n for n, s in CODEBOOK.scales.items() if s.level in ("culture", "outcome")]
+    assert len(numbers) == 2 * len(reported)
+    lt = numbers.loc[("c_a", "LT")]
+    assert (lt["previous_wave"], lt["previous_mean"]) == (T0, 3.1)
+    assert lt["change"] == pytest.approx(0.3)
+    assert numbers.loc[("c_b", "LT"), ["previous_mean", "change"]].isna().all()  # 8 before
+    assert numbers["benchmark"].isna().all()  # one other company, not five
+    assert numbers["management_staff_gap"].isna().all()  # c_a has no staff group
+    document = text(company_contexts(numbers.reset_index(), T1, CODEBOOK, tmp_path)["c_a"])
+    assert f"`company_report_numbers[{T1}](c_a,LT).<kolom>`" in document
+    assert "+0,30" in document and "3,10" in document
 
 
 def test_first_wave_and_previous_wave_skipping_a_missing_one(tmp_path):

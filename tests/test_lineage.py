@@ -22,7 +22,7 @@ from pipeline.fingerprint import sha256_file
 from pipeline.pseudonyms import DEMO_KEY
 from pipeline.settings import Settings
 
-REPORT_ASSETS = {"company_reports", "wave_report", "provenance_manifest"}
+REPORT_ASSETS = {"company_report_numbers", "company_reports", "wave_report", "provenance_manifest"}
 
 
 def digests(root) -> dict[str, str]:
@@ -194,3 +194,24 @@ def test_scan_trace_follows_a_number_of_the_report_to_the_raw_file(scan_run):
     wrong = scan("--data-dir", str(data), "trace", "reliability[2021-T1](XX).alpha", home=home,
                  cwd=data.parent)  # fmt: skip
     assert wrong.returncode != 0 and "no single row ['XX']" in wrong.stderr
+
+
+def test_scan_trace_follows_a_number_of_a_company_report_to_the_raw_file(scan_run):
+    data, reports, home, _ = scan_run
+    wave = WAVES[2]
+    numbers = pd.read_csv(data / "processed" / wave / "company_report_numbers.csv", dtype=str)
+    row = numbers[(numbers["scale"] == "LT") & numbers["change"].notna()].iloc[0]
+    html = (reports / wave / "companies" / f"{row['company_id']}.html").read_text()
+    ids = re.findall(r"<code>(company_report_numbers\[[^<]+?)\.&lt;kolom&gt;</code>", html)
+    assert f"company_report_numbers[{wave}]({row['company_id']},LT)" in ids
+    for column in ("mean", "change"):
+        number = f"company_report_numbers[{wave}]({row['company_id']},LT).{column}"
+        done = scan("--data-dir", str(data), "trace", number, home=home, cwd=data.parent)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[0] == f"{number} = {row[column]}"
+        shown = f"{abs(float(row[column])):.2f}".replace(".", ",")
+        assert shown in html  # as the report shows it, with a decimal comma
+    truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"][wave]
+    assert f"raw {truth['source_file']} sha256 {truth['source_sha256']}" in done.stdout
+    for asset in ("company_report_numbers", "scale_scores", "company_scores", "raw_responses"):
+        assert f"  {asset}[{wave}]: run " in done.stdout
