@@ -23,7 +23,13 @@ from assets.psychometrics import (
     measurement_model,
     reliability_stats,
 )
-from assets.reports import REPORTS, company_report_numbers, company_reports, wave_report
+from assets.reports import (
+    REPORTS,
+    company_report_numbers,
+    company_reports,
+    wave_report,
+    wave_report_numbers,
+)
 from assets.resources import ALL_WAVES, resources_for
 from assets.scores import company_aggregates, scale_scores
 from assets.sensors import cross_wave_sensor, wave_files_sensor, wave_job
@@ -55,7 +61,13 @@ WAVE_CHECKS = [
 CROSS_WAVE_ASSETS = [measurement_invariance, longitudinal_multilevel_models]  # read every wave
 CROSS_WAVE_CHECKS = [longitudinal_models_converged]
 # per wave, after the cross-wave assets
-REPORT_ASSETS = [company_report_numbers, company_reports, wave_report, provenance_manifest]
+REPORT_ASSETS = [
+    company_report_numbers,
+    company_reports,
+    wave_report_numbers,
+    wave_report,
+    provenance_manifest,
+]
 ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS]
 ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
 # What `scan run` materializes in turn: each wave, then across the waves, then each wave's reports.

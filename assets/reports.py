@@ -149,17 +149,49 @@ def company_reports(
 
 @dg.asset(
     partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "wave_report_numbers.csv"},
+    automation_condition=EAGER,
+    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
+)
+def wave_report_numbers(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    anonymised_responses: pd.DataFrame,
+    company_scores: pd.DataFrame,
+    scores_by_wave: dict[str, pd.DataFrame],
+) -> pd.DataFrame:
+    """The wave report's numbers that no other asset stores (totals, sample, descriptives,
+    company means, change since the previous wave), one per row, blank where hidden: the report
+    lays them out, and `wave_report_numbers[wave](table,row,statistic).value` identifies each.
+    `scores_by_wave` holds every wave's scale scores: this one's and the previous one's."""
+    wave = context.partition_key
+    codebook = scan.codebook()
+    previous = previous_wave(wave, scores_by_wave, codebook)
+    return pipeline.wave_report.report_numbers(
+        anonymised_responses,
+        scores_by_wave[wave],
+        scores_by_wave[previous] if previous else None,
+        company_scores,
+        codebook,
+    )
+
+
+@dg.asset(
+    partitions_def=waves,
     group_name=REPORTS,
     code_version=REPORTS_CODE_VERSION,
     kinds={"html", "pdf"},
     automation_condition=EAGER,
-    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
 )
 def wave_report(
     context: dg.AssetExecutionContext,
     scan: ScanConfig,
     quality_summary: pd.DataFrame,
-    anonymised_responses: pd.DataFrame,
+    wave_report_numbers: pd.DataFrame,
     reliability: pd.DataFrame,
     item_statistics: pd.DataFrame,
     cfa_fit: pd.DataFrame,
@@ -170,20 +202,17 @@ def wave_report(
     multilevel_fit: pd.DataFrame,
     measurement_invariance: pd.DataFrame,
     company_reports: pd.DataFrame,
-    scores_by_wave: dict[str, pd.DataFrame],
 ) -> dg.MaterializeResult:
-    """The researchers' report of the wave, `<reports>/<wave>/wave_report.{html,pdf}`.
-    `scores_by_wave` holds every wave's scale scores: this one's and the previous one's."""
+    """The researchers' report of the wave, `<reports>/<wave>/wave_report.{html,pdf}`."""
     wave = context.partition_key
     codebook = scan.codebook()
-    scale_scores = scores_by_wave[wave]
-    previous = previous_wave(wave, scores_by_wave, codebook)
+    known = context.instance.get_dynamic_partitions(waves.name)
+    totals = pipeline.wave_report.numbers_of(wave_report_numbers, "totals")["n"]
     reported = len(company_reports)
     inputs = WaveInputs(
         wave=wave,
         quality_summary=quality_summary,
-        responses=anonymised_responses,
-        scale_scores=scale_scores,
+        numbers=wave_report_numbers,
         reliability=reliability,
         item_statistics=item_statistics,
         cfa_fit=cfa_fit,
@@ -192,11 +221,10 @@ def wave_report(
         company_scores=company_scores,
         multilevel=multilevel,
         multilevel_fit=multilevel_fit,
-        previous_wave=previous,
-        previous_scores=scores_by_wave[previous] if previous else None,
+        previous_wave=previous_wave(wave, known, codebook),
         invariance=measurement_invariance,
         companies_reported=reported,
-        companies_without_report=scale_scores["company_id"].nunique() - reported,
+        companies_without_report=int(totals["companies"]) - reported,
         provenance=_provenance(context, scan, wave),
     )
     out_dir = scan.settings.reports_dir / wave

@@ -10,9 +10,7 @@ from assets.gx_resource import GreatExpectations
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.files import keep_version, write_atomic
 from pipeline.fingerprint import sha256_file
-from pipeline.settings import Settings
-
-ALL_WAVES = "all_waves"  # the folder and asset group of the cross-wave results
+from pipeline.settings import ALL_WAVES, Settings
 
 
 class ScanConfig(dg.ConfigurableResource):

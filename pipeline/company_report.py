@@ -23,7 +23,7 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
 import math
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -245,8 +245,9 @@ def _scales(codebook: Codebook, level: str) -> list[str]:
     return [name for name, scale in codebook.scales.items() if scale.level == level]
 
 
-def previous_wave(wave: str, available: Mapping[str, object], codebook: Codebook) -> str | None:
-    """The last wave before `wave`, in codebook order, that is among `available`."""
+def previous_wave(wave: str, available: Collection[str], codebook: Codebook) -> str | None:
+    """The last wave before `wave`, in codebook order, that is among `available` (wave names,
+    or a mapping by wave name)."""
     order = list(codebook.waves)
     earlier = [w for w in order[: order.index(wave)] if w in available]
     return earlier[-1] if earlier else None

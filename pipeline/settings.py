@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+ALL_WAVES = "all_waves"  # the folder and asset group of the cross-wave results
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -23,7 +23,8 @@ from scipy import stats
 
 from pipeline.codebook import Codebook
 from pipeline.figures import coefficient_plot, distribution_plot
-from pipeline.suppression import fixed, format_stat, shown, suppress_counts
+from pipeline.settings import ALL_WAVES
+from pipeline.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 
 NOT_REPORTED = "not reported"
 ABSENT = "–"
@@ -49,14 +50,13 @@ REASON_TEXT = {
 class WaveInputs:
     """One wave's shareable tables (README, output contract) and what the caller knows besides.
 
-    `previous_scores` is the previous wave's scale_scores (None for the first wave),
+    `numbers` is the wave's `report_numbers`, `previous_wave` None for the first wave,
     `invariance` the cross-wave table (empty with one wave), `provenance` a JSON-like dict.
     """
 
     wave: str
     quality_summary: pd.DataFrame
-    responses: pd.DataFrame
-    scale_scores: pd.DataFrame
+    numbers: pd.DataFrame
     reliability: pd.DataFrame
     item_statistics: pd.DataFrame
     cfa_fit: pd.DataFrame
@@ -66,7 +66,6 @@ class WaveInputs:
     multilevel: pd.DataFrame
     multilevel_fit: pd.DataFrame
     previous_wave: str | None
-    previous_scores: pd.DataFrame | None
     invariance: pd.DataFrame
     companies_reported: int
     companies_without_report: int
@@ -82,17 +81,21 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         "subtitle": yaml_string(f"Wave {wave.label if wave else inputs.wave}, for researchers"),
         "k": k,
         **response_section(inputs),
-        "sample_table": sample_table(inputs.responses, codebook),
-        "descriptives_table": descriptives_table(inputs.scale_scores, codebook),
+        "sample_table": sample_table(numbers_of(inputs.numbers, "sample"), codebook),
+        "descriptives_table": descriptives_table(
+            numbers_of(inputs.numbers, "descriptives"), codebook
+        ),
         "reliability_table": reliability_table(inputs.reliability, codebook),
         "item_table": item_table(inputs.item_statistics, k),
         "cfa_table": cfa_table(inputs.cfa_fit, k),
         "loadings_table": loadings_table(inputs.cfa_loadings),
         **invariance_section(inputs.invariance, k),
         "aggregation_table": aggregation_table(inputs.aggregation, codebook),
-        **company_section(inputs.company_scores, codebook, figures_dir),
+        **company_section(
+            numbers_of(inputs.numbers, "companies"), inputs.company_scores, codebook, figures_dir
+        ),
         **multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir),
-        **change_section(inputs, codebook),
+        **change_section(numbers_of(inputs.numbers, "change"), inputs.previous_wave, codebook),
         "provenance_table": provenance_table(inputs.provenance),
         "number_ids_table": number_ids_table(inputs),
     }
@@ -180,6 +183,124 @@ def _scale_name(codebook: Codebook, scale: str) -> str:
 # --- sections -----------------------------------------------------------------------------------
 
 
+# --- the numbers computed for the report, stored by the wave_report_numbers asset ---------------
+
+NUMBERS_ASSET = "wave_report_numbers"
+
+
+def report_numbers(
+    responses: pd.DataFrame,
+    scale_scores: pd.DataFrame,
+    previous_scores: pd.DataFrame | None,
+    company_scores: pd.DataFrame,
+    codebook: Codebook,
+) -> pd.DataFrame:
+    """The numbers of the report's tables that no other asset stores, one per row (`table,
+    row, statistic, value`; blank where a disclosure rule hides it): the totals, the sample,
+    the scale descriptives, the distribution of company means and the change since the previous
+    wave (`previous_scores`, None in the first wave). The report only lays them out, and
+    `wave_report_numbers[wave](table,row,statistic).value` identifies each one."""
+    k = codebook.anonymisation.k
+    parts = {
+        "totals": pd.DataFrame(
+            {"n": [len(responses), responses["company_id"].nunique()]},
+            index=["respondents", "companies"],
+        ),
+        "sample": sample_numbers(responses, codebook),
+        "descriptives": descriptives_numbers(scale_scores, codebook),
+        "companies": company_numbers(company_scores, k),
+        "change": change_numbers(scale_scores, previous_scores, codebook),
+    }
+    rows = [
+        (table, row, statistic, value)
+        for table, frame in parts.items()
+        for row, values in frame.iterrows()
+        for statistic, value in values.items()
+    ]
+    numbers = pd.DataFrame(rows, columns=["table", "row", "statistic", "value"])
+    return numbers.astype({"value": float})
+
+
+def numbers_of(numbers: pd.DataFrame, table: str) -> pd.DataFrame:
+    """One table of `report_numbers` in its shape again: a row per row key, in stored order."""
+    part = numbers[numbers["table"] == table]
+    rows, statistics = list(dict.fromkeys(part["row"])), list(dict.fromkeys(part["statistic"]))
+    return part.pivot(index="row", columns="statistic", values="value").loc[rows, statistics]
+
+
+def sample_numbers(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Respondents per level of each background variable (row `variable/level`) and their % of
+    all, both blank where `suppress_counts` hides the count."""
+    k, total = codebook.anonymisation.k, len(responses)
+    rows = {}
+    for name, variable in codebook.background.items():
+        if name not in responses.columns:
+            continue
+        published = suppress_counts(background_counts(responses[name], variable.levels), k)
+        for level, n in published.items():
+            hidden = n == SUPPRESSED
+            rows[f"{name}/{level}"] = {
+                "n": np.nan if hidden else n,
+                "percent": np.nan if hidden else 100 * n / total,
+            }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "percent"])
+
+
+def descriptives_numbers(scale_scores: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """n, mean and SD of each scale score, blank under k respondents."""
+    k = codebook.anonymisation.k
+    rows = {}
+    for name in codebook.scales:
+        if name not in scale_scores.columns:
+            continue
+        scores = scale_scores[name].dropna()
+        visible = shown(len(scores), k)
+        rows[name] = [len(scores), scores.mean(), scores.std()] if visible else [np.nan] * 3
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "mean", "sd"])
+
+
+def company_numbers(company_scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per scale, how many company means are shown and not, and the lowest, median and highest
+    shown one. A company is shown when it is not flagged `suppressed` and its n is at least k;
+    none is named."""
+    rows = {}
+    for scale, means in _visible_company_means(company_scores, k).items():
+        total = int((company_scores["scale"] == scale).sum())
+        rows[scale] = [len(means), total - len(means), means.min(), means.median(), means.max()]
+    columns = ["shown", "not_shown", "lowest", "median", "highest"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def _visible_company_means(company_scores: pd.DataFrame, k: int) -> dict[str, pd.Series]:
+    means = {}
+    for scale, group in company_scores.groupby("scale", sort=False):
+        visible = ~group["suppressed"].map(_is_true) & group["n"].map(lambda n: shown(n, k))
+        means[scale] = group.loc[visible, "mean"].dropna()
+    return means
+
+
+def change_numbers(
+    scale_scores: pd.DataFrame, previous_scores: pd.DataFrame | None, codebook: Codebook
+) -> pd.DataFrame:
+    """Per scale: previous and current n and mean, and the difference with its Welch 95%
+    interval; blank unless both waves have at least k scores. The waves are treated as
+    independent samples: persons who answered both times are not paired."""
+    columns = ["n_before", "mean_before", "n_now", "mean_now", "difference", "ci_low", "ci_high"]
+    if previous_scores is None:
+        return pd.DataFrame(columns=columns)
+    k = codebook.anonymisation.k
+    rows = {}
+    for name in codebook.scales:
+        if name not in scale_scores.columns or name not in previous_scores.columns:
+            continue
+        now, before = scale_scores[name].dropna(), previous_scores[name].dropna()
+        rows[name] = [np.nan] * len(columns)
+        if shown(len(now), k) and shown(len(before), k):
+            diff, low, high = welch_difference(now, before)
+            rows[name] = [len(before), before.mean(), len(now), now.mean(), diff, low, high]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
 def response_section(inputs: WaveInputs) -> dict:
     """Totals of the validation stage and the quarantine by reason (counts of rows, no data)."""
     summary = inputs.quality_summary.set_index("reason")["rows"]
@@ -192,7 +313,7 @@ def response_section(inputs: WaveInputs) -> dict:
         "n_raw": count(summary.get("raw_rows")),
         "n_validated": count(summary.get("validated")),
         "n_quarantined": count(summary.get("quarantined")),
-        "n_companies": inputs.responses["company_id"].nunique(),
+        "n_companies": count(numbers_of(inputs.numbers, "totals").loc["companies", "n"]),
         "companies_reported": inputs.companies_reported,
         "companies_without_report": inputs.companies_without_report,
         "quarantine_table": pipe_table(
@@ -208,35 +329,30 @@ def background_counts(values: pd.Series, levels: Sequence[str]) -> pd.Series:
     return pd.concat([counts, pd.Series({NOT_REPORTED: missing})])
 
 
-def sample_table(responses: pd.DataFrame, codebook: Codebook) -> str:
+def sample_table(sample: pd.DataFrame, codebook: Codebook) -> str:
     """Counts per level of each background variable, suppressed per variable; % of all."""
-    k = codebook.anonymisation.k
-    total = len(responses)
-    rows = []
-    for name, variable in codebook.background.items():
-        if name not in responses.columns:
-            continue
-        counts = background_counts(responses[name], variable.levels)
-        published = suppress_counts(counts, k)
-        for i, (level, n) in enumerate(published.items()):
-            label = f"{escape(variable.label)} ({escape(name)})" if i == 0 else ""
-            percent = num(100 * n / total, 1) if isinstance(n, int | np.integer) else n
-            rows.append([label, escape(level), str(n), percent])
+    rows, named = [], set()
+    for key, r in sample.iterrows():
+        name, level = key.split("/", 1)
+        label = (
+            "" if name in named else f"{escape(codebook.background[name].label)} ({escape(name)})"
+        )
+        named.add(name)
+        hidden = pd.isna(r["n"])
+        rows.append(
+            [label, escape(level)]
+            + ([SUPPRESSED] * 2 if hidden else [count(r["n"]), num(r["percent"], 1)])
+        )
     return pipe_table([("Variable", "l"), ("Level", "l"), ("n", "r"), ("%", "r")], rows)
 
 
-def descriptives_table(scale_scores: pd.DataFrame, codebook: Codebook) -> str:
+def descriptives_table(descriptives: pd.DataFrame, codebook: Codebook) -> str:
     k = codebook.anonymisation.k
-    rows = []
-    for name, scale in codebook.scales.items():
-        if name not in scale_scores.columns:
-            continue
-        scores = scale_scores[name].dropna()
-        n = len(scores)
-        rows.append(
-            [_scale_name(codebook, name), escape(scale.level), n_cell(n, k)]
-            + _stat_row([scores.mean(), scores.std()], n, k, [2, 2])
-        )
+    rows = [
+        [_scale_name(codebook, name), escape(codebook.scales[name].level), n_cell(r["n"], k)]
+        + _stat_row([r["mean"], r["sd"]], r["n"], k, [2, 2])
+        for name, r in descriptives.iterrows()
+    ]
     return pipe_table(
         [("Scale", "l"), ("Level", "l"), ("n", "r"), ("Mean", "r"), ("SD", "r")], rows
     )
@@ -328,26 +444,24 @@ def aggregation_table(aggregation: pd.DataFrame, codebook: Codebook) -> str:
     return pipe_table([*columns, ("Mean rwg(j)", "r")], rows)
 
 
-def company_section(company_scores: pd.DataFrame, codebook: Codebook, figures_dir: Path) -> dict:
-    """Distribution of company means per scale over the companies with at least k respondents.
-
-    A company is shown when it is not flagged `suppressed` and its n is at least k; none is named.
-    """
+def company_section(
+    companies: pd.DataFrame, company_scores: pd.DataFrame, codebook: Codebook, figures_dir: Path
+) -> dict:
+    """The distribution of company means per scale (`companies`: `company_numbers`) and a
+    figure of each, over the same companies."""
     k = codebook.anonymisation.k
-    rows, figures = [], []
-    for scale, group in company_scores.groupby("scale", sort=False):
-        visible = ~group["suppressed"].map(_is_true) & group["n"].map(lambda n: shown(n, k))
-        means = group.loc[visible, "mean"].dropna()
-        name = _scale_name(codebook, scale)
-        stats_ = [num(means.min()), num(means.median()), num(means.max())] if len(means) else []
-        rows.append(
-            [name, count(len(means)), count(len(group) - len(means))] + (stats_ or [ABSENT] * 3)
-        )
+    rows = [
+        [_scale_name(codebook, scale), count(r["shown"]), count(r["not_shown"])]
+        + ([num(r["lowest"]), num(r["median"]), num(r["highest"])] if r["shown"] else [ABSENT] * 3)
+        for scale, r in companies.iterrows()
+    ]
+    figures = []
+    for scale, means in _visible_company_means(company_scores, k).items():
         if len(means):
             path = figures_dir / f"company_means_{_file_part(scale)}.png"
-            label = f"company mean of {scale}"
-            figure = distribution_plot(means.tolist(), label, path)
-            figures.append({"figure": figure, "caption": f"Distribution of company means: {name}"})
+            figure = distribution_plot(means.tolist(), f"company mean of {scale}", path)
+            caption = f"Distribution of company means: {_scale_name(codebook, scale)}"
+            figures.append({"figure": figure, "caption": caption})
     columns = [("Scale", "l"), ("Companies shown", "r"), (f"Not shown (n < {k})", "r")]
     columns += [("Lowest mean", "r"), ("Median", "r"), ("Highest mean", "r")]
     return {"company_table": pipe_table(columns, rows), "company_figures": figures}
@@ -434,49 +548,49 @@ def welch_difference(current: pd.Series, previous: pd.Series) -> tuple[float, fl
     return diff, diff - half, diff + half
 
 
-def change_section(inputs: WaveInputs, codebook: Codebook) -> dict:
-    """Per scale: previous and current mean with the Welch interval of the difference.
-
-    Only scales with at least k scores in both waves get numbers. The waves are treated as
-    independent samples: persons who answered both times are not paired.
-    """
-    previous = inputs.previous_scores
-    if inputs.previous_wave is None or previous is None:
+def change_section(change: pd.DataFrame, previous_wave: str | None, codebook: Codebook) -> dict:
+    """Per scale: previous and current mean with the Welch interval of the difference
+    (`change`: `change_numbers`), "n < k" where either wave has fewer scores."""
+    if previous_wave is None:
         return {"previous_wave": "", "change_table": ""}
     k = codebook.anonymisation.k
     rows = []
-    for name in codebook.scales:
-        if name not in inputs.scale_scores.columns or name not in previous.columns:
-            continue
-        now, before = inputs.scale_scores[name].dropna(), previous[name].dropna()
+    for name, r in change.iterrows():
         label = _scale_name(codebook, name)
-        if not (shown(len(now), k) and shown(len(before), k)):
+        if pd.isna(r["n_now"]):
             rows.append([label, *[f"n < {k}"] * 6])
             continue
-        diff, low, high = welch_difference(now, before)
         rows.append(
-            [label, count(len(before)), num(before.mean()), count(len(now)), num(now.mean())]
-            + [num(diff), interval(low, high)]
+            [label, count(r["n_before"]), num(r["mean_before"]), count(r["n_now"])]
+            + [num(r["mean_now"]), num(r["difference"]), interval(r["ci_low"], r["ci_high"])]
         )
     columns = [("Scale", "l"), ("n before", "r"), ("Mean before", "r"), ("n now", "r")]
     columns += [("Mean now", "r"), ("Difference", "r"), ("95% CI (Welch)", "r")]
-    return {
-        "previous_wave": escape(inputs.previous_wave),
-        "change_table": pipe_table(columns, rows),
-    }
+    return {"previous_wave": escape(previous_wave), "change_table": pipe_table(columns, rows)}
 
 
-# The report's tables that come straight from an asset's CSV: (section, asset, number of leading
-# columns that identify a row, the column of the example id).
+# The report's tables and where their numbers are stored: (section, asset, the WaveInputs field
+# holding its table, how many leading columns identify a row, the column of the example id).
 SOURCES = (
-    ("Response and data quality", "quality_summary", 1, "rows"),
-    ("Reliability", "reliability", 1, "alpha"),
-    ("Item statistics", "item_statistics", 2, "r_drop"),
-    ("CFA fit", "cfa_fit", 1, "cfi"),
-    ("Company aggregation", "aggregation", 1, "icc1"),
-    ("Multilevel models", "multilevel", 2, "estimate"),
-    ("Multilevel model fit", "multilevel_fit", 1, "loglik"),
+    ("Response and data quality", "quality_summary", "quality_summary", 1, "rows"),
+    ("Reliability", "reliability", "reliability", 1, "alpha"),
+    ("Item statistics", "item_statistics", "item_statistics", 2, "r_drop"),
+    ("CFA fit", "cfa_fit", "cfa_fit", 1, "cfi"),
+    ("CFA loadings", "cfa_loadings", "cfa_loadings", 2, "std_loading"),
+    ("Measurement invariance", "measurement_invariance", "invariance", 1, "cfi"),
+    ("Company aggregation", "aggregation", "aggregation", 1, "icc1"),
+    ("Multilevel models", "multilevel", "multilevel", 2, "estimate"),
+    ("Multilevel model fit", "multilevel_fit", "multilevel_fit", 1, "loglik"),
 )
+# The tables of report_numbers: (section, table).
+NUMBER_TABLES = (
+    ("Totals", "totals"),
+    ("Sample", "sample"),
+    ("Scale descriptives", "descriptives"),
+    ("Company means", "companies"),
+    ("Change since the previous wave", "change"),
+)
+CROSS_WAVE = {"measurement_invariance"}
 
 
 def number_id(asset: str, partition: str, row: Sequence[object], column: str) -> str:
@@ -486,17 +600,23 @@ def number_id(asset: str, partition: str, row: Sequence[object], column: str) ->
 
 
 def number_ids_table(inputs: WaveInputs) -> str:
-    """Per table, how its numbers are identified, with one example id from the asset itself."""
+    """Per table, how its numbers are identified, with one example id from the stored table."""
     rows = []
-    for section, asset, keys, column in SOURCES:
-        frame = getattr(inputs, asset)
-        row = frame.iloc[0, :keys].tolist()
-        pattern = number_id(
-            asset, inputs.wave, [f"<{c}>" for c in frame.columns[:keys]], "<column>"
-        )
-        rows.append(
-            [escape(section), f"`{pattern}`", f"`{number_id(asset, inputs.wave, row, column)}`"]
-        )
+    for section, asset, field, keys, column in SOURCES:
+        frame = getattr(inputs, field)
+        if frame.empty:
+            continue
+        partition = ALL_WAVES if asset in CROSS_WAVE else inputs.wave
+        pattern = number_id(asset, partition, [f"<{c}>" for c in frame.columns[:keys]], "<column>")
+        example = number_id(asset, partition, frame.iloc[0, :keys].tolist(), column)
+        rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
+    for section, table in NUMBER_TABLES:
+        part = inputs.numbers[inputs.numbers["table"] == table]
+        if part.empty:
+            continue
+        pattern = number_id(NUMBERS_ASSET, inputs.wave, [table, "<row>", "<statistic>"], "value")
+        example = number_id(NUMBERS_ASSET, inputs.wave, part.iloc[0, :3].tolist(), "value")
+        rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
     return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
 
 

@@ -22,7 +22,13 @@ from pipeline.fingerprint import sha256_file
 from pipeline.pseudonyms import DEMO_KEY
 from pipeline.settings import Settings
 
-REPORT_ASSETS = {"company_report_numbers", "company_reports", "wave_report", "provenance_manifest"}
+REPORT_ASSETS = {
+    "company_report_numbers",
+    "company_reports",
+    "wave_report_numbers",
+    "wave_report",
+    "provenance_manifest",
+}
 
 
 def digests(root) -> dict[str, str]:
@@ -190,6 +196,17 @@ def test_scan_trace_follows_a_number_of_the_report_to_the_raw_file(scan_run):
     assert f"raw {truth['source_file']} sha256 {truth['source_sha256']}" in done.stdout
     for asset in ("reliability", "anonymised_responses", "validated_responses", "raw_responses"):
         assert f"  {asset}[{wave}]: run " in done.stdout
+
+    number = f"wave_report_numbers[{wave}](descriptives,LT,mean).value"  # computed for the report
+    done = scan("--data-dir", str(data), "trace", number, home=home, cwd=data.parent)
+    assert done.returncode == 0, done.stderr
+    mean = float(done.stdout.splitlines()[0].split(" = ")[1])
+    assert f"{mean:.2f}" in html
+    assert f"  scale_scores[{wave}]: run " in done.stdout
+    number = "measurement_invariance[all_waves](metric).cfi"  # a cross-wave number of the report
+    done = scan("--data-dir", str(data), "trace", number, home=home, cwd=data.parent)
+    assert done.returncode == 0, done.stderr
+    assert f"  raw_responses[{WAVES[0]}]: run " in done.stdout  # every wave's exports
 
     wrong = scan("--data-dir", str(data), "trace", "reliability[2021-T1](XX).alpha", home=home,
                  cwd=data.parent)  # fmt: skip

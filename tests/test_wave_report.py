@@ -14,7 +14,14 @@ from scipy import stats
 from pipeline.codebook import load_codebook
 from pipeline.render import REPORTS_DIR, fill_template, render_report
 from pipeline.suppression import SUPPRESSED, format_stat, shown, suppress_counts
-from pipeline.wave_report import WaveInputs, escape, pipe_table, wave_context, welch_difference
+from pipeline.wave_report import (
+    WaveInputs,
+    escape,
+    pipe_table,
+    report_numbers,
+    wave_context,
+    welch_difference,
+)
 
 CODEBOOK = load_codebook(Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml")
 K = CODEBOOK.anonymisation.k
@@ -99,8 +106,9 @@ def test_data_text_is_escaped_for_markdown():
 # --- the crafted wave ---------------------------------------------------------------------------
 
 
-def crafted_inputs(**changes) -> WaveInputs:
-    """24 respondents in three companies (12, 9 and a tiny one of 3); PL scored for 3 only."""
+def crafted_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Scale scores, responses and company scores of 24 respondents in three companies (12, 9
+    and a tiny one of 3); PL scored for 3 only."""
     companies = ["c_big"] * 12 + ["c_mid"] * 9 + ["c_small"] * 3
     n = len(companies)
     rng = np.random.default_rng(7)
@@ -132,6 +140,15 @@ def crafted_inputs(**changes) -> WaveInputs:
             "suppressed": [False, False, False, True],
         }
     )
+    return scores, responses, company_scores
+
+
+def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> WaveInputs:
+    """The inputs of a wave report of `crafted_tables`, its numbers computed as the
+    wave_report_numbers asset does (with the change since `previous_scores`, when given)."""
+    scores, responses, company_scores = crafted_tables()
+    n = len(scores)
+    numbers = report_numbers(responses, scores, previous_scores, company_scores, CODEBOOK)
     fit_columns = {
         "outcome": ["SL", "SL", "EM", "EM"],
         "n_obs": n,
@@ -168,8 +185,7 @@ def crafted_inputs(**changes) -> WaveInputs:
                 "rows": [27, 24, 3, 0, 3],
             }
         ),
-        responses=responses,
-        scale_scores=scores,
+        numbers=numbers,
         reliability=pd.DataFrame(
             {
                 "scale": ["LT", "PL"],
@@ -210,7 +226,6 @@ def crafted_inputs(**changes) -> WaveInputs:
         multilevel=multilevel,
         multilevel_fit=multilevel_fit,
         previous_wave=None,
-        previous_scores=None,
         invariance=pd.DataFrame(),
         companies_reported=2,
         companies_without_report=1,
@@ -273,8 +288,8 @@ def test_first_wave_has_no_change_and_untested_invariance(filled):
 
 
 def test_change_since_the_previous_wave_needs_k_in_both_waves(tmp_path):
-    previous = crafted_inputs().scale_scores.assign(LT=lambda d: d["LT"] - 0.5)
-    inputs = crafted_inputs(previous_wave="2019-T0", previous_scores=previous)
+    previous = crafted_tables()[0].assign(LT=lambda d: d["LT"] - 0.5)
+    inputs = crafted_inputs(previous, previous_wave="2019-T0")
     markdown = fill_template(TEMPLATE, wave_context(inputs, CODEBOOK, tmp_path))
     assert "This is the first wave" not in markdown
     change = markdown[markdown.index("| Scale | n before") :]
@@ -301,6 +316,20 @@ def test_provenance_is_laid_out(filled):
     _, markdown = filled
     assert "| inputs / 1 / sha256 | " + "ab" * 32 + " |" in markdown
     assert r"| run\_id | run\-42 |" in markdown
+
+
+def test_computed_numbers_are_stored_as_shown_and_blank_where_hidden(filled):
+    context, markdown = filled
+    numbers = crafted_inputs().numbers.set_index(["table", "row", "statistic"])["value"]
+    numbers = numbers.sort_index()
+    assert numbers[("totals", "companies", "n")] == 3
+    assert f"{numbers[('descriptives', 'LT', 'mean')]:.2f}" in context["descriptives_table"]
+    assert numbers.loc[("descriptives", "PL")].isna().all()  # 3 scores: blank, as in the report
+    assert f"| PL (Proactief leren) | individual | n < {K} |" in context["descriptives_table"]
+    assert numbers.loc[("sample", "gender/vrouw")].isna().all()  # suppressed with its complement
+    assert numbers[("companies", "LT", "lowest")] == 3.89  # c_small's mean is in no number
+    assert TINY_COMPANY_MEAN not in numbers.to_numpy()
+    assert "`wave_report_numbers[2021-T1](totals,respondents,n).value`" in markdown
 
 
 def test_renders_to_html(tmp_path):
