@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,12 @@ from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import pipeline_status, stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
 from pipeline.demo import DEFAULT_SEED, write_demo
+from pipeline.files import RUN_LOCK, Busy, exclusive, remove_partial_files
 from pipeline.quality import REASONS
 from pipeline.readers import export_files
 from pipeline.settings import Settings
 
+DATA_TAG = "scan/data_dir"  # on every run `scan run` starts: the data folder it works on
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 
@@ -72,9 +75,16 @@ class WaveRun:
 
 @main.command()
 @click.option("--force", is_flag=True, help="Recompute every wave, even when up to date.")
+@click.option(
+    "--wait", is_flag=True, help="Wait for another `scan run` on the same data instead of refusing."
+)
 @click.pass_obj
-def run(settings: Settings, force: bool) -> None:
-    """Materialize every stale asset for every wave found under <data-dir>/raw/."""
+def run(settings: Settings, force: bool, wait: bool) -> None:
+    """Materialize every stale asset for every wave found under <data-dir>/raw/.
+
+    One `scan run` works on a data folder at a time: a second one refuses (or, with --wait,
+    waits). A run that was killed leaves no partial output; the next one clears what it left
+    and redoes the rest."""
     try:
         load_codebook(settings.codebook_path)
     except CodebookError as exc:
@@ -84,7 +94,25 @@ def run(settings: Settings, force: bool) -> None:
         raise click.ClickException(
             f"no wave folders with exports under {settings.raw_dir} (run `scan demo` for the demo)"
         )
+    with ExitStack() as held:
+        lock = settings.data_dir / RUN_LOCK
+        try:
+            held.enter_context(exclusive(lock))
+        except Busy as busy:
+            if not wait:
+                raise click.ClickException(
+                    f"another `scan run` is working on {settings.data_dir} ({busy}); it is left "
+                    "alone: wait until it ends, or start this one with --wait"
+                ) from None
+            click.echo(f"waiting for the other `scan run` ({busy}) ...")
+            held.enter_context(exclusive(lock, wait=True))
+        run_all(settings, found, force)
+
+
+def run_all(settings: Settings, found: list[str], force: bool) -> None:
+    """The three stages of `scan run` on the waves `found`, holding the data folder's lock."""
     instance = dagster_instance()
+    recover(instance, settings)
     known = set(instance.get_dynamic_partitions(waves.name))
     instance.add_dynamic_partitions(waves.name, [w for w in found if w not in known])
 
@@ -148,6 +176,27 @@ def trace(settings: Settings, number_id: str) -> None:
     click.echo("\n".join(lines))
 
 
+def recover(instance: dg.DagsterInstance, settings: Settings) -> None:
+    """Clear what a killed `scan run` on this data folder left: its runs still marked as going
+    are marked failed, and the temporary files of its unfinished writes are removed. Safe
+    because the caller holds the folder's lock, so no `scan run` is writing."""
+    orphans = instance.get_runs(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
+            tags={DATA_TAG: str(settings.data_dir.resolve())},
+        )
+    )
+    for orphan in orphans:
+        instance.report_run_failed(orphan, "its `scan run` ended before the run did (killed?)")
+    roots = (settings.staging_dir, settings.processed_dir, settings.reports_dir)
+    partial = [path for root in roots for path in remove_partial_files(root)]
+    if orphans or partial:
+        click.echo(
+            f"after an interrupted run: {len(orphans)} run(s) marked failed, {len(partial)} "
+            "partial file(s) removed; what it did not finish is redone"
+        )
+
+
 def run_stage(
     instance: dg.DagsterInstance,
     settings: Settings,
@@ -170,7 +219,7 @@ def run_stage(
         instance=instance,
         resources=resources_for(settings),
         run_config=QUIET_LOGS,
-        tags={"scan/command": "scan run"},
+        tags={"scan/command": "scan run", DATA_TAG: str(settings.data_dir.resolve())},
         raise_on_error=False,
     )
     if not result.success:

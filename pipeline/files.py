@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+
+RUN_LOCK = ".scan-run.lock"  # in the data folder: held by the `scan run` working on it
 
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
@@ -55,3 +60,35 @@ def keep_version(path: Path, zone: Path) -> Path:
         kept.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(kept, lambda tmp: shutil.copyfile(path, tmp))
     return kept
+
+
+class Busy(RuntimeError):
+    """Another process holds the lock."""
+
+
+@contextmanager
+def exclusive(lock: Path, wait: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if missing) for the `with` block, or
+    raise Busy naming its holder; with `wait`, block until it is free. The kernel releases the
+    lock when its holder ends, however it ends (a killed process leaves no stale lock)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            raise Busy(f"{lock} is held by {handle.read().strip() or 'another process'}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        yield
+
+
+def remove_partial_files(root: Path) -> list[Path]:
+    """Remove the temporary files `write_atomic` leaves when its process is killed mid-write
+    (never the outputs themselves); only safe while no writer runs."""
+    partial = sorted(root.rglob(".*.tmp")) if root.exists() else []
+    for path in partial:
+        path.unlink()
+    return partial

@@ -19,6 +19,8 @@ from rocrate.model.contextentity import ContextEntity
 from rocrate.model.entity import Entity
 from rocrate.rocrate import ROCrate
 
+from pipeline.files import write_atomic
+
 RO_CRATE_VERSION = "1.1"
 WORKFLOW_RUN_CONTEXT = "https://w3id.org/ro/terms/workflow-run/context"
 PROFILES = {
@@ -49,9 +51,9 @@ class Provenance:
 def write_crate(folder: Path, facts: Provenance) -> Path:
     """Write `folder/ro-crate-metadata.json` (only that file) and return its path."""
     refuse_secrets(facts.anonymisation)
-    crate = build_crate(folder, facts)
-    crate.metadata.write(folder)
-    return folder / "ro-crate-metadata.json"
+    metadata = build_crate(folder, facts).metadata
+    text = json.dumps(metadata.generate(), indent=4, sort_keys=True, ensure_ascii=False)
+    return write_atomic(folder / metadata.id, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def refuse_secrets(anonymisation: dict, where: str = "anonymisation") -> None:
