@@ -69,6 +69,9 @@ FIXED_TIME = dt.datetime(2019, 3, 4, 0, 0, 0)  # stamped into file headers inste
 SECONDS_PER_ITEM_SPEEDER = 2
 TIMEZONE = "Europe/Amsterdam"
 XLSX_COMPANY_HEADER = "bedrijf"
+COMPANY_NUMBERS = 150  # company codes C001..C150, or three per company in a larger scan
+COMPANY_IPS = 245  # companies' office IPs in 198.51.100.0/24; beyond that, 2001:db8:c0::/48
+WIDE_CODES_AFTER = 4000  # linkage codes in use before random letters replace name prefixes
 
 
 @dataclass(frozen=True)
@@ -432,7 +435,8 @@ class _Simulation:
 
     def _companies(self) -> list[Company]:
         p, rng = self.params, self.rng
-        numbers = np.sort(rng.choice(np.arange(1, 151), size=p.companies, replace=False))
+        pool = max(COMPANY_NUMBERS, 3 * p.companies)
+        numbers = np.sort(rng.choice(np.arange(1, pool + 1), size=p.companies, replace=False))
         late = p.late_joiners if len(self.waves) > 1 else 0
         names: set[str] = set()
         companies = []
@@ -453,7 +457,7 @@ class _Simulation:
                     ),
                     departments=self._departments(),
                     response_rate=float(rng.beta(20 * p.response_rate, 20 * (1 - p.response_rate))),
-                    ip=f"198.51.100.{i + 10}",
+                    ip=_company_ip(i),
                     location=(rng.uniform(51.6, 53.2), rng.uniform(4.6, 7.0)),
                 )
             )
@@ -516,9 +520,18 @@ class _Simulation:
         return codes
 
     def _resp_code(self, rng: np.random.Generator) -> str:
-        """Two letters of the mother's first name, birth day, two letters of the birthplace."""
+        """Two letters of the mother's first name, birth day, two letters of the birthplace.
+
+        The invented names allow 15,624 codes; a scan larger than the demo (beyond
+        WIDE_CODES_AFTER people) draws the letters at random instead, in the same format."""
         while True:
-            mother, place = rng.choice(MOTHERS), rng.choice(BIRTHPLACES)
+            if len(self.codes_in_use) >= WIDE_CODES_AFTER:
+                mother, place = (
+                    "".join(chr(ord("A") + int(c)) for c in rng.integers(0, 26, size=2))
+                    for _ in range(2)
+                )
+            else:
+                mother, place = rng.choice(MOTHERS), rng.choice(BIRTHPLACES)
             code = f"{mother[:2].upper()}{rng.integers(1, 32):02d}{place[:2].upper()}"
             if code not in self.codes_in_use:
                 self.codes_in_use.add(code)
@@ -691,7 +704,7 @@ class _Simulation:
             "C999",
         ]
         known = self.register | {TEST_COMPANY}
-        options = [c for c in candidates if c != code and c not in known]
+        options = [c for c in candidates if c != code and c not in known] or [f"{code}X"]
         row.company_code = str(rng.choice(options))
         row.planned.add("unknown_company")
 
@@ -853,6 +866,13 @@ def _email(name: str, rng: np.random.Generator) -> str:
     first, last = _ascii(first), _ascii(last)
     local = rng.choice([f"{first}.{last}", f"{first[0]}.{last}", f"{first}{last}"])
     return f"{local}@{rng.choice(EMAIL_DOMAINS)}"
+
+
+def _company_ip(i: int) -> str:
+    """The office IP of the i-th company: documentation ranges only (RFC 5737, RFC 3849)."""
+    if i < COMPANY_IPS:
+        return f"198.51.100.{i + 10}"
+    return f"2001:db8:c0::{i:x}"
 
 
 def _personal_ip(rng: np.random.Generator) -> str:
@@ -1256,13 +1276,18 @@ def _write_truth(sim: _Simulation, seed: int, table: list[dict], folder: Path) -
     return waves
 
 
-def write_demo(data_dir: Path, seed: int = DEFAULT_SEED) -> DemoSummary:
+def write_demo(
+    data_dir: Path, seed: int = DEFAULT_SEED, params: Params | None = None
+) -> DemoSummary:
     """Write the demo exports, the company register and the ground truth under data_dir/raw/.
 
-    The codebook is read from data_dir/raw/codebook.yaml and never written.
+    The codebook is read from data_dir/raw/codebook.yaml and never written. `params` changes
+    the simulated scan (more companies, larger ones, for the scale benchmark `bench/scale.py`);
+    the default is the demo, `Params()`.
     """
     raw = Path(data_dir) / "raw"
-    sim = _Simulation(load_codebook(raw / "codebook.yaml"), Params(), seed)
+    params = Params() if params is None else params
+    sim = _Simulation(load_codebook(raw / "codebook.yaml"), params, seed)
     table = [row for w in range(len(sim.waves)) for row in _write_wave(sim, w, raw)]
     _write_register(sim, raw / REGISTER)
     waves = _write_truth(sim, seed, table, raw / TRUTH_DIR)
