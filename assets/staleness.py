@@ -7,6 +7,7 @@ equals the fingerprint of the wave's files, the codebook and the code. Per-wave 
 judged per wave partition; the cross-wave assets (no partition) against all waves.
 """
 
+import functools
 import hashlib
 
 import dagster as dg
@@ -89,13 +90,14 @@ def _read_partitions(graph, key: dg.AssetKey, parent: dg.AssetKey, wave: str | N
     return [wave]
 
 
-def _input_version(instance: dg.DagsterInstance, parent: dg.AssetKey, partitions) -> str:
+def _input_version(tags_of, parent: dg.AssetKey, partitions) -> str:
     """The input data version Dagster would record now for `parent` read at `partitions`: the
-    parent's own data version when it has no partitions, else the hash over the partitions."""
+    parent's own data version when it has no partitions, else the hash over the partitions.
+    `tags_of(key, partition)` gives the tags of the last materialization."""
     if partitions == [None]:
-        return (latest_tags(instance, parent, None) or {}).get(DATA_VERSION, "")
+        return (tags_of(parent, None) or {}).get(DATA_VERSION, "")
     return partitions_input_version(
-        [(latest_tags(instance, parent, w) or {}).get(DATA_VERSION, "") for w in partitions]
+        [(tags_of(parent, w) or {}).get(DATA_VERSION, "") for w in partitions]
     )
 
 
@@ -108,19 +110,22 @@ def pipeline_status(
     itself (so the cross-wave assets and the reports are stale as soon as one wave is)."""
     graph = definitions.resolve_asset_graph()
     known = sorted(instance.get_dynamic_partitions(waves.name))
+    # each asset partition's last materialization is read once per status, though several
+    # children compare against it
+    tags_of = functools.cache(functools.partial(latest_tags, instance))
     status: dict[tuple[str, str | None], str] = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
         for wave in known if node.partitions_def else [None]:
             status[(key.to_user_string(), wave)] = _reason(
-                instance, graph, settings, key, wave, known, status
+                instance, tags_of, graph, settings, key, wave, known, status
             )
     return status
 
 
-def _reason(instance, graph, settings, key, wave, known, status) -> str:
+def _reason(instance, tags_of, graph, settings, key, wave, known, status) -> str:
     node = graph.get(key)
-    tags = latest_tags(instance, key, wave)
+    tags = tags_of(key, wave)
     if tags is None:
         return "never materialized"
     if tags.get(CODE_VERSION) != node.code_version:
@@ -136,7 +141,7 @@ def _reason(instance, graph, settings, key, wave, known, status) -> str:
         partitions = _read_partitions(graph, key, parent, wave, known)
         if any(status.get((name, w)) for w in partitions):
             return f"upstream {name} changed"
-        if tags.get(INPUT_VERSION + name) != _input_version(instance, parent, partitions):
+        if tags.get(INPUT_VERSION + name) != _input_version(tags_of, parent, partitions):
             return f"upstream {name} changed"
     return ""
 

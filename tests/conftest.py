@@ -1,11 +1,11 @@
-import hashlib
-import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +26,7 @@ from assets.definitions import (
 )
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
+from pipeline.files import RUN_LOCK, exclusive
 from pipeline.settings import Settings
 
 SCAN = str(Path(sys.executable).parent / "scan")
@@ -48,7 +49,6 @@ POSTGRES_START = (
     "apt-get install -y -qq postgresql && service postgresql start && "
     "runuser -u postgres -- psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\""
 )
-POSTGRES_HOME = "postgres-home.json"  # in a DAGSTER_HOME on PostgreSQL: whose database it is
 
 
 class DemoRun(NamedTuple):
@@ -130,15 +130,19 @@ class ScanRun(NamedTuple):
 def scan(*args, home: Path, cwd: Path, key: str | None = None) -> subprocess.CompletedProcess:
     """The `scan` console script, on the Dagster instance in `home`, with the demo key unless
     `key` is given."""
-    own_postgres_database(home)
+    return subprocess.run(
+        [SCAN, *args], env=scan_env(home, key), cwd=cwd, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def scan_env(home: Path, key: str | None = None) -> dict[str, str]:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     for name in ("SCAN_DATA_DIR", "SCAN_PSEUDONYM_KEY", "SCAN_PSEUDONYM_KEY_FILE"):
         env.pop(name, None)
     if key:
         env["SCAN_PSEUDONYM_KEY"] = key
-    return subprocess.run(
-        [SCAN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return env
 
 
 def statuses(stdout: str) -> dict[str, str]:
@@ -188,7 +192,7 @@ def fill_env(node, values: dict):
     return node
 
 
-def write_postgres_instance(home: Path, database: str, session: str) -> None:
+def write_postgres_instance(home: Path, database: str) -> None:
     """DAGSTER_HOME/dagster.yaml: the shipped deploy/dagster.yaml, on `database` of the server."""
     server = postgres_server()
     values = {
@@ -199,27 +203,11 @@ def write_postgres_instance(home: Path, database: str, session: str) -> None:
     config = fill_env(yaml.safe_load(DEPLOY_INSTANCE.read_text()), values)
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    owner = {"home": str(home), "database": database, "session": session}
-    (home / POSTGRES_HOME).write_text(json.dumps(owner))
-
-
-def own_postgres_database(home: Path) -> None:
-    """A copy of a DAGSTER_HOME on PostgreSQL gets its own copy of the database (as a copy of a
-    SQLite home has its own files), so that `scan` in the copy leaves the original's runs alone."""
-    marker = home / POSTGRES_HOME
-    if not marker.exists():
-        return
-    owner = json.loads(marker.read_text())
-    if owner["home"] == str(home):
-        return
-    copy = f"{owner['session']}_{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
-    postgres_admin(f'CREATE DATABASE "{copy}" TEMPLATE "{owner["database"]}"')
-    write_postgres_instance(home, copy, owner["session"])
 
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for the session, dropped at its end with its copies. Fails
+    """A fresh PostgreSQL database for the session, dropped at its end. Fails
     (never skips) when the server is not reachable: CI proves the production instance."""
     session = f"scan_test_{os.getpid()}_{secrets.token_hex(4)}"
     server = postgres_server()
@@ -238,18 +226,67 @@ def postgres_database() -> Iterator[str]:
             pytrace=False,
         )
     yield session
-    found = postgres_admin(f"SELECT datname FROM pg_database WHERE datname LIKE '{session}%'")
-    postgres_admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for (name,) in found))
+    postgres_admin(f'DROP DATABASE IF EXISTS "{session}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def scan_run(tmp_path_factory, postgres_database) -> ScanRun:
-    """`scan run` on a copy of the demo, as a data steward starts it: the whole pipeline, on the
-    production instance (deploy/dagster.yaml: runs, events and schedules in PostgreSQL)."""
+def scan_run(tmp_path_factory) -> ScanRun:
+    """`scan run` on a copy of the demo, as a data steward starts it: the whole pipeline."""
     root = tmp_path_factory.mktemp("scan_run")
     data, reports, home = root / "data", root / "reports", root / "home"
     shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
-    write_postgres_instance(home, postgres_database, postgres_database)
     done = scan("--data-dir", str(data), "--reports-dir", str(reports), "run", home=home, cwd=root)
     assert done.returncode == 0, done.stdout + done.stderr
     return ScanRun(data, reports, home, done.stdout)
+
+
+class KilledRun(NamedTuple):
+    data: Path
+    reports: Path
+    home: Path  # DAGSTER_HOME, on the production instance (PostgreSQL)
+    refused: subprocess.CompletedProcess  # a second `scan run` while the first ran
+    left: list[Path]  # the files the killed run left
+    rerun: str  # what the next `scan run --wait` printed
+    rerun_code: int
+
+
+def wait_for(condition, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def killed_run(tmp_path_factory, postgres_database) -> KilledRun:
+    """`scan run` on a fresh copy of the demo, on the production instance (deploy/dagster.yaml,
+    PostgreSQL), killed with its report workers (SIGKILL to its process group) once the reports
+    stage writes company reports; a second `scan run` tried meanwhile; then, holding the data
+    folder's lock, the files left are listed and `scan run --wait` started, which goes on when
+    the lock is let go and completes the pipeline."""
+    root = tmp_path_factory.mktemp("killed")
+    data, reports, home = root / "data", root / "reports", root / "home"
+    shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
+    write_postgres_instance(home, postgres_database)
+    command = [SCAN, "--data-dir", str(data), "--reports-dir", str(reports), "run"]
+    first_log, rerun_log = root / "first.log", root / "rerun.log"
+    with open(first_log, "w") as out:
+        first = subprocess.Popen(
+            command, env=scan_env(home), cwd=root, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: any(reports.glob("*/companies/*.html")), "the first company report")
+        refused = scan(*command[1:], home=home, cwd=root)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    with exclusive(data / RUN_LOCK), open(rerun_log, "w") as out:
+        left = [p for p in (*data.rglob("*"), *reports.rglob("*")) if p.is_file()]
+        rerun = subprocess.Popen(
+            [*command, "--wait"], env=scan_env(home), cwd=root, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(lambda: "waiting for the other" in rerun_log.read_text(), "scan run --wait", 120)
+        assert rerun.poll() is None, rerun_log.read_text()  # it waits while the lock is held
+    code = rerun.wait(timeout=600)
+    return KilledRun(data, reports, home, refused, left, rerun_log.read_text(), code)

@@ -1,29 +1,13 @@
-"""Faults: two `scan run` on the same data at once, and a run killed in the middle of a stage."""
+"""Faults: two `scan run` on the same data at once, and a run killed in the middle of a stage
+(conftest.killed_run)."""
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pypdf
 import pyreadstat
-import pytest
-from conftest import DEMO_RAW, SCAN, scan, statuses
 from test_lineage import digests
-
-from pipeline.files import RUN_LOCK, exclusive
-
-
-def wait_for(condition, what: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout} s for {what}")
-        time.sleep(0.2)
 
 
 def unreadable(path: Path) -> str | None:
@@ -46,61 +30,25 @@ def unreadable(path: Path) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def killed(tmp_path_factory):
-    """A `scan run` on a fresh copy of the demo, killed (SIGKILL, with its report workers) once
-    the reports stage is writing company reports; a second `scan run` tried meanwhile."""
-    root = tmp_path_factory.mktemp("killed")
-    data, reports, home = root / "data", root / "reports", root / "home"
-    shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    for name in ("SCAN_DATA_DIR", "SCAN_PSEUDONYM_KEY", "SCAN_PSEUDONYM_KEY_FILE"):
-        env.pop(name, None)
-    with open(root / "first.log", "w") as log:
-        first = subprocess.Popen(
-            [SCAN, "--data-dir", str(data), "--reports-dir", str(reports), "run"],
-            env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        wait_for(lambda: any(reports.glob("*/companies/*.html")), "the first company report")
-        second = scan("--data-dir", str(data), "--reports-dir", str(reports), "run",
-                      home=home, cwd=root)  # fmt: skip
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    outputs = [p for p in (*data.rglob("*"), *reports.rglob("*")) if p.is_file()]
-    return data, reports, home, root, second, outputs
+def test_a_second_run_on_the_same_data_refuses_and_names_the_first(killed_run):
+    refused = killed_run.refused
+    assert refused.returncode == 1
+    assert "another `scan run` is working on" in refused.stderr
+    assert "pid " in refused.stderr and "--wait" in refused.stderr
 
 
-def test_a_second_run_on_the_same_data_refuses_and_names_the_first(killed):
-    *_, second, _ = killed
-    assert second.returncode == 1
-    assert "another `scan run` is working on" in second.stderr
-    assert "--wait" in second.stderr
-
-
-def test_a_killed_run_leaves_no_partial_output_file(killed):
-    *_, outputs = killed
-    broken = {str(p): unreadable(p) for p in outputs if not p.name.endswith(".tmp")}
+def test_a_killed_run_leaves_no_partial_output_file(killed_run):
+    assert any(p.suffix == ".html" for p in killed_run.left)  # it was writing reports
+    broken = {str(p): unreadable(p) for p in killed_run.left if not p.name.endswith(".tmp")}
     assert not {p: why for p, why in broken.items() if why}
 
 
-def test_the_next_run_completes_it_with_the_files_of_a_clean_run(killed, scan_run):
-    data, reports, home, root, *_ = killed
-    rerun = scan("--data-dir", str(data), "--reports-dir", str(reports), "run", home=home, cwd=root)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "after an interrupted run: 1 run(s) marked failed" in rerun.stdout
+def test_the_next_run_waits_then_completes_it_with_the_files_of_a_clean_run(killed_run, scan_run):
+    data, reports = killed_run.data, killed_run.reports
+    assert killed_run.rerun_code == 0, killed_run.rerun
+    assert "waiting for the other `scan run` (" in killed_run.rerun
+    assert ".scan-run.lock is held by pid " in killed_run.rerun
+    assert "after an interrupted run: 1 run(s) marked failed" in killed_run.rerun
     assert not [p for p in (*data.rglob("*.tmp"), *reports.rglob("*.tmp"))]
     assert digests(data / "processed") == digests(scan_run.data / "processed")
     assert digests(reports) == digests(scan_run.reports)
-
-    # a run that waits for the lock instead of refusing: nothing left to do after the holder
-    log = root / "waiting.log"
-    with exclusive(data / RUN_LOCK), open(log, "w") as out:
-        waiting = subprocess.Popen(
-            [SCAN, "--data-dir", str(data), "--reports-dir", str(reports), "run", "--wait"],
-            env={**os.environ, "DAGSTER_HOME": str(home)}, cwd=root, text=True,
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_for(lambda: "waiting for the other `scan run`" in log.read_text(), "--wait", 120)
-        assert waiting.poll() is None  # still waiting
-    assert waiting.wait(timeout=600) == 0, log.read_text()
-    assert set(statuses(log.read_text()).values()) == {"up to date"}
