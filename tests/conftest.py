@@ -167,16 +167,14 @@ def postgres_connect(server: dict[str, str], database: str = "postgres"):
     )
 
 
-def postgres_admin(*statements: str) -> list[tuple]:
-    """Run statements on the server's `postgres` database, outside a transaction (as CREATE and
-    DROP DATABASE need); the rows of the last one."""
+def postgres_admin(statement: str) -> None:
+    """Run a statement on the server's `postgres` database, outside a transaction (as CREATE
+    and DROP DATABASE need)."""
     connection = postgres_connect(postgres_server())
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-            return cursor.fetchall() if cursor.description else []
+            cursor.execute(statement)
     finally:
         connection.close()
 
