@@ -1,7 +1,9 @@
-"""Benchmark: a three-level random-intercept model (waves in persons in companies), three engines.
+"""Benchmark: three-level models (waves in persons in companies), three engines.
 
-400 companies x 25 employees x 3 waves = 30,000 rows, simulated with a seeded numpy generator,
-fitted by REML as `y ~ wave + x + z + (1 | company/person)` with
+400 companies x 25 employees x 3 waves = 30,000 rows, simulated with a seeded numpy generator
+(with a company wave slope), fitted by REML as `y ~ wave + x + z + (1 | company/person)` and with
+a correlated company wave slope, `y ~ wave + x + z + (1 + wave | company) + (1 | company:person)`,
+with
 
 - `pipeline.nested_lmm.fit_nested` (best of 3 runs),
 - statsmodels' MixedLM with `vc_formula` for persons (one run: model building and fit),
@@ -34,7 +36,7 @@ args <- commandArgs(trailingOnly = TRUE)
 data <- read.csv(args[1])
 seconds <- Inf
 for (i in seq_len({repeats})) {{
-  elapsed <- system.time(fit <- lmer(y ~ wave + x + z + (1 | company/person), data))[["elapsed"]]
+  elapsed <- system.time(fit <- lmer({formula}, data))[["elapsed"]]
   seconds <- min(seconds, elapsed)
 }}
 cat(sprintf("%.17g", c(seconds, fixef(fit))), sep = "\\n")
@@ -52,7 +54,8 @@ def simulate(seed: int = 20261127) -> pd.DataFrame:
     )
     row = np.repeat(np.arange(persons), WAVES)
     wave = np.tile(np.arange(1, WAVES + 1), persons)
-    y = 3 + 0.2 * wave + 0.5 * x[row] - 0.3 * z[company[row]] + person_effect[row]
+    slope = 0.2 + rng.normal(scale=0.15, size=COMPANIES)[company]
+    y = 3 + slope[row] * wave + 0.5 * x[row] - 0.3 * z[company[row]] + person_effect[row]
     y += rng.normal(size=len(row))
     return pd.DataFrame(
         {
@@ -66,24 +69,31 @@ def simulate(seed: int = 20261127) -> pd.DataFrame:
     )
 
 
-def time_fast(data: pd.DataFrame) -> tuple[float, np.ndarray]:
+MODELS = {
+    "random intercepts": "y ~ wave + x + z + (1 | company/person)",
+    "with wave slope": "y ~ wave + x + z + (1 + wave | company) + (1 | company:person)",
+}
+
+
+def time_fast(data: pd.DataFrame, slope: bool) -> tuple[float, np.ndarray]:
     X = np.column_stack([np.ones(len(data)), data["wave"], data["x"], data["z"]])
+    wave = data["wave"] if slope else None
     seconds = np.inf
     for _ in range(REPEATS):
         start = time.perf_counter()
-        fit = fit_nested(data["y"], X, TERMS, data["company"], data["person"])
+        fit = fit_nested(data["y"], X, TERMS, data["company"], data["person"], wave_slope=wave)
         seconds = min(seconds, time.perf_counter() - start)
     assert fit.converged
     return seconds, fit.fe
 
 
-def time_statsmodels(data: pd.DataFrame) -> tuple[float, np.ndarray]:
+def time_statsmodels(data: pd.DataFrame, slope: bool) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     model = MixedLM.from_formula(
         "y ~ wave + x + z",
         data,
         groups="company",
-        re_formula="1",
+        re_formula="1 + wave" if slope else "1",
         vc_formula={"person": "0 + C(person)"},
     )
     with warnings.catch_warnings():
@@ -92,14 +102,14 @@ def time_statsmodels(data: pd.DataFrame) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, result.fe_params.to_numpy()
 
 
-def time_lme4(data: pd.DataFrame) -> tuple[float, np.ndarray] | None:
+def time_lme4(data: pd.DataFrame, formula: str) -> tuple[float, np.ndarray] | None:
     rscript = shutil.which("Rscript")
     if rscript is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         csv, script = Path(tmp) / "data.csv", Path(tmp) / "lmer.R"
         data.to_csv(csv, index=False)
-        script.write_text(R_SCRIPT.format(repeats=REPEATS))
+        script.write_text(R_SCRIPT.format(repeats=REPEATS, formula=formula))
         out = subprocess.run(
             [rscript, str(script), str(csv)], capture_output=True, text=True, check=True
         )
@@ -110,22 +120,21 @@ def time_lme4(data: pd.DataFrame) -> tuple[float, np.ndarray] | None:
 def main() -> None:
     data = simulate()
     print(f"{len(data)} rows, {COMPANIES} companies x {EMPLOYEES} employees x {WAVES} waves\n")
-    fast = time_fast(data)
-    statsmodels = time_statsmodels(data)
-    lme4 = time_lme4(data)
-    rows = [("nested_lmm.fit_nested", fast), ("statsmodels MixedLM", statsmodels)]
-    if lme4 is not None:
-        rows.append(("lme4 lmer", lme4))
-    reference = statsmodels[1]
-    print("| engine | seconds | max rel. diff. of fixed effects vs statsmodels |")
-    print("|---|---:|---:|")
-    for engine, (seconds, fe) in rows:
-        diff = np.max(np.abs(fe - reference) / np.abs(reference))
-        print(f"| {engine} | {seconds:.3f} | {diff:.1e} |")
-    if lme4 is not None:
-        print(f"\nfit_nested / lme4: {fast[0] / lme4[0]:.2f}")
-    else:
-        print("\nRscript not on PATH: lme4 not timed")
+    print("| model | engine | seconds | max rel. diff. of fixed effects vs statsmodels |")
+    print("|---|---|---:|---:|")
+    for (name, formula), slope in zip(MODELS.items(), (False, True), strict=True):
+        fast = time_fast(data, slope)
+        statsmodels = time_statsmodels(data, slope)
+        rows = [("nested_lmm.fit_nested", fast), ("statsmodels MixedLM", statsmodels)]
+        lme4 = time_lme4(data, formula)
+        if lme4 is not None:
+            rows.append(("lme4 lmer", lme4))
+        reference = statsmodels[1]
+        for engine, (seconds, fe) in rows:
+            diff = np.max(np.abs(fe - reference) / np.abs(reference))
+            print(f"| {name} | {engine} | {seconds:.3f} | {diff:.1e} |")
+        if lme4 is None:
+            print(f"| {name} | lme4 lmer | Rscript not on PATH | |")
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ OPTIMIZER_KWARGS = {
     "nm": {"xtol": 1e-10, "ftol": 1e-12, "maxiter": 1000},  # slow: ~0.01 s per iteration at n=400
 }
 # (optimiser, start) pairs tried in turn by `fit_guarded`; starts are variance ratios to residual.
-# The first, `nested_lmm`, is the fast profiled engine (random intercepts only; skipped for a
-# wave slope); the others are statsmodels' MixedLM, the reference engine it falls back to.
+# The first, `nested_lmm`, is the fast profiled engine; the others are statsmodels' MixedLM, the
+# reference engine it falls back to.
 FAST = "nested_lmm"
 STRATEGIES = (
     (FAST, None),
@@ -290,9 +290,8 @@ def fit_guarded(
     slope_correlated=True,
     strategies: Sequence[tuple[str, float | None]] = STRATEGIES,
 ) -> GuardedFit:
-    """The fast engine for random intercepts, then `fit_statsmodels` with the next (optimiser,
-    start) strategy while a blocking problem remains (a fit that raises counts as a failed
-    attempt).
+    """The fast engine, then `fit_statsmodels` with the next (optimiser, start) strategy while a
+    blocking problem remains (a fit that raises counts as a failed attempt).
 
     Stops at the first fit without blocking problems (boundary notes are legitimate estimates)
     that no earlier attempt beat on log-likelihood; otherwise returns the fit with the fewest
@@ -301,11 +300,9 @@ def fit_guarded(
     _check_rank(X, names)
     tried, attempts = [], []
     for method, start in strategies:
-        if method == FAST and wave_slope is not None:
-            continue
         try:
             if method == FAST:
-                fit = fit_nested(y, X, names, company, person, reml)
+                fit = fit_nested(y, X, names, company, person, reml, wave_slope, slope_correlated)
             else:
                 fit = fit_statsmodels(
                     y,

@@ -143,17 +143,26 @@ def test_persons_are_keyed_within_companies():
 
 
 @pytest.mark.parametrize("reml", [True, False])
-def test_gradient_matches_finite_differences(reml):
+@pytest.mark.parametrize(
+    "slope, correlated, params",
+    [
+        (False, False, [0.3, 0.5]),
+        (True, True, [0.3, 0.1, 0.2, 0.5]),
+        (True, False, [0.3, 0.2, 0.5]),
+    ],
+)
+def test_gradient_matches_finite_differences(slope, correlated, params, reml):
     data = dataset("nested_reml")
     X = np.column_stack([np.ones(len(data)), data["wave"], data["x"], data["z"]])
-    design = _design(data["y"], X, data["company"], data["person"])
-    t, h = np.array([0.3, 0.5]), 1e-6
+    wave = data["wave"] if slope else None
+    design = _design(data["y"], X, data["company"], data["person"], wave, correlated)
+    params, h = np.array(params), 1e-6
     numeric = [
         (
-            _profile(design, *(t + h * step), reml).deviance
-            - _profile(design, *(t - h * step), reml).deviance
+            _profile(design, params + h * step, reml).deviance
+            - _profile(design, params - h * step, reml).deviance
         )
         / (2 * h)
-        for step in np.eye(2)
+        for step in np.eye(len(params))
     ]
-    np.testing.assert_allclose(_profile(design, *t, reml).gradient, numeric, rtol=1e-6)
+    np.testing.assert_allclose(_profile(design, params, reml).gradient, numeric, rtol=1e-6)
