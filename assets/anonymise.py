@@ -4,7 +4,6 @@ import json
 import sys
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 import pipeline.anonymise
@@ -13,7 +12,7 @@ import pipeline.pseudonyms
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
-from pipeline.anonymise import anonymise, shareable_columns, write_sav
+from pipeline.anonymise import anonymise, cell_texts, shareable_columns, write_sav
 from pipeline.disclosure import frequencies
 from pipeline.files import keep_version, write_atomic
 from pipeline.pseudonyms import load_key
@@ -131,7 +130,7 @@ def no_identifier_values(
         for value in validated_responses[column].dropna().astype(str)
         if value.strip()
     }
-    cells = {str(v) for v in np.unique(anonymised_responses.astype("string").stack().dropna())}
+    cells = cell_texts(anonymised_responses)
     found = sorted(cells & secrets)
     return dg.AssetCheckResult(
         passed=not found,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyreadstat
 
@@ -40,6 +41,22 @@ def anonymise(
         axis=1,
     )
     return responses.reset_index(drop=True), report
+
+
+def cell_texts(frame: pd.DataFrame) -> set[str]:
+    """Every distinct non-missing cell of `frame` as text, as `frame.astype("string")` writes it.
+
+    A float column is first cut down to its distinct values, bit for bit (so -0.0 stays apart
+    from 0.0): writing every cell of every item as text was most of the check's time.
+    """
+    texts: set[str] = set()
+    for _, column in frame.items():
+        values = column.dropna()
+        if values.dtype == "float64":
+            bits = np.unique(values.to_numpy().view(np.int64))
+            values = pd.Series(bits.view(np.float64))
+        texts.update(values.astype("string"))
+    return texts
 
 
 def shareable_columns(codebook: Codebook) -> list[str]:

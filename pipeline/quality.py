@@ -124,7 +124,10 @@ def row_schema(
     def not_straightlining(df: pd.DataFrame) -> pd.Series:
         answers = df[items].where(~df[items].isin(missing))
         answered = answers.notna().sum(axis=1)
-        return (answers.nunique(axis=1) != 1) | (answered < q.straightline_min_share * len(items))
+        # one distinct answer: highest == lowest (NaN != NaN when none); as nunique(axis=1),
+        # which compares row by row in Python
+        varied = answers.max(axis=1) != answers.min(axis=1)
+        return varied | (answered < q.straightline_min_share * len(items))
 
     def not_duplicate(df: pd.DataFrame) -> pd.Series:
         return ~earlier_submissions(df, codebook, candidates=~is_test(df) & preview_free(df))
@@ -205,8 +208,10 @@ def quality_reasons(
     if median_duration is None:
         median_duration = float(frame["duration_s"].median())
     failed: dict[int, set[str]] = {}
+    plain = frame.copy(deep=False)
+    plain.attrs = {}  # pandas deep-copies attrs (the export's labels) into every intermediate
     try:
-        row_schema(codebook, wave, register, median_duration).validate(frame, lazy=True)
+        row_schema(codebook, wave, register, median_duration).validate(plain, lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         crashed = cases[cases["index"].isna() & cases["check"].isin(REASONS)]

@@ -19,6 +19,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pyreadstat
@@ -277,18 +278,38 @@ def _match_header(header: list[str], codebook: Codebook, source: str) -> dict[st
 
 
 def _convert(name: str, kind: str, values, flags: bool, errors: list[list[str]]) -> pd.Series:
-    """The column as its codebook type; unreadable cells become NA and are noted per row."""
-    parsed = []
-    for row, value in enumerate(values):
-        if _blank(value):
-            parsed.append(None)
-            continue
-        try:
-            parsed.append(_parse(value, kind, flags))
-        except (TypeError, ValueError, OverflowError):
-            parsed.append(None)
-            errors[row].append(f"{name}={str(value)!r}")
+    """The column as its codebook type; unreadable cells become NA and are noted per row.
+
+    A column holds few distinct codes, so each distinct cell is parsed once where equal cells
+    are alike (not so for floats: -0.0 == 0.0, nor for 1 == True); a number column of finite
+    floats only (as SPSS gives) converts at once.
+    """
+    types = set(map(type, values))
+    if types <= {str, int, type(None)} or types <= {str, bool, type(None)}:
+        lookup = {value: _parse_cell(value, kind, flags) for value in set(values)}
+        parsed = [lookup[value] for value in values]
+    elif kind == "number" and types == {float} and not np.isinf(values).any():
+        return pd.Series(values, dtype=DTYPES[kind])
+    else:
+        parsed = [_parse_cell(value, kind, flags) for value in values]
+    for row, cell in enumerate(parsed):
+        if cell is _UNREADABLE:
+            parsed[row] = None
+            errors[row].append(f"{name}={str(values[row])!r}")
     return pd.Series(parsed, dtype=DTYPES[kind])
+
+
+_UNREADABLE = object()
+
+
+def _parse_cell(value, kind: str, flags: bool):
+    """None for a blank cell, _UNREADABLE for one that is not a `kind`, else its value."""
+    if _blank(value):
+        return None
+    try:
+        return _parse(value, kind, flags)
+    except (TypeError, ValueError, OverflowError):
+        return _UNREADABLE
 
 
 def _parse(value, kind: str, flags: bool):

@@ -20,6 +20,7 @@ MIN_UNIQUENESS = 0.005
 MAX_UNIQUENESS = 1.0
 BOOTSTRAP_REPLICATES = 1000
 CI_LEVEL = 0.95
+CHUNK_CELLS = 2**21  # bootstrap draws held at once: 16 MiB of row numbers
 
 
 def _pairwise_sums(items: pd.DataFrame):
@@ -192,38 +193,85 @@ def omega_total(items: pd.DataFrame) -> float:
     return float((total - uniqueness.sum()) / total)
 
 
-def resampled_alphas(items: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-    """Raw alpha of each resample `items.iloc[rows[b]]`, computed at once for all b from
-    weighted pairwise sums (a row drawn twice weighs twice), as `alpha` computes it."""
-    x = items.to_numpy(dtype=float)
+def pair_products(x: np.ndarray) -> np.ndarray:
+    """Per row of items `x`, flattened: for every pair of items (i, j) whether both are present,
+    item i where j is present too, and the product of the two; `alpha`'s pairwise sums are the
+    column sums, a resample's are weighted sums (a row drawn twice weighs twice)."""
     n, k = x.shape
     present = (~np.isnan(x)).astype(float)
     x0 = np.nan_to_num(x)
-    weights = np.zeros(rows.shape)
-    np.add.at(weights, (np.arange(len(rows))[:, None], rows), 1.0)
-    pairs = np.stack(
+    return np.concatenate(
         [
             (present[:, :, None] * present[:, None, :]).reshape(n, k * k),
             (x0[:, :, None] * present[:, None, :]).reshape(n, k * k),
             (x0[:, :, None] * x0[:, None, :]).reshape(n, k * k),
-        ]
+        ],
+        axis=1,
     )
-    count, sums, products = ((weights @ block).reshape(-1, k, k) for block in pairs)
+
+
+def draw_counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """How often each of 0..n-1 occurs in each row of `draws`, as float weights."""
+    offsets = np.arange(len(draws))[:, None] * n
+    counts = np.bincount((draws + offsets).ravel(), minlength=len(draws) * n)
+    return counts.reshape(len(draws), n).astype(float)
+
+
+def distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of `x`, compared bit for bit (so NaN matches NaN), and per row of `x`
+    the index of its distinct row."""
+    keys = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1])))
+    _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+    return x[first], inverse.ravel()
+
+
+def resampled_alphas(products: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Raw alpha of each resample (a row of `weights` over the rows of `pair_products`), from
+    its weighted pairwise sums as `alpha` computes it."""
+    k = round(np.sqrt(products.shape[1] / 3))
+    # einsum, not BLAS's matmul: OpenBLAS threads would spin on the second core between the
+    # many small products; the sums are small enough
+    totals = np.einsum("bp,pm->bm", weights, products)
+    count, sums, squares = totals.reshape(-1, 3, k, k).transpose(1, 0, 2, 3)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cov = (products - sums * sums.transpose(0, 2, 1) / count) / (count - 1)
+        cov = (squares - sums * sums.transpose(0, 2, 1) / count) / (count - 1)
         trace = np.trace(cov, axis1=1, axis2=2)
         return (1.0 - trace / cov.sum(axis=(1, 2))) * k / (k - 1)
+
+
+def bootstrap_alphas(
+    items: pd.DataFrame, seed: int, replicates: int, chunk_cells: int = CHUNK_CELLS
+) -> np.ndarray:
+    """Raw alpha of `replicates` resamples of the rows.
+
+    The rows are drawn as one `rng.integers(0, n, (replicates, n))` would draw them, but about
+    `chunk_cells` at a time: the generator's stream does not depend on how it is split, so
+    neither do the alphas, while memory stays bounded whatever n. A resample is weighed by
+    answer pattern rather than by row (a scale of a few items has far fewer patterns than
+    respondents). For the whole-number codes of a response scale the weighted sums are exact,
+    so the alphas are those of summing row by row.
+    """
+    rng = np.random.default_rng(seed)
+    patterns, pattern_of = distinct_rows(items.to_numpy(dtype=float))
+    products = pair_products(patterns)
+    n, p = len(items), len(patterns)
+    per_chunk = max(1, chunk_cells // max(n, 1))
+    sizes = [min(per_chunk, replicates - start) for start in range(0, replicates, per_chunk)]
+    return np.concatenate(
+        [
+            resampled_alphas(products, draw_counts(pattern_of[rng.integers(0, n, (size, n))], p))
+            for size in sizes
+        ]
+    )
 
 
 def bootstrap_alpha_ci(
     items: pd.DataFrame, seed: int, replicates: int = BOOTSTRAP_REPLICATES
 ) -> tuple[float, float]:
     """Percentile bootstrap interval (CI_LEVEL) of raw alpha over resampled respondents."""
-    rng = np.random.default_rng(seed)
     answered = items[items.notna().any(axis=1)]
-    rows = rng.integers(0, len(answered), size=(replicates, len(answered)))
     tail = (1 - CI_LEVEL) / 2
-    low, high = np.nanquantile(resampled_alphas(answered, rows), [tail, 1 - tail])
+    low, high = np.nanquantile(bootstrap_alphas(answered, seed, replicates), [tail, 1 - tail])
     return float(low), float(high)
 
 

@@ -1,11 +1,13 @@
 """The privacy checks can fail: run on real anonymised demo rows, then on corrupted copies."""
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import DEMO_RAW
 
 from assets.anonymise import k_anonymity, no_identifier_values, no_identifying_columns
 from assets.resources import ScanConfig
-from pipeline.anonymise import anonymise
+from pipeline.anonymise import anonymise, cell_texts
 from pipeline.codebook import load_codebook
 from pipeline.disclosure import background_labels
 from pipeline.pseudonyms import DEMO_KEY, PseudonymKey
@@ -49,3 +51,32 @@ def test_identifying_columns_and_values_are_caught(wave):
     assert not no_identifier_values(anonymised_responses=leaked, **check).passed
     renamed = shared.assign(company_id=validated[CB.company_id].to_numpy())
     assert not no_identifier_values(anonymised_responses=renamed, **check).passed
+
+
+def stacked_texts(frame: pd.DataFrame) -> set[str]:
+    """The check's first definition: every cell stacked into one column of text."""
+    return {str(v) for v in np.unique(frame.astype("string").stack().dropna())}
+
+
+def test_cell_texts_are_every_cell_as_text(wave):
+    _, shared = wave
+    assert cell_texts(shared) == stacked_texts(shared)
+    odd = pd.DataFrame(
+        {
+            "zeros": [0.0, -0.0, np.nan, 2.5, 0.0],
+            "text": pd.array(["a", None, "b", "a", "-0.0"], dtype="string"),
+            "counts": pd.array([1, None, 3, 3, 1], dtype="Int64"),
+        }
+    )
+    assert cell_texts(odd) == stacked_texts(odd) == {"0.0", "-0.0", "2.5", "a", "b", "1", "3"}
+
+
+def test_an_identifier_number_in_an_item_column_is_caught(wave):
+    validated, shared = wave
+    latitude = validated["location_latitude"].dropna().iloc[0]
+    leaked = shared.copy()
+    leaked.loc[0, CB.items[0]] = float(latitude)
+    result = no_identifier_values(
+        scan=SCAN, anonymised_responses=leaked, validated_responses=validated
+    )
+    assert not result.passed and result.metadata["identifier_values_found"].value == 1

@@ -3,6 +3,7 @@
 import csv
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import openpyxl
@@ -12,7 +13,7 @@ import pytest
 from conftest import CODEBOOK, DEMO_RAW
 
 from pipeline.codebook import load_codebook
-from pipeline.readers import ExportError, export_files, read_export, read_wave
+from pipeline.readers import ExportError, _convert, export_files, read_export, read_wave
 
 CB = load_codebook(CODEBOOK)
 WAVE = "2021-T1"
@@ -209,6 +210,35 @@ def test_unparseable_values_become_na_and_are_listed_per_row(tmp_path):
     assert data["LT3"].isna().tolist() == [False, True, False]
     assert data["start_date"].isna().tolist() == [False, True, True]
     assert data["LT1"].tolist()[:2] == [3.0, 3.0] and pd.isna(data["LT1"].iloc[2])
+
+
+def convert(values, kind="number", flags=False):
+    """`_convert` on one column: (values as a list, NA as None; parse errors per row)."""
+    errors = [[] for _ in values]
+    series = _convert("x", kind, tuple(values), flags, errors)
+    return [None if pd.isna(v) else v for v in series], errors
+
+
+def test_each_distinct_cell_is_parsed_as_its_own_type():
+    """Equal cells of different types (1 == True) are not taken for one another."""
+    assert convert([1, True, 1, None]) == ([1.0, None, 1.0, None], [[], ["x='True'"], [], []])
+    assert convert([True, "true", True], flags=True) == ([1.0, 1.0, 1.0], [[], [], []])
+    assert convert([True, "true", True]) == (
+        [None, None, None],
+        [["x='True'"], ["x='true'"], ["x='True'"]],
+    )
+    assert convert(["1", 1, " 1 ", "", "x", "x"]) == (
+        [1.0, 1.0, 1.0, None, None, None],
+        [[], [], [], [], ["x='x'"], ["x='x'"]],
+    )
+    assert convert([3.0, 1234, "1234"], kind="string") == (["3", "1234", "1234"], [[]] * 3)
+
+
+def test_a_float_column_keeps_signed_zeros_and_rejects_infinity():
+    zeros, errors = convert([0.0, -0.0, float("nan")])
+    assert [math.copysign(1, z) for z in zeros[:2]] == [1, -1] and zeros[2] is None
+    assert errors == [[], [], []]
+    assert convert([1.0, float("inf")]) == ([1.0, None], [[], ["x='inf'"]])
 
 
 def test_xlsx_one_header_row_alias_real_datetimes_and_spreadsheet_rows(tmp_path):

@@ -11,6 +11,7 @@ No R is needed: the R script's output is committed. Tolerances:
 
 import dataclasses
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -144,9 +145,66 @@ def test_resampled_alphas_are_alpha_of_each_resample():
     items = load_items("bfi_agreeableness")
     assert items.isna().any().any()
     rows = np.random.default_rng(7).integers(0, len(items), size=(5, len(items)))
-    by_weights = reliability.resampled_alphas(items, rows)
+    weights = reliability.draw_counts(rows, len(items))
+    by_weights = reliability.resampled_alphas(reliability.pair_products(items.to_numpy()), weights)
     by_rows = [reliability.alpha(items.iloc[r].reset_index(drop=True))["alpha"] for r in rows]
     np.testing.assert_allclose(by_weights, by_rows, rtol=1e-12)
+
+
+def test_draw_counts_count_each_row_per_resample():
+    draws = np.array([[0, 0, 2], [1, 2, 2], [3, 3, 3]])
+    expected = [[2, 0, 1, 0], [0, 1, 2, 0], [0, 0, 0, 3]]
+    np.testing.assert_array_equal(reliability.draw_counts(draws, 4), expected)
+
+
+def test_distinct_rows_rebuild_the_rows_missing_answers_included():
+    x = np.array([[1.0, np.nan], [2.0, 3.0], [1.0, np.nan], [np.nan, np.nan], [2.0, 3.0]])
+    patterns, pattern_of = reliability.distinct_rows(x)
+    assert len(patterns) == 3
+    np.testing.assert_array_equal(patterns[pattern_of], x)  # NaN where x has NaN
+
+
+# Intervals of the bootstrap as first written (all 1,000 x n draws at once, one weight per
+# row): drawing in chunks and weighing answer patterns must not change a single bit.
+BEFORE_CHUNKING = {
+    ("bfi_agreeableness", 11, 1000): (0.680662599594644, 0.722191501489257),
+    ("bfi_conscientiousness", 11, 1000): (0.7082823983028586, 0.7437059048840087),
+    ("bfi_neuroticism", 11, 1000): (0.8016651847504193, 0.8260469189912317),
+    ("epi_v1_v10", 11, 1000): (0.23701323144617265, 0.3043766307589618),
+    ("sat_act", 11, 1000): (0.5819678105380489, 0.6410081914246961),
+    ("bfi_agreeableness", 5, 200): (0.682012934853494, 0.7226856890656219),
+    ("epi_v1_v10", 5, 200): (0.23849133943358297, 0.31392870357595004),
+    ("sat_act", 5, 200): (0.5827414112153646, 0.6378416444304467),
+}
+
+
+@pytest.mark.parametrize(("dataset", "seed", "replicates"), list(BEFORE_CHUNKING))
+def test_bootstrap_interval_is_unchanged_by_chunking(dataset, seed, replicates):
+    interval = reliability.bootstrap_alpha_ci(load_items(dataset), seed, replicates)
+    assert interval == BEFORE_CHUNKING[dataset, seed, replicates]
+
+
+def test_bootstrap_alphas_do_not_depend_on_the_chunk_size():
+    items = load_items("bfi_agreeableness")
+    items = items[items.notna().any(axis=1)]
+    n = len(items)
+    whole = reliability.bootstrap_alphas(items, seed=3, replicates=50, chunk_cells=50 * n)
+    for chunk_cells in (1, n, 7 * n + 3):
+        chunked = reliability.bootstrap_alphas(items, 3, 50, chunk_cells=chunk_cells)
+        np.testing.assert_array_equal(chunked, whole)
+
+
+def test_bootstrap_memory_is_bounded_by_the_chunk():
+    """All draws at once would take replicates x n x 8 bytes twice over (160 MB here)."""
+    rng = np.random.default_rng(0)
+    items = pd.DataFrame(rng.integers(1, 6, size=(50_000, 4)).astype(float))
+    tracemalloc.start()
+    try:
+        reliability.bootstrap_alphas(items, seed=1, replicates=200, chunk_cells=2**18)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
 
 
 def test_bootstrap_interval_is_reproducible_from_its_seed_and_covers_alpha():
