@@ -20,7 +20,6 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
   every respondent is in a group, and then both rest on at least k respondents.
 """
 
-import math
 import re
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
@@ -29,13 +28,14 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline import figures
 from pipeline.aggregation import company_table
 from pipeline.codebook import Codebook
 from pipeline.figures import FigureFile
-from pipeline.render import REPORTS_DIR, Rendered, render_report
+from pipeline.render import REPORTS_DIR, Rendered, render_reports
 from pipeline.wave_report import number_id
 
 BENCHMARK_MIN_COMPANIES = 5
@@ -45,6 +45,7 @@ LEADER, MANAGEMENT, STAFF = "leader", "ja", "nee"
 MIN_RADAR_DIMENSIONS = 3
 CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
 NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
+CHUNK = 100  # companies rendered per pandoc process
 
 
 @dataclass(frozen=True)
@@ -104,68 +105,82 @@ def report_numbers(
         )
     k = codebook.anonymisation.k
     sizes = scale_scores.groupby("company_id").size()
+    companies = pd.Index(sorted(sizes.index[sizes >= k]), dtype=object)
     culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
-    tables = {
-        s: company_table(scale_scores, s, "company_id", k).set_index("company_id")
-        for s in [*culture, *outcomes]
-    }
-    scored = scale_scores.assign(**{LEADER: responses[LEADER].to_numpy()})
     previous = previous_wave(wave, company_scores, codebook)
-    rows = []
-    for company in sorted(sizes[sizes >= k].index):
-        gaps = management_gaps(scored[scored["company_id"] == company], culture, k)
-        for scale, table in tables.items():
-            result = scale_result(table, company, codebook.scales[scale].label)
-            change = (
-                _change(company, scale, previous, company_scores, table)
-                if scale in culture and previous
-                else None
-            )
-            rows.append(
-                {
-                    "company_id": company,
-                    "scale": scale,
-                    "n_respondents": int(sizes[company]),
-                    "mean": result.mean,
-                    "ci_low": result.ci[0] if result.ci else None,
-                    "ci_high": result.ci[1] if result.ci else None,
-                    "benchmark": result.benchmark,
-                    "benchmark_companies": int(
-                        table.drop(index=company, errors="ignore")["mean"].notna().sum()
-                    ),
-                    "gap": result.gap,
-                    "previous_wave": previous or "",
-                    "previous_mean": change[0] if change else None,
-                    "change": change[1] if change else None,
-                    "management_staff_gap": gaps.get(scale),
-                }
-            )
-    frame = pd.DataFrame(rows, columns=list(NUMBER_COLUMNS))
+    scored = scale_scores.assign(**{LEADER: responses[LEADER].to_numpy()})
+    gaps = management_gaps(scored, culture, k)
+    parts = {}
+    for scale in [*culture, *outcomes]:
+        table = company_table(scale_scores, scale, "company_id", k).set_index("company_id")
+        part = scale_numbers(table, companies)
+        if scale in culture:
+            part["management_staff_gap"] = gaps[scale]
+            if previous:
+                before = company_scores[previous]
+                part[["previous_mean", "change"]] = changes(
+                    table, before[before["scale"] == scale], companies
+                )
+        parts[scale] = part
+    frame = pd.concat(parts, names=["scale", "company_id"]).swaplevel()
+    frame = frame.reindex(pd.MultiIndex.from_product([companies, list(parts)]))
+    frame = frame.reset_index(names=["company_id", "scale"])
+    frame["n_respondents"] = sizes.reindex(frame["company_id"]).to_numpy()
+    frame["previous_wave"] = previous or ""
     floats = [c for c in NUMBER_COLUMNS[3:] if c not in ("benchmark_companies", "previous_wave")]
-    return frame.astype({c: float for c in floats})
+    return frame.reindex(columns=list(NUMBER_COLUMNS)).astype({c: float for c in floats})
 
 
-def _change(
-    company: str,
-    scale: str,
-    previous: str,
-    company_scores: Mapping[str, pd.DataFrame],
-    table: pd.DataFrame,
-) -> tuple[float, float] | None:
-    """The previous wave's mean and the change since, when both waves hold >= CHANGE_MIN_N."""
-    n_before, before = _n_and_mean(company_scores[previous], company, scale)
-    row = table.loc[company]
-    n_now = 0 if row["suppressed"] or pd.isna(row["n"]) else int(row["n"])
-    if min(n_now, n_before) < CHANGE_MIN_N:
-        return None
-    return before, float(row["mean"]) - before
+def scale_numbers(table: pd.DataFrame, companies: pd.Index) -> pd.DataFrame:
+    """One scale for `companies` (`table`: its `company_table` indexed by company, NaN means
+    where suppressed): the mean and interval, and the benchmark, the mean of the other
+    companies' means, where there are at least BENCHMARK_MIN_COMPANIES of them."""
+    rows = table.reindex(companies)
+    means = table["mean"].dropna()
+    others = len(means) - rows["mean"].notna().astype(int)
+    benchmark = (means.sum() - rows["mean"].fillna(0.0)) / others
+    numbers = rows[["mean", "ci_low", "ci_high"]].copy()
+    numbers["benchmark"] = benchmark.where(others >= BENCHMARK_MIN_COMPANIES)
+    numbers["benchmark_companies"] = others
+    numbers["gap"] = numbers["mean"] - numbers["benchmark"]
+    return numbers
+
+
+def changes(now: pd.DataFrame, before: pd.DataFrame, companies: pd.Index) -> np.ndarray:
+    """Per company the previous wave's mean and the change since, NaN unless both waves hold
+    at least CHANGE_MIN_N scores (`now`: this wave's company_table indexed by company,
+    `before`: the previous wave's company_scores rows of the scale)."""
+    now = now.reindex(companies)
+    before = before.set_index("company_id").reindex(companies)
+    enough = (_n(now) >= CHANGE_MIN_N) & (_n(before) >= CHANGE_MIN_N)
+    previous_mean = before["mean"].where(enough)
+    return np.column_stack([previous_mean, now["mean"].where(enough) - previous_mean])
+
+
+def _n(table: pd.DataFrame) -> pd.Series:
+    """A company_table's n, 0 where suppressed or absent."""
+    return table["n"].where(table["suppressed"].eq(False)).fillna(0)
+
+
+def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> pd.DataFrame:
+    """Per company (rows) and scale (columns): management minus staff mean, NaN unless both
+    groups have at least k scores."""
+
+    def group(value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = scored[scored[LEADER] == value].groupby("company_id")[list(scales)]
+        return rows.mean(), rows.count()
+
+    (management, n_management), (staff, n_staff) = group(MANAGEMENT), group(STAFF)
+    gap = management.sub(staff)
+    n_management, n_staff = n_management.reindex_like(gap), n_staff.reindex_like(gap)
+    return gap.where(n_management.fillna(0).ge(k) & n_staff.fillna(0).ge(k))
 
 
 def company_contexts(
     numbers: pd.DataFrame, wave: str, codebook: Codebook, figures_dir: Path
 ) -> dict[str, dict]:
     """A report context per company of `numbers` (rows of the `report_numbers` of `wave`).
-    Figures are written to `figures_dir` as `<company>_<wave>_<kind>.png`."""
+    Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
     k = codebook.anonymisation.k
     culture = _scales(codebook, "culture")
     contexts = {}
@@ -233,12 +248,16 @@ def render_company_reports(
 
 
 def _render_share(numbers, wave, codebook, out_dir):
-    with tempfile.TemporaryDirectory(prefix="figures-") as figures:
-        contexts = company_contexts(numbers, wave, codebook, Path(figures))
-        return {
-            company: render_report(REPORTS_DIR / "company.qmd", context, out_dir, company)
-            for company, context in contexts.items()
-        }
+    """The share's reports, CHUNK companies at a time (one pandoc process each, and their
+    figures on disk only until rendered)."""
+    companies = sorted(numbers["company_id"].unique())
+    rendered = {}
+    for start in range(0, len(companies), CHUNK):
+        chunk = numbers[numbers["company_id"].isin(companies[start : start + CHUNK])]
+        with tempfile.TemporaryDirectory(prefix="figures-") as figures:
+            contexts = company_contexts(chunk, wave, codebook, Path(figures))
+            rendered |= render_reports(REPORTS_DIR / "company.qmd", contexts, out_dir)
+    return rendered
 
 
 def _scales(codebook: Codebook, level: str) -> list[str]:
@@ -251,22 +270,6 @@ def previous_wave(wave: str, available: Collection[str], codebook: Codebook) -> 
     order = list(codebook.waves)
     earlier = [w for w in order[: order.index(wave)] if w in available]
     return earlier[-1] if earlier else None
-
-
-def scale_result(table: pd.DataFrame, company: str, label: str) -> ScaleResult:
-    """The company's mean and interval (n >= k) and the benchmark of the others (>= 5 of them).
-
-    `table` is `company_table` output indexed by company: rows under k carry a NaN mean.
-    """
-    row = table.loc[company] if company in table.index else None
-    shown = row is not None and not row["suppressed"]
-    others = table.drop(index=company, errors="ignore")["mean"].dropna()
-    return ScaleResult(
-        label=label,
-        mean=float(row["mean"]) if shown else None,
-        ci=(float(row["ci_low"]), float(row["ci_high"])) if shown else None,
-        benchmark=float(others.mean()) if len(others) >= BENCHMARK_MIN_COMPANIES else None,
-    )
 
 
 def number(x: float) -> str:
@@ -364,8 +367,8 @@ def profile_figures(
     )
     stem = figures_dir / re.sub(r"[^A-Za-z0-9_-]", "_", f"{company}_{wave}")
     limits = (scale.min, scale.max)
-    radar = figures.radar_chart(*args, Path(f"{stem}_radar.png"), limits, CHART_NAMES[:2])
-    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.png"), limits, CHART_NAMES)
+    radar = figures.radar_chart(*args, Path(f"{stem}_radar.svg"), limits, CHART_NAMES[:2])
+    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.svg"), limits, CHART_NAMES)
     alt = profile_alt(shown, scale.min, scale.max)
     return {
         "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),
@@ -414,14 +417,6 @@ def _gap_sentence(r: ScaleResult) -> str:
     )
 
 
-def _n_and_mean(table: pd.DataFrame, company: str, scale: str) -> tuple[int, float]:
-    """n (0 when suppressed or absent) and mean of a company_scores row."""
-    row = table[(table["company_id"] == company) & (table["scale"] == scale)]
-    if row.empty or bool(row["suppressed"].iloc[0]) or pd.isna(row["n"].iloc[0]):
-        return 0, math.nan
-    return int(row["n"].iloc[0]), float(row["mean"].iloc[0])
-
-
 def change_section(
     rows: pd.DataFrame, wave: str, previous: str, codebook: Codebook
 ) -> dict[str, str]:
@@ -453,17 +448,6 @@ def change_section(
         )
     header = ["Dimensie", f"Meting {before_label}", f"Meting {now_label}", "Verandering"]
     return {"change_note": note, "change_table": _table(header, table_rows) if table_rows else ""}
-
-
-def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> dict[str, float | None]:
-    """Management minus staff mean per scale, None unless both groups have >= k scores."""
-    management = scored[scored[LEADER] == MANAGEMENT]
-    staff = scored[scored[LEADER] == STAFF]
-    gaps = {}
-    for scale in scales:
-        a, b = management[scale].dropna(), staff[scale].dropna()
-        gaps[scale] = float(a.mean() - b.mean()) if min(len(a), len(b)) >= k else None
-    return gaps
 
 
 def management_staff_section(rows: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, str]:

@@ -1,12 +1,22 @@
 """Report figures in one style that reads in black and white, written byte-identically.
 
-Every function writes one PNG and returns `FigureFile(path, alt)`: the alt text describes the
-data so a reader without the image loses nothing. Grays, hatches, line styles and markers carry
-the distinctions, never colour alone. The font is the project's DejaVu Sans (reports/fonts).
-PNGs are written without the Software/date metadata, so the same data gives the same bytes
-(for a given matplotlib version).
+Every function writes one figure, PNG or SVG as the path's suffix says, and returns
+`FigureFile(path, alt)`: the alt text describes the data so a reader without the image loses
+nothing. Grays, hatches, line styles and markers carry the distinctions, never colour alone. The
+font is the project's DejaVu Sans (reports/fonts); SVG draws text as paths, so it needs no font.
+Files are written without the software/date metadata and SVG ids are salted hashes, so the same
+data gives the same bytes (for a given matplotlib version).
+
+The company profile charts (radar and bars; SVG only) are built once per process for a set of
+dimensions, laid out once, and their background (axes, grid, tick labels: most of the drawing)
+is drawn once; each company's chart then draws only its values, the spines and the legend on
+top of that background. Layout and background do not depend on the values (the axes limits are
+the fixed scale), so a reused figure writes the same bytes as a fresh one.
 """
 
+import functools
+import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -68,9 +78,66 @@ def _new_figure(width: float, height: float, **subplot) -> tuple[Figure, object]
         return fig, fig.add_subplot(**subplot)
 
 
+# Per format, the metadata that would vary with the time or the software.
+METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+
+
 def _save(fig: Figure, path: Path) -> Path:
+    fmt = path.suffix.lstrip(".")
+    if fmt not in METADATA:
+        raise ValueError(f"{path}: figures are written as {sorted(METADATA)}")
     with matplotlib.rc_context(STYLE):
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, metadata=METADATA[fmt]))
+    return path
+
+
+class _Layered(NamedTuple):
+    """A figure whose background (axes, grid, tick labels) is drawn once, as SVG, and whose
+    other artists are drawn per save on top of it (`_save_layered`)."""
+
+    fig: Figure
+    background: str  # an SVG document without its closing tag
+
+
+def _layered(fig: Figure) -> _Layered:
+    """Lay `fig` out once (constrained), draw its background, then hide the background.
+
+    The background is what matplotlib draws first: the figure and axes patches and the axes
+    (ticks, labels, grid; below the data as `axes.axisbelow` is set). Data, spines and legend
+    draw above it, so the two layers stacked draw what the whole figure draws.
+    """
+    fig.draw_without_rendering()
+    fig.set_layout_engine(None)
+    background = [fig.patch, *[a for ax in fig.axes for a in (ax.patch, ax.xaxis, ax.yaxis)]]
+    children = [a for a in fig.get_children() if a not in fig.axes]
+    children += [a for ax in fig.axes for a in ax.get_children()]
+    foreground = [a for a in children if a not in background and a.get_visible()]
+    for artist in foreground:
+        artist.set_visible(False)
+    svg = _svg(fig)
+    for artist in foreground:
+        artist.set_visible(True)
+    for artist in background:
+        artist.set_visible(False)
+    return _Layered(fig, svg[: svg.rindex("</svg>")])
+
+
+def _svg(fig: Figure) -> str:
+    with matplotlib.rc_context(STYLE):
+        out = io.StringIO()
+        fig.savefig(out, format="svg", metadata=METADATA["svg"])
+        return out.getvalue()
+
+
+def _save_layered(layered: _Layered, path: Path) -> Path:
+    """The background with the figure's visible artists drawn on top, as one SVG. The top
+    layer's ids (and the references to them) get a prefix, so no id repeats."""
+    if path.suffix != ".svg":
+        raise ValueError(f"{path}: this figure is written as SVG only")
+    top = _svg(layered.fig)
+    body = top[top.index("</metadata>") + len("</metadata>") : top.rindex("</svg>")]
+    svg = layered.background + re.sub(r'( id="|href="#|url\(#)', r"\1top-", body) + "</svg>\n"
+    write_atomic(path, lambda tmp: tmp.write_text(svg, encoding="utf-8"))
     return path
 
 
@@ -141,6 +208,31 @@ def _profile_alt(kind: str, dimensions, company, benchmark, scale) -> str:
     )
 
 
+def _closed(values: Sequence[float]) -> np.ndarray:
+    """The values with the first repeated at the end, closing the radar polygon."""
+    return np.append(values, values[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _radar_figure(dimensions: tuple[str, ...], scale: tuple[float, float], names: tuple[str, str]):
+    """The radar chart laid out for `dimensions`, and its benchmark line, company line and
+    company area, which `radar_chart` gives each company's values."""
+    angles = np.linspace(0, 2 * np.pi, len(dimensions), endpoint=False)
+    closed = _closed(angles)
+    middle = _closed(np.full(len(dimensions), (scale[0] + scale[1]) / 2))
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _new_figure(5.5, 5.0, projection="polar")
+        ax.set_theta_offset(np.pi / 2)
+        ax.set_theta_direction(-1)
+        (benchmark,) = ax.plot(closed, middle, "--", marker="s", color=INK, label=names[1])
+        (company,) = ax.plot(closed, middle, "-", marker="o", color=INK, label=names[0])
+        (area,) = ax.fill(closed, middle, color=LIGHT_GRAY, alpha=0.5)
+        ax.set_xticks(angles, dimensions)
+        ax.set_ylim(*scale)
+        ax.legend(loc="upper right", bbox_to_anchor=(1.15, 1.1))
+        return _layered(fig), benchmark, company, area
+
+
 def radar_chart(
     dimensions: Sequence[str],
     company: Sequence[float],
@@ -152,25 +244,45 @@ def radar_chart(
     """Company profile (solid line, circles) against the benchmark (dashed line, squares);
     `names` labels the two in the legend (in the report's language)."""
     _check_profile(dimensions, company, benchmark)
-    angles = np.linspace(0, 2 * np.pi, len(dimensions), endpoint=False)
-    closed = np.append(angles, angles[0])
-    with matplotlib.rc_context(STYLE):
-        fig, ax = _new_figure(5.5, 5.0, projection="polar")
-        ax.set_theta_offset(np.pi / 2)
-        ax.set_theta_direction(-1)
-        for values, style, marker, label in [
-            (benchmark, "--", "s", names[1]),
-            (company, "-", "o", names[0]),
-        ]:
-            ax.plot(
-                closed, np.append(values, values[0]), style, marker=marker, color=INK, label=label
-            )
-        ax.fill(closed, np.append(company, company[0]), color=LIGHT_GRAY, alpha=0.5)
-        ax.set_xticks(angles, dimensions)
-        ax.set_ylim(*scale)
-        ax.legend(loc="upper right", bbox_to_anchor=(1.15, 1.1))
+    layered, benchmark_line, company_line, area = _radar_figure(
+        tuple(dimensions), tuple(scale), tuple(names)
+    )
+    benchmark_line.set_ydata(_closed(benchmark))
+    company_line.set_ydata(_closed(company))
+    area.set_xy(np.column_stack([company_line.get_xdata(), _closed(company)]))
     alt = _profile_alt("Radar chart", dimensions, company, benchmark, scale)
-    return FigureFile(_save(fig, path), alt)
+    return FigureFile(_save_layered(layered, path), alt)
+
+
+@functools.lru_cache(maxsize=8)
+def _bar_figure(
+    dimensions: tuple[str, ...], scale: tuple[float, float], names: tuple[str, str, str]
+):
+    """The bar chart laid out for `dimensions`, and its company and benchmark bars, whose
+    widths `bar_chart_alternative` sets to each company's values."""
+    y = np.arange(len(dimensions))[::-1]
+    height = 0.38
+    middle = np.full(len(dimensions), (scale[0] + scale[1]) / 2)
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _new_figure(6.0, 0.6 * len(dimensions) + 1.0)
+        company = ax.barh(
+            y + height / 2, middle, height, color=MID_GRAY, edgecolor=INK, label=names[0]
+        )
+        benchmark = ax.barh(
+            y - height / 2,
+            middle,
+            height,
+            color="white",
+            edgecolor=INK,
+            hatch="///",
+            label=names[1],
+        )
+        ax.set_yticks(y, dimensions)
+        ax.set_xlim(*scale)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(f"{names[2]} ({scale[0]:g}-{scale[1]:g})")
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
+        return _layered(fig), company, benchmark
 
 
 def bar_chart_alternative(
@@ -184,27 +296,14 @@ def bar_chart_alternative(
     """The radar chart's data as horizontal bars: company solid gray, benchmark hatched;
     `names` labels them and the axis (in the report's language)."""
     _check_profile(dimensions, company, benchmark)
-    y = np.arange(len(dimensions))[::-1]
-    height = 0.38
-    with matplotlib.rc_context(STYLE):
-        fig, ax = _new_figure(6.0, 0.6 * len(dimensions) + 1.0)
-        ax.barh(y + height / 2, company, height, color=MID_GRAY, edgecolor=INK, label=names[0])
-        ax.barh(
-            y - height / 2,
-            benchmark,
-            height,
-            color="white",
-            edgecolor=INK,
-            hatch="///",
-            label=names[1],
-        )
-        ax.set_yticks(y, dimensions)
-        ax.set_xlim(*scale)
-        ax.grid(axis="y", visible=False)
-        ax.set_xlabel(f"{names[2]} ({scale[0]:g}-{scale[1]:g})")
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
+    layered, company_bars, benchmark_bars = _bar_figure(
+        tuple(dimensions), tuple(scale), tuple(names)
+    )
+    for bars, values in [(company_bars, company), (benchmark_bars, benchmark)]:
+        for bar, value in zip(bars, values, strict=True):
+            bar.set_width(value)
     alt = _profile_alt("Bar chart", dimensions, company, benchmark, scale)
-    return FigureFile(_save(fig, path), alt)
+    return FigureFile(_save_layered(layered, path), alt)
 
 
 def distribution_plot(

@@ -18,20 +18,30 @@ The filled document is plain markdown (no code chunks), so the `quarto` CLI rend
 is on PATH; otherwise (and always in tests) pandoc from pypandoc-binary writes self-contained
 HTML, and pandoc's typst writer plus the `typst` package write the PDF with the fonts in
 `reports/fonts/` only (system and typst's embedded fonts ignored). The quarto branch only
-builds the command; it is untested here because quarto cannot be installed offline.
+builds the command (one `quarto render` per report and format); it is untested here because
+quarto cannot be installed offline.
+
+`render_reports` renders many documents of one template at once, as the company reports need
+(one per company): a single `pandoc lua` process (the script `PANDOC_LUA`) reads every filled
+document once and writes its HTML and typst markup, and one typst compiler per process, which
+keeps its fonts and caches, compiles every PDF. Each document gives the same bytes as rendered
+alone (`render_report` is the batch of one). The HTML is self-contained as with pandoc's
+`--embed-resources`: figures are data URIs, the stylesheet is inline.
 
 Output is deterministic: no dates in HTML or PDF (typst's document date is `none` and its
 timestamp fixed), no random ids, and files are written atomically. `Rendered` lists the files
 with their sha256 and the engine string, for the provenance record.
 """
 
+import functools
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +103,77 @@ TYPST_HEADER = """\
 #show table: set text(size: 9pt)
 """
 
-# Quarto reads alt text from `fig-alt`; pandoc from `alt`.
-ALT_FILTER = """\
-function Image(img)
+# Run as `pandoc lua`: reads a job (JSON on stdin) and converts each `<stem>.qmd` of the working
+# directory to `<stem>.html` and/or `<stem>.typ`, as `pandoc --standalone --embed-resources
+# --css` resp. `--metadata-file --include-in-header` would, reading each document once.
+PANDOC_LUA = """\
+local job = pandoc.json.decode(io.read("a"), false)
+local html_template = pandoc.template.compile(pandoc.template.default("html5"))
+local typst_template = pandoc.template.compile(pandoc.template.default("typst"))
+local typst_defaults = pandoc.read("---\\n" .. job.typst_metadata .. "---\\n", "markdown").meta
+
+-- Quarto reads alt text from `fig-alt`; pandoc from `alt`.
+local function alt(img)
   if img.attributes["fig-alt"] then
     img.attributes.alt = img.attributes["fig-alt"]
     img.attributes["fig-alt"] = nil
   end
   return img
+end
+
+-- Figures become data URIs after writing: the HTML writer escapes long attributes slowly.
+local function embedded(doc)
+  local uris = {}
+  doc = doc:walk({
+    Image = function(img)
+      local mime, contents = pandoc.mediabag.fetch(img.src)
+      table.insert(uris, pandoc.mediabag.make_data_uri(mime, contents))
+      img.src = "embedded:" .. #uris
+      return img
+    end,
+  })
+  return doc, function(html)
+    return (html:gsub('src="embedded:(%d+)"', function(i)
+      return 'src="' .. uris[tonumber(i)] .. '"'
+    end))
+  end
+end
+
+local write = {
+  html = function(doc)
+    local placeholders, embed = embedded(doc)
+    return embed(pandoc.write(placeholders, "html5", {
+      template = html_template,
+      html_math_method = "mathml",
+      variables = { ["header-includes"] = "<style>\\n" .. job.css .. "</style>" },
+    }))
+  end,
+  typ = function(doc)
+    for key, value in pairs(typst_defaults) do
+      if doc.meta[key] == nil then
+        doc.meta[key] = value
+      end
+    end
+    return pandoc.write(doc, "typst", {
+      template = typst_template,
+      variables = { ["header-includes"] = job.typst_header },
+    })
+  end,
+}
+
+local function convert(stem)
+  local doc = pandoc.read(pandoc.system.read_file(stem .. ".qmd"), "markdown")
+  doc = doc:walk({ Image = alt })
+  for _, ext in ipairs(job.outputs) do
+    pandoc.system.write_file(stem .. "." .. ext, write[ext](doc))
+  end
+end
+
+for _, stem in ipairs(job.stems) do
+  local ok, err = pcall(convert, stem)
+  if not ok then
+    error(stem .. ".qmd: " .. tostring(err))
+  end
 end
 """
 
@@ -143,8 +216,16 @@ def figure(fig: Sequence, caption: str, width: str = "100%") -> str:
 
 def fill_template(template: Path, context: dict) -> str:
     """The template with its placeholders filled; undefined names raise with the file name."""
+    try:
+        return _environment(template.parent).get_template(template.name).render(context)
+    except jinja2.UndefinedError as error:
+        raise ValueError(f"{template}: {error.message}") from error
+
+
+@functools.cache
+def _environment(folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template.parent),
+        loader=jinja2.FileSystemLoader(folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -153,10 +234,7 @@ def fill_template(template: Path, context: dict) -> str:
         comment_end_string="##}",
     )
     env.globals["figure"] = figure
-    try:
-        return env.get_template(template.name).render(context)
-    except jinja2.UndefinedError as error:
-        raise ValueError(f"{template}: {error.message}") from error
+    return env
 
 
 def render_report(
@@ -171,81 +249,99 @@ def render_report(
 
     `engine` is "auto" (quarto when on PATH, else pandoc/typst), "quarto" or "pandoc".
     """
+    return render_reports(template, {stem: context}, out_dir, formats, engine)[stem]
+
+
+def render_reports(
+    template: Path,
+    contexts: Mapping[str, dict],
+    out_dir: Path,
+    formats: Sequence[str] = FORMATS,
+    engine: str = "auto",
+) -> dict[str, Rendered]:
+    """`render_report` for each `stem: context` of `contexts`, with one pandoc process for all.
+
+    A report's files are written once all its formats rendered, so a failure leaves that
+    report's previous files as they were (and the reports before it complete).
+    """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {sorted(unknown)}; expected some of {FORMATS}")
-    use_quarto = _use_quarto(engine)
-    source = fill_template(template, context)
+    render = _render_quarto if _use_quarto(engine) else _render_pandoc
+    description = engine_description(engine)
+    sources = {stem: fill_template(template, context) for stem, context in contexts.items()}
+    rendered = {}
     with tempfile.TemporaryDirectory(prefix="render-") as work:
-        work_dir = Path(work)
-        qmd = work_dir / f"{stem}.qmd"
-        qmd.write_text(source, encoding="utf-8")
-        (work_dir / "report.css").write_text(CSS, encoding="utf-8")
-        render = _render_quarto if use_quarto else _render_pandoc
-        outputs = {fmt: render(qmd, fmt, work_dir) for fmt in formats}
-    # Only once every format rendered, so a failure leaves all previous files as they were.
-    written = []
-    for fmt, data in outputs.items():
-        path = write_atomic(out_dir / f"{stem}.{fmt}", lambda tmp, data=data: tmp.write_bytes(data))
-        written.append(RenderedFile(fmt, path, hashlib.sha256(data).hexdigest()))
-    return Rendered(
-        files=tuple(written),
-        engine=engine_description(engine),
-        source_sha256=hashlib.sha256(source.encode("utf-8")).hexdigest(),
-    )
+        for stem, outputs in render(sources, formats, Path(work)):
+            rendered[stem] = Rendered(
+                files=tuple(_write(out_dir / f"{stem}.{fmt}", data) for fmt, data in outputs),
+                engine=description,
+                source_sha256=hashlib.sha256(sources[stem].encode("utf-8")).hexdigest(),
+            )
+    return rendered
 
 
-def _pandoc(args: list[str], cwd: Path) -> bytes:
+def _write(path: Path, data: bytes) -> RenderedFile:
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    return RenderedFile(path.suffix.lstrip("."), path, hashlib.sha256(data).hexdigest())
+
+
+Outputs = Iterator[tuple[str, list[tuple[str, bytes]]]]  # per stem, (format, bytes) per format
+
+
+def _render_pandoc(sources: Mapping[str, str], formats: Sequence[str], work_dir: Path) -> Outputs:
+    for stem, source in sources.items():
+        (work_dir / f"{stem}.qmd").write_text(source, encoding="utf-8")
+    (work_dir / "batch.lua").write_text(PANDOC_LUA, encoding="utf-8")
+    job = {
+        "stems": list(sources),
+        "outputs": ["typ" if fmt == "pdf" else fmt for fmt in formats],
+        "css": CSS,
+        "typst_metadata": TYPST_METADATA,
+        "typst_header": TYPST_HEADER,
+    }
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(FIXED_TIMESTAMP)}
     result = subprocess.run(
-        [str(BUNDLED_PANDOC), *args], cwd=cwd, env=env, capture_output=True, check=False
+        [str(BUNDLED_PANDOC), "lua", "batch.lua"],
+        cwd=work_dir,
+        env=env,
+        input=json.dumps(job).encode("utf-8"),
+        capture_output=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"pandoc {' '.join(args)} failed: {result.stderr.decode()}")
-    return result.stdout
+        raise RuntimeError(f"pandoc failed: {result.stderr.decode()}")
+    for stem in sources:
+        yield stem, [(fmt, _pandoc_output(work_dir, stem, fmt)) for fmt in formats]
 
 
-def _render_pandoc(qmd: Path, fmt: str, work_dir: Path) -> bytes:
-    (work_dir / "alt.lua").write_text(ALT_FILTER, encoding="utf-8")
-    common = [qmd.name, "--from=markdown", "--standalone", "--lua-filter=alt.lua"]
+def _pandoc_output(work_dir: Path, stem: str, fmt: str) -> bytes:
     if fmt == "html":
-        return _pandoc(
-            [
-                *common,
-                "--to=html5",
-                "--embed-resources",
-                "--css=report.css",
-                "--variable=document-css:false",
-                "--mathml",
-            ],
-            work_dir,
-        )
-    (work_dir / "typst.yaml").write_text(TYPST_METADATA, encoding="utf-8")
-    (work_dir / "header.typ").write_text(TYPST_HEADER, encoding="utf-8")
-    markup = _pandoc(
-        [*common, "--to=typst", "--metadata-file=typst.yaml", "--include-in-header=header.typ"],
-        work_dir,
-    )
-    return _compile_typst(markup)
+        return (work_dir / f"{stem}.html").read_bytes()
+    markup = (work_dir / f"{stem}.typ").read_bytes()
+    return _typst_compiler().compile(markup, format="pdf", timestamp=FIXED_TIMESTAMP)
 
 
-def _compile_typst(markup: bytes) -> bytes:
-    """PDF from typst markup; figure paths are absolute, so the root is the filesystem root."""
+@functools.cache
+def _typst_compiler() -> typst.Compiler:
+    """One compiler per process: it keeps the fonts and what it parsed (and checks files for
+    changes). Figure paths are absolute, so the root is the filesystem root."""
     fonts = typst.Fonts(
         include_system_fonts=False, include_embedded_fonts=False, font_paths=[str(FONTS_DIR)]
     )
-    return typst.compile(
-        markup,
-        root=Path(FONTS_DIR.anchor),
-        font_paths=fonts,
-        ignore_system_fonts=True,
-        format="pdf",
-        timestamp=FIXED_TIMESTAMP,
-    )
+    return typst.Compiler(root=Path(FONTS_DIR.anchor), font_paths=fonts, ignore_system_fonts=True)
 
 
-def _render_quarto(qmd: Path, fmt: str, work_dir: Path) -> bytes:
-    """Quarto branch, untested here: quarto renders the filled .qmd beside itself."""
+def _render_quarto(sources: Mapping[str, str], formats: Sequence[str], work_dir: Path) -> Outputs:
+    """Quarto branch, untested here: quarto renders each filled .qmd beside itself."""
+    (work_dir / "report.css").write_text(CSS, encoding="utf-8")
+    for stem, source in sources.items():
+        qmd = work_dir / f"{stem}.qmd"
+        qmd.write_text(source, encoding="utf-8")
+        yield stem, [(fmt, _quarto(qmd, fmt, work_dir)) for fmt in formats]
+
+
+def _quarto(qmd: Path, fmt: str, work_dir: Path) -> bytes:
     output = f"{qmd.stem}.{fmt}"
     to = "typst" if fmt == "pdf" else "html"
     if fmt == "html":
@@ -273,6 +369,7 @@ def engine_description(engine: str = "auto") -> str:
     return quarto_engine() if _use_quarto(engine) else pandoc_engine()
 
 
+@functools.cache
 def pandoc_engine() -> str:
     pandoc = pypandoc.get_pandoc_version()
     binary = importlib.metadata.version("pypandoc-binary")
@@ -281,6 +378,7 @@ def pandoc_engine() -> str:
     return f"pandoc {pandoc} (pypandoc-binary {binary}) + typst {compiler} (typst-py {typst_py})"
 
 
+@functools.cache
 def quarto_engine() -> str:
     version = subprocess.run(["quarto", "--version"], capture_output=True, text=True, check=True)
     return f"quarto {version.stdout.strip()}"

@@ -2,15 +2,19 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.aggregation import company_table
 from pipeline.codebook import load_codebook
 from pipeline.company_report import (
+    BENCHMARK_MIN_COMPANIES,
+    CHANGE_MIN_N,
     ScaleResult,
     company_contexts,
     previous_wave,
+    render_company_reports,
     report_numbers,
     scale_table,
 )
@@ -158,7 +162,7 @@ def test_figures_have_alt_text_and_rendered_html_shows_the_mean(tmp_path):
     context = result["c_b"]
     for kind in ("radar", "bars"):
         path, alt = context[kind]
-        assert path.is_file() and path.parent == tmp_path / "figures"
+        assert path.is_file() and path.parent == tmp_path / "figures" and path.suffix == ".svg"
         assert "c_b" in path.name and "uw bedrijf 3,20" in alt
     assert context["radar"].path != result["c_a"]["radar"].path
     rendered = render_report(
@@ -173,3 +177,67 @@ def test_figures_have_alt_text_and_rendered_html_shows_the_mean(tmp_path):
 def test_labels_are_escaped_in_tables():
     table = scale_table([ScaleResult("a|b*", 3.0, (2.5, 3.5), None)], "Dimensie")
     assert table.splitlines()[2].startswith("| a\\|b\\* | 3,00 | 2,50 tot 3,50 | – | – |")
+
+
+def test_reports_are_the_same_however_the_companies_are_shared_out(tmp_path):
+    scores, responses = frames(T0, SIX)
+    numbers = report_numbers(T0, scores, responses, {T0: company_scores(scores)}, CODEBOOK)
+    one = render_company_reports(numbers, T0, CODEBOOK, tmp_path / "one", workers=1)
+    two = render_company_reports(numbers, T0, CODEBOOK, tmp_path / "two", workers=2)
+    assert sorted(one) == sorted(two) == [f"c_{c}" for c in "abcdef"]
+    for company, report in one.items():
+        assert [f.format for f in report.files] == ["html", "pdf"]
+        for a, b in zip(report.files, two[company].files, strict=True):
+            assert a.path.read_bytes() == b.path.read_bytes()
+            assert a.sha256 == b.sha256
+    html = (tmp_path / "one" / "c_b.html").read_text(encoding="utf-8")
+    assert html.count('src="data:image/svg+xml;base64,') == 2
+    assert html.count('alt="Webdiagram. ') == 1 and html.count('alt="Staafdiagram. ') == 1
+    assert len({r.files[0].sha256 for r in one.values()}) == len(one)
+
+
+def test_numbers_match_their_definition_company_by_company():
+    """The table is computed for all companies at once; per company it is the rule: the
+    benchmark averages the other companies' shown means, the change needs CHANGE_MIN_N in both
+    waves, the gap k managers and k staff."""
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 25, 40)
+    before_groups = [
+        (f"c_{i:02d}", int(n), None, 3.0 + rng.normal(0, 0.4)) for i, n in enumerate(sizes)
+    ]
+    groups = [
+        (f"c_{i:02d}", int(n), leader, 3.0 + rng.normal(0, 0.4))
+        for i, size in enumerate(rng.integers(1, 25, 40))
+        for leader, n in [("ja", size // 3), ("nee", size - size // 3)]
+        if n
+    ]
+    before = company_scores(frames(T0, before_groups)[0])
+    scores, responses = frames(T1, groups)
+    now = company_scores(scores)
+    numbers = report_numbers(T1, scores, responses, {T0: before, T1: now}, CODEBOOK)
+    scale = CULTURE[0]
+    table = now[now["scale"] == scale].set_index("company_id")
+    earlier = before[before["scale"] == scale].set_index("company_id")
+    rows = numbers[numbers["scale"] == scale].set_index("company_id")
+    for company, row in rows.iterrows():
+        others = table["mean"].drop(company).dropna()
+        expected = others.mean() if len(others) >= BENCHMARK_MIN_COMPANIES else np.nan
+        assert row["benchmark"] == pytest.approx(expected, rel=1e-12, nan_ok=True)
+        assert row["benchmark_companies"] == len(others)
+        n_now = 0 if table.loc[company, "suppressed"] else table.loc[company, "n"]
+        shown_before = company in earlier.index and not earlier.loc[company, "suppressed"]
+        n_before = earlier.loc[company, "n"] if shown_before else 0
+        if min(n_now, n_before) >= CHANGE_MIN_N:
+            expected = table.loc[company, "mean"] - earlier.loc[company, "mean"]
+            assert row["change"] == pytest.approx(expected, rel=1e-12)
+        else:
+            assert np.isnan(row["change"])
+        own = scores[scores["company_id"] == company].assign(leader=responses["leader"])
+        groups_n = own["leader"].value_counts()
+        if min(groups_n.get("ja", 0), groups_n.get("nee", 0)) >= K:
+            by = own.groupby("leader")[scale].mean()
+            assert row["management_staff_gap"] == pytest.approx(by["ja"] - by["nee"], rel=1e-12)
+        else:
+            assert np.isnan(row["management_staff_gap"])
+    assert rows["benchmark"].notna().any() and rows["change"].notna().any()
+    assert rows["management_staff_gap"].notna().any() and rows["change"].isna().any()

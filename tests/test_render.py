@@ -1,17 +1,22 @@
 """Rendering reports: deterministic HTML and PDF, long tables, figures with alt text, Chromium."""
 
 import hashlib
+import io
 import re
 from pathlib import Path
 
+import matplotlib
 import matplotlib.image
+import numpy as np
 import pandas as pd
+import PIL.Image
 import pypdf
 import pytest
+import typst
 from browser import run_chromium
 
 from pipeline import figures
-from pipeline.render import REPORTS_DIR, render_report
+from pipeline.render import REPORTS_DIR, render_report, render_reports
 
 N_ROWS = 120
 TEMPLATE = """\
@@ -167,36 +172,114 @@ def test_html_in_headless_chromium(rendered, chromium, tmp_path):
     assert "4321" in text and row_value(1) in text and row_value(N_ROWS) in text
 
 
+DIMENSIONS = ["A", "B", "C"]
+NAMES = ("Company", "Benchmark", "Mean score")
+
+
 @pytest.mark.parametrize(
-    "draw",
+    ("draw", "suffix"),
     [
-        lambda path: figures.coefficient_plot(
-            pd.DataFrame(
-                {
-                    "term": ["a", "b"],
-                    "estimate": [0.2, -0.1],
-                    "ci_low": [0.0, -0.3],
-                    "ci_high": [0.4, 0.1],
-                }
+        (
+            lambda path: figures.coefficient_plot(
+                pd.DataFrame(
+                    {
+                        "term": ["a", "b"],
+                        "estimate": [0.2, -0.1],
+                        "ci_low": [0.0, -0.3],
+                        "ci_high": [0.4, 0.1],
+                    }
+                ),
+                path,
             ),
-            path,
+            ".png",
         ),
-        lambda path: figures.radar_chart(["A", "B", "C"], [3.5, 4.0, 2.5], [3.2, 3.6, 3.1], path),
-        lambda path: figures.bar_chart_alternative(
-            ["A", "B", "C"], [3.5, 4.0, 2.5], [3.2, 3.6, 3.1], path
+        (
+            lambda path: figures.radar_chart(DIMENSIONS, [3.5, 4, 2.5], [3.2, 3.6, 3.1], path),
+            ".svg",
         ),
-        lambda path: figures.distribution_plot([3.1, 3.4, 2.9, 3.8], "Mean", path, marker=3.4),
+        (
+            lambda path: figures.bar_chart_alternative(
+                DIMENSIONS, [3.5, 4.0, 2.5], [3.2, 3.6, 3.1], path
+            ),
+            ".svg",
+        ),
+        (lambda path: figures.distribution_plot([3.1, 3.4, 2.9, 3.8], "Mean", path, 3.4), ".svg"),
     ],
     ids=["coefficient", "radar", "bars", "distribution"],
 )
-def test_figures_are_deterministic_with_alt_text(draw, tmp_path):
-    first, second = draw(tmp_path / "a.png"), draw(tmp_path / "b.png")
+def test_figures_are_deterministic_with_alt_text(draw, suffix, tmp_path):
+    first, second = draw(tmp_path / f"a{suffix}"), draw(tmp_path / f"b{suffix}")
     assert first.path.read_bytes() == second.path.read_bytes()
-    assert first.path.read_bytes().startswith(b"\x89PNG")
+    assert first.path.read_bytes().startswith(b"\x89PNG" if suffix == ".png" else b"<?xml")
     assert first.alt == second.alt and len(first.alt) > 40
+
+
+@pytest.mark.parametrize("chart", [figures.radar_chart, figures.bar_chart_alternative])
+def test_reused_profile_chart_writes_what_a_fresh_one_writes(chart, tmp_path):
+    figures._radar_figure.cache_clear()
+    figures._bar_figure.cache_clear()
+    first = chart(DIMENSIONS, [3.5, 4.0, 2.5], [3.2, 3.6, 3.1], tmp_path / "first.svg")
+    reused = chart(DIMENSIONS, [2.0, 4.5, 3.0], [3.0, 3.5, 4.0], tmp_path / "reused.svg")
+    figures._radar_figure.cache_clear()
+    figures._bar_figure.cache_clear()
+    fresh = chart(DIMENSIONS, [2.0, 4.5, 3.0], [3.0, 3.5, 4.0], tmp_path / "fresh.svg")
+    assert reused.path.read_bytes() == fresh.path.read_bytes()
+    assert reused.path.read_bytes() != first.path.read_bytes()
+    svg = fresh.path.read_text(encoding="utf-8")
+    ids = re.findall(r' id="([^"]+)"', svg)
+    assert len(ids) == len(set(ids)), "an id repeats"
+    with pytest.raises(ValueError, match="SVG only"):
+        chart(DIMENSIONS, [2.0, 4.5, 3.0], [3.0, 3.5, 4.0], tmp_path / "chart.png")
+
+
+def raster(svg: Path) -> np.ndarray:
+    """The SVG as gray pixels, drawn by typst."""
+    page = f'#set page(width: auto, height: auto, margin: 0pt)\n#image("{svg}")'
+    png = typst.compile(page.encode(), root="/", format="png", ppi=100)
+    return np.asarray(PIL.Image.open(io.BytesIO(png)).convert("L"), dtype=int)
+
+
+@pytest.mark.parametrize(
+    ("chart", "figure"),
+    [
+        (figures.radar_chart, lambda: figures._radar_figure(("A", "B", "C"), (1, 5), NAMES[:2])),
+        (
+            figures.bar_chart_alternative,
+            lambda: figures._bar_figure(("A", "B", "C"), (1, 5), NAMES),
+        ),
+    ],
+    ids=["radar", "bars"],
+)
+def test_layered_chart_looks_like_the_whole_figure(chart, figure, tmp_path):
+    """Background drawn once plus data on top = the figure drawn in one go, pixel for pixel."""
+    layered = chart(DIMENSIONS, [3.5, 5.0, 2.5], [3.2, 3.6, 1.0], tmp_path / "layered.svg", (1, 5))
+    fig = figure()[0].fig
+    background = [fig.patch, *[a for ax in fig.axes for a in (ax.patch, ax.xaxis, ax.yaxis)]]
+    for artist in background:
+        artist.set_visible(True)
+    with matplotlib.rc_context(figures.STYLE):
+        fig.savefig(tmp_path / "whole.svg", format="svg")
+    figures._radar_figure.cache_clear()
+    figures._bar_figure.cache_clear()
+    whole, drawn = raster(tmp_path / "whole.svg"), raster(layered.path)
+    assert whole.shape == drawn.shape and whole.std() > 10
+    assert np.abs(whole - drawn).max() <= 8
 
 
 def test_missing_placeholder_names_the_template(tmp_path):
     with pytest.raises(ValueError, match=r"wave\.qmd: '\w+' is undefined"):
         render_report(REPORTS_DIR / "wave.qmd", {"wave": "2026"}, tmp_path, "x", engine="pandoc")
     assert not list(tmp_path.iterdir())
+
+
+def test_batch_gives_the_files_of_single_rendering(rendered, tmp_path):
+    context, (single, _) = rendered
+    template = single.files[0].path.parent.parent / "test.qmd"
+    other = {**context, "n_respondents": 1234}
+    batch = render_reports(template, {"report": context, "other": other}, tmp_path, engine="pandoc")
+    alone = render_report(template, other, tmp_path / "alone", "other", engine="pandoc")
+    assert [f.sha256 for f in batch["report"].files] == [f.sha256 for f in single.files]
+    assert [f.sha256 for f in batch["other"].files] == [f.sha256 for f in alone.files]
+    assert batch["other"].files[0].sha256 != batch["report"].files[0].sha256
+    assert "1234" in (tmp_path / "other.html").read_text(encoding="utf-8")
+    assert {f.path for r in batch.values() for f in r.files} == set(tmp_path.glob("*.*"))
