@@ -167,7 +167,8 @@ def run_scan(
 
 
 def revision(code: Path) -> str:
-    """The commit of the measured tree (from `git archive`'s header or git), '+' if modified."""
+    """The commit of the measured tree (git, or a COMMIT file beside a `git archive`), '+' if
+    modified."""
     if (code / ".git").exists():
         git = ["git", "--no-optional-locks", "-C", str(code)]
         head = subprocess.run(
@@ -417,9 +418,9 @@ def markdown(table: pd.DataFrame) -> str:
         "check; waves, cross_wave, reports: until the stage's last Dagster run ends; finish: "
         "the summary). CPU s: CPU time of the `scan` process tree in the stage. Peak MiB: of "
         "the process tree, sampled every 0.2 s (PSS counts shared pages once; the RSS sum is an "
-        "upper bound). Load: the machine's mean 1-minute load average in the stage; above 2, "
-        "other work competed for the 2 cores and the wall times are longer than on an idle "
-        "machine. Rerun: `scan run` again with nothing changed.",
+        "upper bound). Load: the machine's mean 1-minute load average in the stage (it includes "
+        "the run's own processes: the reports stage runs one report worker per core beside the "
+        "main process). Rerun: `scan run` again with nothing changed.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -497,7 +498,8 @@ def main() -> None:
         type=Path,
         default=ROOT,
         help="the source tree whose `scan run` is measured (default: this working tree; e.g. a "
-        "`git archive` of a commit, to measure it while the working tree changes)",
+        "`git archive` of a commit with the commit id in a file COMMIT, to measure it while "
+        "the working tree changes)",
     )
     parser.add_argument(
         "--timeout",
