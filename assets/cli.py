@@ -115,22 +115,33 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
     recover(instance, settings)
     known = set(instance.get_dynamic_partitions(waves.name))
     instance.add_dynamic_partitions(waves.name, [w for w in found if w not in known])
+    definitions = build_definitions(settings)
+    status = pipeline_status(instance, definitions, settings)
+
+    def stage(selection: dg.AssetSelection, wave: str | None) -> WaveRun:
+        """One stage; the status is read again only after a run changed the instance."""
+        nonlocal status
+        stale = stale_reasons(status, definitions, selection, wave)
+        result = run_stage(instance, settings, stale, selection, wave, force)
+        if result.status != "up to date":
+            status = pipeline_status(instance, definitions, settings)
+        return result
 
     results = []
     progress = tqdm(found, desc="waves", unit="wave")
     for wave in progress:
         progress.set_postfix_str(wave)
-        results.append(run_stage(instance, settings, WAVE_SELECTION, wave, force))
+        results.append(stage(WAVE_SELECTION, wave))
     progress.close()
     if any(r.status == "failed" for r in results):
         results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; the last results are kept"))
     else:
-        results.append(run_stage(instance, settings, CROSS_WAVE_SELECTION, None, force))
+        results.append(stage(CROSS_WAVE_SELECTION, None))
     if results[-1].status in ("skipped", "failed"):
         results.append(WaveRun(REPORTS, "skipped", "needs every wave and the cross-wave results"))
     else:
         for wave in tqdm(found, desc="reports", unit="wave"):
-            results.append(run_stage(instance, settings, REPORT_SELECTION, wave, force))
+            results.append(stage(REPORT_SELECTION, wave))
 
     for r in results:
         click.echo(f"{r.wave:<16} {r.status:<13} {r.detail}")
@@ -200,16 +211,16 @@ def recover(instance: dg.DagsterInstance, settings: Settings) -> None:
 def run_stage(
     instance: dg.DagsterInstance,
     settings: Settings,
+    stale: dict[str, str],
     selection: dg.AssetSelection,
     wave: str | None,
     force: bool,
 ) -> WaveRun:
     """Materialize the selected assets (and their checks) for one wave, or the cross-wave ones
-    with `wave=None`, unless all are up to date."""
+    with `wave=None`, unless all are up to date (`stale`: why each stale one is)."""
     label = ALL_WAVES if wave is None else wave
     if selection is REPORT_SELECTION:
         label = f"{REPORTS}/{wave}"
-    stale = stale_reasons(instance, build_definitions(settings), settings, selection, wave)
     if not force and not stale:
         return WaveRun(label, "up to date")
     result = dg.materialize(

@@ -147,17 +147,16 @@ def _reason(instance, tags_of, graph, settings, key, wave, known, status) -> str
 
 
 def stale_reasons(
-    instance: dg.DagsterInstance,
+    status: dict[tuple[str, str | None], str],
     definitions: dg.Definitions,
-    settings: Settings,
     selection: dg.AssetSelection,
     wave: str | None,
 ) -> dict[str, str]:
-    """{asset: why it is stale} for the selected assets at `wave` (None: the unpartitioned
-    ones); empty when all are current."""
+    """{asset: why it is stale} of a `pipeline_status` for the selected assets at `wave` (None:
+    the unpartitioned ones); empty when all are current."""
     selected = {k.to_user_string() for k in selection.resolve(definitions.resolve_asset_graph())}
     return {
         asset: reason
-        for (asset, partition), reason in pipeline_status(instance, definitions, settings).items()
+        for (asset, partition), reason in status.items()
         if reason and partition == wave and asset in selected
     }
