@@ -17,7 +17,8 @@ read as markdown. Undefined placeholders are an error.
 The filled document is plain markdown (no code chunks), so the `quarto` CLI renders it when it
 is on PATH; otherwise (and always in tests) pandoc from pypandoc-binary writes self-contained
 HTML, and pandoc's typst writer plus the `typst` package write the PDF with the fonts in
-`reports/fonts/` only (system and typst's embedded fonts ignored). The quarto branch only
+`reports/fonts/` only (system and typst's embedded fonts ignored), tagged, with every figure's
+alt text. The quarto branch only
 builds the command (one `quarto render` per report and format); it is untested here because
 quarto cannot be installed offline.
 
@@ -139,6 +140,29 @@ local function embedded(doc)
   end
 end
 
+-- pandoc's typst writer drops alt text; typst's `image(alt:)` puts it into the PDF's tags.
+local function typst_string(text)
+  return '"' .. text:gsub('[\\\\"]', '\\\\%0') .. '"'
+end
+
+local function with_alt(doc)
+  local images = {}
+  doc = doc:walk({
+    Image = function(img)
+      table.insert(images, { src = img.src, alt = img.attributes.alt or "" })
+      img.src = "alt:" .. #images
+      return img
+    end,
+  })
+  return doc, function(markup)
+    return (markup:gsub('image%("alt:(%d+)"', function(i)
+      local image = images[tonumber(i)]
+      local alt = image.alt ~= "" and ", alt: " .. typst_string(image.alt) or ""
+      return "image(" .. typst_string(image.src) .. alt
+    end))
+  end
+end
+
 local write = {
   html = function(doc)
     local placeholders, embed = embedded(doc)
@@ -154,10 +178,11 @@ local write = {
         doc.meta[key] = value
       end
     end
-    return pandoc.write(doc, "typst", {
+    local placeholders, add_alt = with_alt(doc)
+    return add_alt(pandoc.write(placeholders, "typst", {
       template = typst_template,
       variables = { ["header-includes"] = job.typst_header },
-    })
+    }))
   end,
 }
 

@@ -123,6 +123,39 @@ def test_pdf_uses_only_project_fonts(rendered):
     assert fonts and all(name.startswith("DejaVu") for name in fonts), fonts
 
 
+def alt_texts(pdf: Path) -> list[str]:
+    """The alt texts of the PDF's tags (its structure tree), in document order."""
+    found = []
+
+    def walk(node):
+        node = node.get_object()
+        if isinstance(node, pypdf.generic.ArrayObject):
+            for kid in node:
+                walk(kid)
+        elif isinstance(node, pypdf.generic.DictionaryObject):
+            if "/Alt" in node:
+                found.append(str(node["/Alt"]))
+            if "/K" in node:
+                walk(node["/K"])
+
+    walk(pypdf.PdfReader(pdf).trailer["/Root"]["/StructTreeRoot"])
+    return found
+
+
+def test_pdf_figures_carry_their_alt_text(rendered):
+    context, (first, _) = rendered
+    pdf = next(f.path for f in first.files if f.format == "pdf")
+    assert alt_texts(pdf) == [context["coef"].alt, context["dist"].alt]
+
+
+def test_alt_text_with_quotes_and_backslashes_reaches_the_pdf(tmp_path):
+    template = tmp_path / "alt.qmd"
+    template.write_text('{{ figure(chart, "A chart") }}\n', encoding="utf-8")
+    chart = make_figures(tmp_path)["dist"]._replace(alt='Means "3,1" to 3\\8 (a \\"test")')
+    (rendered,) = render_report(template, {"chart": chart}, tmp_path, "alt", ["pdf"]).files
+    assert alt_texts(rendered.path) == [chart.alt]
+
+
 def html_of(rendered) -> str:
     _, (first, _) = rendered
     return next(f.path for f in first.files if f.format == "html").read_text(encoding="utf-8")
