@@ -187,6 +187,11 @@ def trace(settings: Settings, number_id: str) -> None:
     click.echo("\n".join(lines))
 
 
+def data_tag(settings: Settings) -> dict[str, str]:
+    """The tag that marks a run as working on this data folder."""
+    return {DATA_TAG: str(settings.data_dir.resolve())}
+
+
 def recover(instance: dg.DagsterInstance, settings: Settings) -> None:
     """Clear what a killed `scan run` on this data folder left: its runs still marked as going
     are marked failed, and the temporary files of its unfinished writes are removed. Safe
@@ -194,7 +199,7 @@ def recover(instance: dg.DagsterInstance, settings: Settings) -> None:
     orphans = instance.get_runs(
         dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
-            tags={DATA_TAG: str(settings.data_dir.resolve())},
+            tags=data_tag(settings),
         )
     )
     for orphan in orphans:
@@ -230,7 +235,7 @@ def run_stage(
         instance=instance,
         resources=resources_for(settings),
         run_config=QUIET_LOGS,
-        tags={"scan/command": "scan run", DATA_TAG: str(settings.data_dir.resolve())},
+        tags={"scan/command": "scan run", **data_tag(settings)},
         raise_on_error=False,
     )
     if not result.success:
