@@ -51,6 +51,19 @@ POSTGRES_START = (
 )
 
 
+# The session fixtures that run the whole demo pipeline. With two pytest-xdist workers
+# (`--dist loadgroup`) every test that uses one of them goes to the same worker, so that each
+# runs once per session, not once per worker; the other worker takes the rest of the suite.
+DEMO_RUNS = {"pipeline_run", "scan_run", "killed_run"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into group ids
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if DEMO_RUNS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo_runs"))
+
+
 class DemoRun(NamedTuple):
     settings: Settings
     results: dict[str, dg.ExecuteInProcessResult]  # by wave, ALL_WAVES and "reports/<wave>"
