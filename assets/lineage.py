@@ -127,7 +127,7 @@ def _models(scan: ScanConfig, wave: str) -> list[dict]:
     seeds = pd.read_csv(folder / "reliability.csv")
     return [
         {"model": f"multilevel/{r.model}", "engine": r.engine, "optimizer": r.optimizer}
-        for r in fits.itertuples()
+        for r in fits.dropna(subset=["engine"]).itertuples()  # a fitted model
     ] + [
         {"model": f"reliability/{r.scale}", "bootstrap": "percentile", "seed": r.bootstrap_seed}
         for r in seeds.itertuples()

@@ -14,6 +14,7 @@ from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
 from pipeline.codebook import Codebook
 from pipeline.multilevel import (
+    NotEstimable,
     coefficients_table,
     fit_table,
     longitudinal_models,
@@ -34,8 +35,15 @@ def _frame(scores: pd.DataFrame, responses: pd.DataFrame, codebook: Codebook) ->
 def _outputs(results, coefficients: str, fits: str):
     table, fit = coefficients_table(results), fit_table(results)
     blocked = fit.loc[fit["blocking"], "model"].tolist()
-    yield dg.Output(table, coefficients, metadata={"dagster/row_count": len(table)})
-    yield dg.Output(fit, fits, metadata={"models": len(fit), "blocked": blocked})
+    skipped = dg.MetadataValue.json(
+        {r.model: r.reason for r in results if isinstance(r, NotEstimable)}
+    )
+    yield dg.Output(
+        table, coefficients, metadata={"dagster/row_count": len(table), "not_estimable": skipped}
+    )
+    yield dg.Output(
+        fit, fits, metadata={"models": len(fit), "blocked": blocked, "not_estimable": skipped}
+    )
 
 
 def _outs(prefix: str, where: str, automation=None) -> dict[str, dg.AssetOut]:
@@ -92,7 +100,8 @@ def longitudinal_multilevel_models(
     anonymised_responses: dict[str, pd.DataFrame],
 ):
     """Per outcome, all waves: wave + culture within and between + controls, random intercepts
-    for company and person within company, and a company wave slope where the data carry it."""
+    for company and person within company, and a company wave slope where the data carry it.
+    With one wave (or two, for the slope) `notes` of the fit table says what is not estimable."""
     codebook = scan.codebook()
     models = codebook.models
     frame = pd.concat(
@@ -115,7 +124,11 @@ def _guard(fits: pd.DataFrame) -> dg.AssetCheckResult:
                 dict(zip(blocked["model"], blocked["problems"], strict=True))
             ),
             "notes": dg.MetadataValue.json(
-                {m: n for m, n in zip(fits["model"], fits["notes"].fillna(""), strict=True) if n}
+                {
+                    m: n
+                    for m, n in zip(fits["model"].fillna(""), fits["notes"].fillna(""), strict=True)
+                    if n
+                }
             ),
         },
     )

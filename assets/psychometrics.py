@@ -13,8 +13,8 @@ import pipeline.scoring
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
-from pipeline.cfa import fit_cfa
-from pipeline.invariance import TABLE_COLUMNS, invariance_table
+from pipeline.cfa import measurement_tables
+from pipeline.invariance import invariance_table
 from pipeline.reliability import reliability_tables
 from pipeline.scoring import recode_items
 
@@ -92,28 +92,18 @@ class CfaNotConverged(RuntimeError):
     },
 )
 def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
-    """Each item on its scale, every scale a factor, factors correlated; complete rows only."""
+    """Each item on its scale, every scale of at least two items a factor, factors correlated;
+    complete rows only. What cannot be estimated is said in the fit table's `note`."""
     codebook = scan.codebook()
-    model = {name: list(scale.items) for name, scale in codebook.scales.items()}
-    result = fit_cfa(recode_items(anonymised_responses, codebook), model)
-    if not result.converged:
-        raise CfaNotConverged(f"the CFA of {len(model)} scales on {result.n} rows did not converge")
-    fit = pd.DataFrame(
-        [
-            {
-                "model": "scales",
-                "n": result.n,
-                "chisq": result.chisq,
-                "df": result.df,
-                "cfi": result.cfi,
-                "tli": result.tli,
-                "rmsea": result.rmsea,
-                "srmr": result.srmr,
-            }
-        ]
+    scales = {name: list(scale.items) for name, scale in codebook.scales.items()}
+    data = recode_items(anonymised_responses, codebook)
+    fit, loadings, result = measurement_tables(data, scales)
+    if result is not None and not result.converged:
+        raise CfaNotConverged(f"the CFA of the scales on {result.n} rows did not converge")
+    yield dg.Output(
+        fit, "cfa_fit", metadata={"n": int(fit["n"].iat[0]), "note": str(fit["note"].iat[0])}
     )
-    yield dg.Output(fit, "cfa_fit", metadata={"n": result.n, "cfi": result.cfi})
-    yield dg.Output(result.loadings, "cfa_loadings", metadata={"dagster/row_count": len(model)})
+    yield dg.Output(loadings, "cfa_loadings", metadata={"dagster/row_count": len(loadings)})
 
 
 @dg.asset(
@@ -129,16 +119,14 @@ def measurement_invariance(
 ) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance of the measurement model across the waves
     (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`),
-    with Chen's (2007) decision rules. Fewer than two waves give an empty table."""
+    with Chen's (2007) decision rules. With fewer than two waves `decision` says it is not
+    estimable."""
     codebook = scan.codebook()
     model = {name: list(scale.items) for name, scale in codebook.scales.items()}
     responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
-    if responses["wave"].nunique() < 2:
-        table = pd.DataFrame(columns=list(TABLE_COLUMNS))
-    else:
-        data = recode_items(responses.reset_index(drop=True), codebook)
-        data["wave"] = responses["wave"].to_numpy()
-        table = invariance_table(data, model, "wave")
+    data = recode_items(responses.reset_index(drop=True), codebook)
+    data["wave"] = responses["wave"].to_numpy()
+    table = invariance_table(data, model, "wave", unit="waves")
     return dg.Output(
         table,
         metadata={

@@ -10,7 +10,6 @@ import pipeline.scoring
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
-from pipeline.aggregation import aggregation_table, company_table
 from pipeline.scoring import recode_items, score_scales
 
 SCORES_CODE_VERSION = source_version(
@@ -52,14 +51,16 @@ def scale_scores(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.Out
             io_manager_key="shareable_io",
             kinds={"csv"},
             metadata={"file": "aggregation.csv"},
-            description="Per culture scale: ICC(1), ICC(2), mean group size, mean rwg(j).",
+            description="Per culture scale: ICC(1), ICC(2), mean group size, mean rwg(j); "
+            "without culture scales one row whose `note` says so.",
         ),
     },
 )
 def company_aggregates(
     scan: ScanConfig, anonymised_responses: pd.DataFrame, scale_scores: pd.DataFrame
 ):
-    """Culture scales aggregated to companies, as R's multilevel package computes it."""
+    """Culture scales aggregated to companies, as R's multilevel package computes it; without
+    culture scales, no companies and an aggregation row that says why."""
     codebook = scan.codebook()
     culture = {n: s for n, s in codebook.scales.items() if s.level == "culture"}
     frame = pd.concat(
@@ -67,22 +68,12 @@ def company_aggregates(
         axis=1,
     )
     options = {n: s.response_scale.max - s.response_scale.min + 1 for n, s in culture.items()}
-    companies = pd.concat(
-        [
-            company_table(
-                frame,
-                name,
-                "company_id",
-                min_n=codebook.anonymisation.k,
-                items=list(scale.items),
-                n_options=options[name],
-            )
-            for name, scale in culture.items()
-        ],
-        ignore_index=True,
-    )
-    summary = aggregation_table(
-        frame, {n: list(s.items) for n, s in culture.items()}, "company_id", options
+    companies, summary = pipeline.aggregation.company_aggregates(
+        frame,
+        {n: list(s.items) for n, s in culture.items()},
+        "company_id",
+        codebook.anonymisation.k,
+        options,
     )
     yield dg.Output(companies, "company_scores", metadata={"dagster/row_count": len(companies)})
     yield dg.Output(summary, "aggregation", metadata={"dagster/row_count": len(summary)})

@@ -18,9 +18,12 @@ from pipeline.quality import (
     REASONS,
     StructureError,
     check_structure,
+    median_duration,
+    nothing_validated,
     quality_reasons,
     quality_summary,
     read_register,
+    rule_status,
     split_quarantine,
 )
 from pipeline.validation_page import render_validation_page
@@ -29,8 +32,12 @@ VALIDATE_CODE_VERSION = source_version(pipeline.quality, pipeline.scoring, sys.m
 
 
 def register_of(scan: ScanConfig) -> set[str]:
+    """The registered companies; none when the codebook declares no register (the rule
+    unknown_company is then not applicable)."""
     codebook = scan.codebook()
-    return read_register(scan.settings.raw_dir / codebook.quality.company_register)
+    if codebook.company_register is None:
+        return set()
+    return read_register(scan.settings.raw_dir / codebook.company_register, codebook.company_id)
 
 
 @dg.multi_asset(
@@ -54,25 +61,23 @@ def register_of(scan: ScanConfig) -> set[str]:
             io_manager_key="shareable_io",
             kinds={"csv"},
             metadata={"file": "quality_summary.csv"},
-            description="Counts of quarantined rows per reason, no row data (shareable zone).",
+            description="Counts of quarantined rows per reason, no row data, and whether each "
+            "rule applied (shareable zone).",
         ),
     },
 )
 def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_responses: pd.DataFrame):
+    """The quarantine and its counts are stored first: when no row passes, the wave stops here
+    with the counts by reason, not with the errors of later steps that lack data."""
     wave = context.partition_key
     codebook = scan.codebook()
     reasons = quality_reasons(raw_responses, codebook, register_of(scan))
     validated, quarantine = split_quarantine(raw_responses, reasons)
-    summary = quality_summary(wave, len(raw_responses), quarantine)
+    status = rule_status(codebook, wave)
+    summary = quality_summary(wave, len(raw_responses), quarantine, status)
     counts = dict(zip(summary["reason"], summary["rows"].astype(int), strict=True))
     context.log.info(
         f"{wave}: {len(validated)} validated, {len(quarantine)} quarantined of {len(raw_responses)}"
-    )
-    median = float(raw_responses["duration_s"].median())
-    yield dg.Output(
-        validated,
-        "validated_responses",
-        metadata={"dagster/row_count": len(validated), "median_duration_s": median},
     )
     yield dg.Output(
         quarantine,
@@ -82,7 +87,27 @@ def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_response
             **{f"reason/{r}": counts[r] for r in REASONS},
         },
     )
-    yield dg.Output(summary, "quality_summary", metadata={"counts": dg.MetadataValue.json(counts)})
+    yield dg.Output(
+        summary,
+        "quality_summary",
+        metadata={
+            "counts": dg.MetadataValue.json(counts),
+            "not_applied": dg.MetadataValue.json(
+                {rule: why for rule, why in status.items() if why != "applied"}
+            ),
+        },
+    )
+    if validated.empty:
+        raise nothing_validated(wave, summary)
+    median = median_duration(raw_responses, codebook)
+    yield dg.Output(
+        validated,
+        "validated_responses",
+        metadata={
+            "dagster/row_count": len(validated),
+            **({} if median is None else {"median_duration_s": median}),
+        },
+    )
 
 
 @dg.asset_check(asset="raw_responses", blocking=True, partitions_def=waves)
@@ -136,8 +161,9 @@ def contract(
     scan: ScanConfig, raw_responses: pd.DataFrame, validated_responses: pd.DataFrame
 ) -> dg.AssetCheckResult:
     """The validated rows pass every contract and quality rule (failure cases in metadata)."""
-    median = float(raw_responses["duration_s"].median())
-    reasons = quality_reasons(validated_responses, scan.codebook(), register_of(scan), median)
+    codebook = scan.codebook()
+    median = median_duration(raw_responses, codebook)
+    reasons = quality_reasons(validated_responses, codebook, register_of(scan), median)
     failing = reasons != ""
     cases = dict(zip(_row_refs(validated_responses[failing]), reasons[failing], strict=True))
     return dg.AssetCheckResult(

@@ -42,7 +42,8 @@ COMPANY_COLUMNS = [
     "rwg",
     "suppressed",
 ]
-AGGREGATION_COLUMNS = ["scale", "icc1", "icc2", "mean_group_size", "rwg_mean"]
+AGGREGATION_COLUMNS = ["scale", "icc1", "icc2", "mean_group_size", "rwg_mean", "note"]
+NO_CULTURE_SCALES = "not estimable: the codebook has no culture scales"
 CONFIDENCE = 0.95
 
 
@@ -234,3 +235,26 @@ def aggregation_table(
             }
         )
     return pd.DataFrame(rows, columns=AGGREGATION_COLUMNS)
+
+
+def company_aggregates(
+    scores_frame: pd.DataFrame,
+    scales: Mapping[str, Sequence[str]],
+    company_col: str,
+    min_n: int,
+    n_options: Mapping[str, int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`company_table` of every culture scale (`scales`: scale -> items), one after the other,
+    and their `aggregation_table`. Without culture scales there is nothing to aggregate: no
+    company rows, and one aggregation row whose `note` says why."""
+    if not scales:
+        reason = pd.DataFrame([{"note": NO_CULTURE_SCALES}], columns=AGGREGATION_COLUMNS)
+        return pd.DataFrame(columns=COMPANY_COLUMNS), reason
+    companies = pd.concat(
+        [
+            company_table(scores_frame, scale, company_col, min_n, list(items), n_options[scale])
+            for scale, items in scales.items()
+        ],
+        ignore_index=True,
+    )
+    return companies, aggregation_table(scores_frame, scales, company_col, n_options)

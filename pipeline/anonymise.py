@@ -73,20 +73,19 @@ def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
     frame = responses.copy()
     value_labels: dict[str, dict] = {}
     for name, variable in codebook.background.items():
-        categories = list(dict.fromkeys(variable.generalise.get(v, v) for v in variable.values))
-        codes = {label: i + 1 for i, label in enumerate(categories)}
+        codes = {label: i + 1 for i, label in enumerate(variable.levels)}
         frame[name] = frame[name].map(codes).astype("float64")
         value_labels[name] = {code: label for label, code in codes.items()}
     for item in codebook.items:
         value_labels[item] = {
-            float(c): lab for c, lab in codebook.scale_of(item).response_scale.labels.items()
+            float(c): lab for c, lab in codebook.response_scale_of(item).labels.items()
         }
     labels = {
         "person_id": "Pseudoniem respondent (HMAC)",
         "company_id": "Pseudoniem bedrijf (HMAC)",
         "wave": "Meting",
         **{name: b.label for name, b in codebook.background.items()},
-        **codebook.item_text,
+        **{item: codebook.item_label(item) for item in codebook.items},
     }
     frame["person_id"] = frame["person_id"].fillna("").astype(str)
     frame["company_id"] = frame["company_id"].fillna("").astype(str)

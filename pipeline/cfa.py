@@ -230,3 +230,58 @@ def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
         converged=bool(result.success or grad_ok),
         loadings=_standardized_loadings(layout, result.x, model, items),
     )
+
+
+MIN_FACTOR_ITEMS = 2  # a factor of one item has no variance of its own to separate from error
+FIT_COLUMNS = ["model", "n", "chisq", "df", "cfi", "tli", "rmsea", "srmr", "note"]
+
+
+def degrees_of_freedom(model: dict[str, list[str]]) -> int:
+    """The model's df: distinct (co)variances of its items minus its free parameters."""
+    items = [item for its in model.values() for item in its]
+    p = len(items)
+    return p * (p + 1) // 2 - _layout(items, model).n_params
+
+
+def scale_model(scales: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """The measurement model of the scales ({factor: items}) that can be fitted, and notes on
+    what is left out: scales of fewer than MIN_FACTOR_ITEMS items, or everything when the rest
+    has no degrees of freedom to test (one factor of two items, say)."""
+    model = {name: items for name, items in scales.items() if len(items) >= MIN_FACTOR_ITEMS}
+    notes = [
+        f"{name} left out: a factor needs at least {MIN_FACTOR_ITEMS} items"
+        for name, items in scales.items()
+        if len(items) < MIN_FACTOR_ITEMS
+    ]
+    if model and degrees_of_freedom(model) < 1:
+        notes.append(
+            f"not estimable: the model of {', '.join(model)} has {degrees_of_freedom(model)} "
+            "degrees of freedom (a fit needs at least 1)"
+        )
+        model = {}
+    elif not model:
+        notes.append(f"not estimable: no scale has {MIN_FACTOR_ITEMS} or more items")
+    return model, notes
+
+
+def measurement_tables(
+    data: pd.DataFrame, scales: dict[str, list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, CfaResult | None]:
+    """`cfa_fit` (one row, model "scales", with a `note` on what was not estimable) and
+    `cfa_loadings` of the scales' measurement model on `data` (reverse-coded items), and the
+    fit itself (None when nothing could be fitted)."""
+    model, notes = scale_model(scales)
+    items = [item for its in model.values() for item in its]
+    complete = int(data[items].notna().all(axis=1).sum()) if items else 0
+    if model and complete <= len(items):
+        notes.append(f"not estimable: {complete} complete rows for {len(items)} items")
+        model = {}
+    result = fit_cfa(data, model) if model else None
+    fit = {name: np.nan for name in FIT_COLUMNS} | {"model": "scales", "note": "; ".join(notes)}
+    if result is not None:
+        fit |= {name: getattr(result, name) for name in FIT_COLUMNS[1:-1]}
+        loadings = result.loadings
+    else:
+        fit["n"] = complete
+        loadings = pd.DataFrame({"factor": [], "item": [], "std_loading": []})
+    return pd.DataFrame([fit])[FIT_COLUMNS], loadings, result

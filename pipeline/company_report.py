@@ -13,9 +13,11 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
   at least 5 such companies. Strengths and points for improvement rest on these gaps.
 - Change since the previous wave is shown only when the company has at least 10 scores on that
   scale in both waves (the `n` of `company_scores`).
-- Management (`leader == "ja"`) against staff (`leader == "nee"`; a missing or suppressed
-  `leader` counts in neither) is shown only as the difference of the two group means, only when
-  both groups have at least k scores on the scale; a single group's mean or size never appears.
+- Management (the codebook's `management`: a background variable and its management value)
+  against staff (any other value of that variable; a missing or suppressed value counts in
+  neither) is shown only as the difference of the two group means, only when both groups have
+  at least k scores on the scale; a single group's mean or size never appears. Without a
+  `management` declaration the section is left out.
   With the company mean and the difference shown, the group means can at most be solved for when
   every respondent is in a group, and then both rest on at least k respondents.
 """
@@ -41,11 +43,20 @@ from pipeline.wave_report import number_id
 BENCHMARK_MIN_COMPANIES = 5
 CHANGE_MIN_N = 10
 TOP = 2
-LEADER, MANAGEMENT, STAFF = "leader", "ja", "nee"
 MIN_RADAR_DIMENSIONS = 3
 CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
 NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
 CHUNK = 100  # companies rendered per pandoc process
+# What a report says instead of the sections a codebook without culture or outcome scales lacks.
+NO_CULTURE = (
+    "Dit rapport toont geen leercultuur, geen vergelijking met andere bedrijven, geen sterke "
+    "punten en verbeterpunten en geen verandering sinds de vorige meting, omdat de vragenlijst "
+    "van deze scan geen dimensies van de leercultuur meet."
+)
+NO_OUTCOMES = (
+    "Dit rapport toont geen opbrengsten van leren, omdat de vragenlijst van deze scan die niet "
+    "meet."
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,8 @@ def report_numbers(
     [wave](company,scale).column`) and `scan trace` follows it back to the raw files.
 
     `scale_scores` and `responses` are this wave's shareable tables, row for row (the scores
-    are computed from the responses in their order; `leader` comes from the responses);
+    are computed from the responses in their order; the management role comes from the
+    responses);
     `company_scores` maps wave names to their company_scores tables, this wave and earlier ones.
     `benchmark_companies` counts the other companies the benchmark could average over.
     """
@@ -108,8 +120,7 @@ def report_numbers(
     companies = pd.Index(sorted(sizes.index[sizes >= k]), dtype=object)
     culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
     previous = previous_wave(wave, company_scores, codebook)
-    scored = scale_scores.assign(**{LEADER: responses[LEADER].to_numpy()})
-    gaps = management_gaps(scored, culture, k)
+    gaps = management_gaps(scale_scores, roles(responses, codebook), culture, k)
     parts = {}
     for scale in [*culture, *outcomes]:
         table = company_table(scale_scores, scale, "company_id", k).set_index("company_id")
@@ -122,6 +133,8 @@ def report_numbers(
                     table, before[before["scale"] == scale], companies
                 )
         parts[scale] = part
+    if not parts:  # no culture or outcome scales: nothing to report to companies
+        return pd.DataFrame(columns=list(NUMBER_COLUMNS))
     frame = pd.concat(parts, names=["scale", "company_id"]).swaplevel()
     frame = frame.reindex(pd.MultiIndex.from_product([companies, list(parts)]))
     frame = frame.reset_index(names=["company_id", "scale"])
@@ -162,16 +175,28 @@ def _n(table: pd.DataFrame) -> pd.Series:
     return table["n"].where(table["suppressed"].eq(False)).fillna(0)
 
 
-def management_gaps(scored: pd.DataFrame, scales: Sequence[str], k: int) -> pd.DataFrame:
+def roles(responses: pd.DataFrame, codebook: Codebook) -> np.ndarray:
+    """Per response "management", "staff" or "" (role unknown, suppressed, or no `management`
+    in the codebook)."""
+    if codebook.management is None:
+        return np.full(len(responses), "", dtype=object)
+    values = responses[codebook.management.variable].astype("string")
+    role = np.where(values.eq(codebook.management.value).fillna(False), "management", "staff")
+    return np.where(values.isna(), "", role)
+
+
+def management_gaps(
+    scale_scores: pd.DataFrame, role: np.ndarray, scales: Sequence[str], k: int
+) -> pd.DataFrame:
     """Per company (rows) and scale (columns): management minus staff mean, NaN unless both
-    groups have at least k scores."""
+    groups have at least k scores (`role`: per row of `scale_scores`, see `roles`)."""
 
     def group(value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-        rows = scored[scored[LEADER] == value].groupby("company_id")[list(scales)]
+        rows = scale_scores[role == value].groupby("company_id")[list(scales)]
         return rows.mean(), rows.count()
 
-    (management, n_management), (staff, n_staff) = group(MANAGEMENT), group(STAFF)
-    gap = management.sub(staff)
+    (management, n_management), (staff, n_staff) = group("management"), group("staff")
+    gap = management.sub(staff).reindex(columns=list(scales))
     n_management, n_staff = n_management.reindex_like(gap), n_staff.reindex_like(gap)
     return gap.where(n_management.fillna(0).ge(k) & n_staff.fillna(0).ge(k))
 
@@ -182,7 +207,7 @@ def company_contexts(
     """A report context per company of `numbers` (rows of the `report_numbers` of `wave`).
     Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
     k = codebook.anonymisation.k
-    culture = _scales(codebook, "culture")
+    culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
     contexts = {}
     for company, rows in numbers.groupby("company_id", sort=True):
         rows = rows.set_index("scale")
@@ -198,8 +223,9 @@ def company_contexts(
             "n_respondents": n,
             "k": k,
             "reading_guide": reading_guide(
-                int(rows["n_respondents"].iloc[0]), k, codebook, culture
+                int(rows["n_respondents"].iloc[0]), k, codebook, [*culture, *outcomes]
             ),
+            "culture_note": "" if culture else NO_CULTURE,
             "benchmark_note": benchmark_note(results.values(), rows["benchmark_companies"]),
             "dimensions_table": scale_table(dimensions, "Dimensie"),
             **profile_figures(company, wave, dimensions, codebook, culture, figures_dir),
@@ -207,9 +233,8 @@ def company_contexts(
             "previous_wave": previous,
             **change_section(rows.loc[culture], wave, previous, codebook),
             **management_staff_section(rows.loc[culture], codebook, k),
-            "outcomes_table": scale_table(
-                [results[s] for s in _scales(codebook, "outcome")], "Opbrengst"
-            ),
+            "outcomes_note": "" if outcomes else NO_OUTCOMES,
+            "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
             "number_ids_table": number_ids_table(company, wave, rows.index, codebook),
         }
     return contexts
@@ -305,13 +330,16 @@ def scale_table(results: Sequence[ScaleResult], first: str) -> str:
     return _table([first, "Uw bedrijf", "95%-interval", "Andere bedrijven", "Verschil"], rows)
 
 
-def reading_guide(n: int, k: int, codebook: Codebook, culture: Sequence[str]) -> str:
-    scale = codebook.scales[culture[0]].response_scale
-    low, high = scale.labels[scale.min], scale.labels[scale.max]
+def reading_guide(n: int, k: int, codebook: Codebook, scales: Sequence[str]) -> str:
+    """How to read the report; the first of the reported `scales` gives the range of scores."""
+    scale = codebook.scales[scales[0]].response_scale
+    low, high = (
+        f"{code} ({scale.labels[code]})" if code in scale.labels else str(code)
+        for code in (scale.min, scale.max)
+    )
     return f"""\
-{n} medewerkers van uw bedrijf vulden de vragenlijst in. De scores lopen van {scale.min}
-({low}) tot {scale.max} ({high}): hoe hoger de score, hoe sterker dat punt van de
-leercultuur in uw bedrijf.
+{n} medewerkers van uw bedrijf vulden de vragenlijst in. De scores lopen van {low} tot
+{high}: hoe hoger de score, hoe sterker dat punt van de leercultuur in uw bedrijf.
 
 - **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
   waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
@@ -452,7 +480,9 @@ def change_section(
 
 def management_staff_section(rows: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, str]:
     """Only the difference management - staff, and only where both groups reach k (`rows`:
-    report_numbers by scale)."""
+    report_numbers by scale); nothing without a `management` role in the codebook."""
+    if codebook.management is None:
+        return {"management_staff_note": "", "management_staff_table": ""}
     gaps = rows["management_staff_gap"]
     shown = [[escape(codebook.scales[s].label), signed(g)] for s, g in gaps.items() if pd.notna(g)]
     hidden = [escape(codebook.scales[s].label) for s, g in gaps.items() if pd.isna(g)]

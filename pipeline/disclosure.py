@@ -43,19 +43,24 @@ class DisclosureReport:
 
 
 def background_labels(frame: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
-    """The background codes as their generalised value labels ("string"; missing codes -> <NA>)."""
+    """The background variables as their generalised value labels ("string"; missing codes ->
+    <NA>): codes by their value, numbers by their band."""
     missing = list(codebook.missing_codes)
     labels = {}
     for name, variable in codebook.background.items():
-        codes = frame[name]
-        known = {code: variable.generalise.get(v, v) for code, v in variable.codes.items()}
-        unknown = codes.notna() & ~codes.isin([*known, *missing])
-        if unknown.any():
-            raise ValueError(
-                f"{name}: codes {sorted(set(codes[unknown]))} are neither "
-                f"1..{len(known)} nor missing codes"
-            )
-        labels[name] = codes.map(known).astype("string")
+        raw = frame[name].mask(frame[name].isin(missing))
+        if variable.is_number:
+            cuts = [-np.inf, *variable.bands, np.inf]
+            values = pd.cut(raw, cuts, right=False, labels=list(variable.values)).astype("string")
+        else:
+            unknown = raw.notna() & ~raw.isin(list(variable.codes))
+            if unknown.any():
+                raise ValueError(
+                    f"{name}: codes {sorted(set(raw[unknown]))} are neither the codebook's codes "
+                    f"({', '.join(map(str, variable.codes))}) nor missing codes"
+                )
+            values = raw.map(variable.codes).astype("string")
+        labels[name] = values.replace(variable.generalise).astype("string")
     return pd.DataFrame(labels, index=frame.index)
 
 

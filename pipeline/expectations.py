@@ -11,8 +11,6 @@ import pandas as pd
 from pipeline.codebook import Codebook
 from pipeline.scoring import score_scales
 
-FINISHED = "finished"  # the platform's flag: 1 = finished, 0 = not
-
 
 def score_columns(codebook: Codebook) -> list[str]:
     return [column for scale in codebook.scales for column in (scale, f"{scale}_n_valid")]
@@ -66,23 +64,27 @@ def expectation_suite(
             column_set=allowed_columns(codebook),
             exact_match=True,
         ),
-        _expect(
-            "expect_column_mean_to_be_between",
-            f"At least {min_completion_rate:.0%} of the responses are finished; fewer points to a "
-            "broken survey link or a questionnaire that is too long.",
-            column=FINISHED,
-            min_value=min_completion_rate,
-            max_value=1,
-        ),
     ]
+    if "finished" in codebook.platform:  # the platform's flag: 1 = finished, 0 = not
+        expectations.append(
+            _expect(
+                "expect_column_mean_to_be_between",
+                f"At least {min_completion_rate:.0%} of the responses are finished; fewer points "
+                "to a broken survey link or a questionnaire that is too long.",
+                column=codebook.platform["finished"],
+                min_value=min_completion_rate,
+                max_value=1,
+            )
+        )
     for item in codebook.items:
         scale = codebook.scale_of(item)
-        low, high = scale.response_scale.min, scale.response_scale.max
+        response_scale = codebook.response_scale_of(item)
+        low, high = response_scale.min, response_scale.max
         expectations += [
             _expect(
                 "expect_column_values_to_be_in_set",
-                f"Answers to {item} ({scale.name}) are codes {low}..{high} of the "
-                f"{scale.response_scale.name} scale; missing codes are already blank.",
+                f"Answers to {item}{f' ({scale.name})' if scale else ''} are codes {low}..{high} "
+                f"of the {response_scale.name} scale; missing codes are already blank.",
                 column=item,
                 value_set=list(range(low, high + 1)),
             ),
@@ -95,11 +97,25 @@ def expectation_suite(
             ),
         ]
     for name, background in codebook.background.items():
+        if background.is_number:
+            if background.min is None and background.max is None:
+                continue  # no range given: nothing to expect
+            expectations.append(
+                _expect(
+                    "expect_column_values_to_be_between",
+                    f"{name} is a number within the codebook's range (min {background.min}, "
+                    f"max {background.max}); missing codes are already blank.",
+                    column=name,
+                    min_value=background.min,
+                    max_value=background.max,
+                )
+            )
+            continue
+        codes = ", ".join(f"{c} {v}" for c, v in background.codes.items())
         expectations.append(
             _expect(
                 "expect_column_values_to_be_in_set",
-                f"{name} holds the codes 1..{len(background.values)} of its values "
-                f"({', '.join(background.values)}); missing codes are already blank.",
+                f"{name} holds the codes of its values ({codes}); missing codes are already blank.",
                 column=name,
                 value_set=list(background.codes),
             )

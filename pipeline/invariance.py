@@ -44,6 +44,7 @@ LEVELS = {
     "metric": ("loadings",),
     "scalar": ("loadings", "intercepts"),
 }
+MIN_GROUPS = 2  # invariance compares groups: with fewer, the table only says it needs more
 # Chen (2007): invariance holds if CFI drops by at most .010 and RMSEA rises by at most .015.
 DELTA_CFI_MIN = -0.010
 DELTA_RMSEA_MAX = 0.015
@@ -199,6 +200,20 @@ def _start(layout: _MultiLayout, stats) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
+def _complete_rows(
+    data: pd.DataFrame, model: dict[str, list[str]], group: str
+) -> tuple[list[str], pd.DataFrame]:
+    """The model's items and the rows with every item and the group (lavaan's listwise)."""
+    items = _check_model(data, model)
+    if group not in data.columns:
+        raise ValueError(f"group column not in the data: {group!r}")
+    return items, data[items + [group]].dropna()
+
+
+def _groups_text(labels, sizes) -> str:
+    return "; ".join(f"{g} ({n})" for g, n in zip(labels, sizes, strict=True))
+
+
 def fit_multigroup(
     data: pd.DataFrame,
     model: dict[str, list[str]],
@@ -210,12 +225,9 @@ def fit_multigroup(
     unknown = set(equal) - set(EQUALITY_WORDS)
     if unknown:
         raise ValueError(f"unknown equality constraints: {sorted(unknown)}")
-    items = _check_model(data, model)
-    if group not in data.columns:
-        raise ValueError(f"group column not in the data: {group!r}")
-    complete = data[items + [group]].dropna()
+    items, complete = _complete_rows(data, model, group)
     labels = tuple(pd.unique(complete[group]))
-    if len(labels) < 2:
+    if len(labels) < MIN_GROUPS:
         raise ValueError("multi-group CFA needs at least two groups")
     single = _layout(items, model)
     p = single.p
@@ -255,9 +267,25 @@ def fit_multigroup(
     )
 
 
-def invariance_table(data: pd.DataFrame, model: dict[str, list[str]], group: str) -> pd.DataFrame:
+def invariance_table(
+    data: pd.DataFrame, model: dict[str, list[str]], group: str, unit: str = "groups"
+) -> pd.DataFrame:
     """Configural, metric and scalar invariance with the Chen (2007) decision per step: "holds"
-    when CFI drops by at most .010 and RMSEA rises by at most .015 against the previous level."""
+    when CFI drops by at most .010 and RMSEA rises by at most .015 against the previous level.
+
+    With fewer than MIN_GROUPS groups with complete rows nothing is estimable: each level's row
+    keeps its groups and n, blank fit, and the reason as `decision`, naming the groups `unit`
+    ("not estimable: needs 2 waves (1 in the data)")."""
+    _, complete = _complete_rows(data, model, group)
+    sizes = complete.groupby(group, sort=False).size()
+    if len(sizes) < MIN_GROUPS:
+        reason = f"not estimable: needs {MIN_GROUPS} {unit} ({len(sizes)} in the data)"
+        groups = _groups_text(sizes.index, sizes)
+        rows = [
+            {"model": level, "groups": groups, "n": len(complete), "decision": reason}
+            for level in LEVELS
+        ]
+        return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     rows = []
     previous = None
     for level, equal in LEVELS.items():
@@ -273,9 +301,7 @@ def invariance_table(data: pd.DataFrame, model: dict[str, list[str]], group: str
         rows.append(
             {
                 "model": level,
-                "groups": "; ".join(
-                    f"{g} ({n})" for g, n in zip(fit.groups, fit.n_per_group, strict=True)
-                ),
+                "groups": _groups_text(fit.groups, fit.n_per_group),
                 "n": fit.n,
                 "chisq": fit.chisq,
                 "df": fit.df,

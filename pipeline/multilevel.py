@@ -58,7 +58,8 @@ STRATEGIES = (
 )
 BOUNDARY_TOL = 1e-4  # lme4's isSingular: a random-effect sd / residual sd below this
 ZERO_T = 1e-8  # |estimate| / SE below this counts as the #10239 "exact zero"
-SLOPE_MIN_WAVES = 3
+MIN_WAVES = 2  # the longitudinal models' wave effect
+SLOPE_MIN_WAVES = 3  # the company wave slope
 WITHHELD = ["estimate", "std_error", "ci_low", "ci_high", "p_value"]  # of a blocked fit
 UNKNOWN = "unknown"  # the level of a control whose value is missing or suppressed
 
@@ -574,6 +575,25 @@ def information_criteria(fit: MixedFit) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class NotEstimable:
+    """A model the data or the codebook do not allow, and why: a row of `multilevel_fit.csv`
+    without numbers. Without outcome or culture scales there is no model to name (model "")."""
+
+    model: str
+    outcome: str
+    reason: str
+
+
+def _without_scales(outcomes: Sequence[str], culture: Sequence[str]) -> list[NotEstimable]:
+    """The one row of a model table without outcome or culture scales; none when both exist."""
+    missing = [kind for kind, names in (("outcome", outcomes), ("culture", culture)) if not names]
+    if not missing:
+        return []
+    reason = f"not estimable: the codebook's models have no {' and no '.join(missing)} scale"
+    return [NotEstimable("", "", reason)]
+
+
+@dataclass(frozen=True)
 class ModelResult:
     model: str
     outcome: str
@@ -605,12 +625,15 @@ def wave_models(
     outcomes: Sequence[str],
     culture: Sequence[str],
     controls: Sequence[str] = (),
-) -> list[ModelResult]:
+) -> list[ModelResult | NotEstimable]:
     """Per outcome, on one wave's rows: `<outcome>/empty` and `<outcome>/full` (REML), with
-    the ML likelihood-ratio test of full vs empty on the same (listwise complete) rows."""
+    the ML likelihood-ratio test of full vs empty on the same (listwise complete) rows; without
+    outcome or culture scales, one NotEstimable that says which are missing."""
     if WAVE in frame.columns and frame[WAVE].nunique() > 1:
         raise ValueError(f"wave_models fits one wave; got {sorted(frame[WAVE].unique())}")
-    results = []
+    results = _without_scales(outcomes, culture)
+    if results:
+        return results
     for outcome in outcomes:
         design = build_design(frame, outcome, culture, controls)
         ml_empty = fit_guarded(
@@ -630,26 +653,35 @@ def longitudinal_models(
     culture: Sequence[str],
     controls: Sequence[str] = (),
     wave_order=None,
-) -> list[ModelResult]:
+) -> list[ModelResult | NotEstimable]:
     """Per outcome, all waves: `<outcome>/longitudinal`, company / person-in-company intercepts.
 
-    The company-level wave slope (correlated with the intercept) is kept only with at least
+    A model needs MIN_WAVES waves with complete rows (else it is NotEstimable). The
+    company-level wave slope (correlated with the intercept) is kept only with at least
     SLOPE_MIN_WAVES waves and a slope fit without blocking problems whose slope variance and
     intercept-slope correlation are off the boundary; otherwise it is dropped and a note says
     why. The person level is dropped if every person answered once. Persons who answered once
     stay in.
     """
-    results = []
+    results = _without_scales(outcomes, culture)
+    if results:
+        return results
     for outcome in outcomes:
         design = build_design(
             frame, outcome, culture, controls, longitudinal=True, wave_order=wave_order
         )
-        nested = pd.Series(list(zip(design.company, design.person, strict=True))).duplicated().any()
-        notes = [] if nested else ["person level dropped: every person answered once"]
         n_waves = len(np.unique(design.wave))
         name = f"{outcome}/longitudinal"
+        if n_waves < MIN_WAVES:
+            reason = f"not estimable: needs {MIN_WAVES} waves ({n_waves} in the data)"
+            results.append(NotEstimable(name, outcome, reason))
+            continue
+        nested = pd.Series(list(zip(design.company, design.person, strict=True))).duplicated().any()
+        notes = [] if nested else ["person level dropped: every person answered once"]
         if n_waves < SLOPE_MIN_WAVES:
-            notes.append(f"wave slope dropped: {n_waves} waves (< {SLOPE_MIN_WAVES})")
+            notes.append(
+                f"wave slope not estimable: needs {SLOPE_MIN_WAVES} waves ({n_waves} in the data)"
+            )
         else:
             with_slope = _fit_model(
                 name,
@@ -678,14 +710,61 @@ def _slope_problems(guarded: GuardedFit) -> list[Problem]:
 # ---- output tables ----------------------------------------------------------------------------
 
 
-def coefficients_table(results: Sequence[ModelResult]) -> pd.DataFrame:
+COEFFICIENT_COLUMNS = (
+    "model",
+    "term",
+    "estimate",
+    "std_error",
+    "df",
+    "df_method",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "ols_estimate",
+    "ols_std_error",
+)
+FIT_COLUMNS = (
+    "model",
+    "outcome",
+    "n_obs",
+    "n_groups",
+    "n_persons",
+    "n_dropped",
+    "loglik",
+    "aic",
+    "bic",
+    "reml",
+    "converged",
+    "var_company",
+    "var_person",
+    "var_wave_slope",
+    "cov_company_wave",
+    "var_residual",
+    "icc",
+    "r2_marginal",
+    "r2_conditional",
+    "lr_chisq",
+    "lr_df",
+    "lr_p",
+    "engine",
+    "optimizer",
+    "problems",
+    "blocking",
+    "notes",
+)
+
+
+def coefficients_table(results: Sequence[ModelResult | NotEstimable]) -> pd.DataFrame:
     """`multilevel.csv`: one row per model x term, t-based inference, and the OLS sensitivity
     (same design, company-clustered SEs) in `ols_estimate` / `ols_std_error` beside it.
 
     A model whose fit kept a blocking problem after every refit publishes no mixed-model numbers
-    (NaN; `multilevel_fit.csv` says why), only the OLS sensitivity."""
+    (NaN; `multilevel_fit.csv` says why), only the OLS sensitivity. A model that is not
+    estimable has no rows (`multilevel_fit.csv` says why)."""
     tables = []
     for r in results:
+        if isinstance(r, NotEstimable):
+            continue
         d = r.design
         between = company_level_terms(d.X, r.fit.names, d.company)
         table = t_inference(r.fit, between, r.fit.n_groups["company"])
@@ -693,25 +772,21 @@ def coefficients_table(results: Sequence[ModelResult]) -> pd.DataFrame:
             table[WITHHELD] = np.nan
         table["ols_estimate"], table["ols_std_error"] = ols_cluster(d.y, d.X, d.company)
         tables.append(table.assign(model=r.model))
-    columns = [
-        "model",
-        "term",
-        "estimate",
-        "std_error",
-        "df",
-        "df_method",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "ols_estimate",
-        "ols_std_error",
+    if not tables:
+        return pd.DataFrame(columns=list(COEFFICIENT_COLUMNS))
+    return pd.concat(tables, ignore_index=True)[list(COEFFICIENT_COLUMNS)]
+
+
+def fit_table(results: Sequence[ModelResult | NotEstimable]) -> pd.DataFrame:
+    """`multilevel_fit.csv`: one row per model; a model that is not estimable has no numbers,
+    `blocking` False and its reason in `notes`."""
+    rows = [
+        {"model": r.model, "outcome": r.outcome, "blocking": False, "notes": r.reason}
+        if isinstance(r, NotEstimable)
+        else _fit_row(r)
+        for r in results
     ]
-    return pd.concat(tables, ignore_index=True)[columns]
-
-
-def fit_table(results: Sequence[ModelResult]) -> pd.DataFrame:
-    """`multilevel_fit.csv`: one row per model."""
-    return pd.DataFrame([_fit_row(r) for r in results])
+    return pd.DataFrame(rows, columns=list(FIT_COLUMNS))
 
 
 def _n_persons(design: Design) -> float:

@@ -6,7 +6,9 @@ Two schemas:
 - `row_schema`: one named check per quality rule; the check's name is the reason code. Failing
   rows go to the quarantine with every reason they fail, nothing else is dropped.
 
-All thresholds come from the codebook's `quality:` section.
+All thresholds come from the codebook's `quality:` section. A rule reads only the columns the
+codebook gives it (`platform:` roles, `registers:`, a wave's fieldwork window, test codes);
+without them it is not applicable, and `rule_status` says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -18,23 +20,12 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from pipeline.codebook import QUALITY_RULES as REASONS
 from pipeline.codebook import Codebook
 from pipeline.readers import DTYPES
 from pipeline.scoring import score_scales
 
-# The reason codes, in the order they are reported.
-REASONS = (
-    "unreadable_value",
-    "preview",
-    "test",
-    "unknown_company",
-    "outside_window",
-    "out_of_range",
-    "incomplete",
-    "speeder",
-    "straightliner",
-    "duplicate",
-)
+APPLIED = "applied"
 BOOKKEEPING = {"wave": "string", "_source_file": "string", "_source_row": "int64"}
 
 
@@ -76,15 +67,62 @@ def _structure_problem(case) -> str:
     return f"column {case.column!r}: expected {case.check}"
 
 
+def rule_status(codebook: Codebook, wave: str) -> dict[str, str]:
+    """Per rule (reason code): "applied", or why not, naming what the codebook would need."""
+    platform, q = codebook.platform, codebook.quality
+    window = codebook.waves.get(wave)
+    needs = {
+        "preview": [] if "preview" in platform else ["platform.preview"],
+        "test": (
+            []
+            if q.test_company_codes or q.test_respondent_codes
+            else ["quality.test_company_codes or quality.test_respondent_codes"]
+        ),
+        "unknown_company": [] if codebook.company_register else ["registers.companies"],
+        "outside_window": [
+            *([] if window is not None and window.start else [f"waves.{wave}.start and end"]),
+            *([] if "started" in platform else ["platform.started"]),
+        ],
+        "incomplete": (
+            [] if {"progress", "finished"} & set(platform) else ["platform.progress or finished"]
+        ),
+        "speeder": [] if "duration" in platform else ["platform.duration"],
+        "straightliner": (
+            []
+            if len(codebook.items) >= q.straightline_min_items
+            else [
+                f"at least {q.straightline_min_items:g} items "
+                f"(quality.straightline_min_items; the instrument has {len(codebook.items)})"
+            ]
+        ),
+    }
+    status = {}
+    for rule in REASONS:
+        if rule in q.skip:
+            status[rule] = "skipped: switched off in the codebook (quality.skip)"
+        elif needs.get(rule):
+            status[rule] = f"not applicable: needs {' and '.join(needs[rule])}"
+        else:
+            status[rule] = APPLIED
+    return status
+
+
+def median_duration(frame: pd.DataFrame, codebook: Codebook) -> float | None:
+    """The median of the platform's duration column, None without one."""
+    column = codebook.platform.get("duration")
+    return None if column is None else float(frame[column].median())
+
+
 def row_schema(
-    codebook: Codebook, wave: str, register: set[str], median_duration: float
+    codebook: Codebook, wave: str, register: set[str], median_seconds: float | None
 ) -> pa.DataFrameSchema:
-    """Every quality rule as a pandera check named by its reason code.
+    """Every applicable quality rule as a pandera check named by its reason code.
 
     The speeder limit depends on the wave's median duration, so it is passed in: validating the
     kept rows again must use the median of all raw rows, as the first validation did.
     """
     q = codebook.quality
+    platform = codebook.platform
     items = codebook.items
     missing = list(codebook.missing_codes)
     window = codebook.waves.get(wave)
@@ -98,28 +136,24 @@ def row_schema(
         ).isin(test_respondents).fillna(False)
 
     def in_window(df: pd.DataFrame) -> pd.Series:
-        if window is None:
-            return pd.Series(True, index=df.index)
         # Timestamps, not .dt.date: an all-empty column stays datetime64, which a date
         # cannot be compared with (the rule would crash and pass every row)
-        day = df["start_date"].dt.normalize()
+        started = df[platform["started"]]
+        day = started.dt.normalize()
         return (
-            day.ge(pd.Timestamp(window.start))
-            & day.le(pd.Timestamp(window.end))
-            & df["start_date"].notna()
+            day.ge(pd.Timestamp(window.start)) & day.le(pd.Timestamp(window.end)) & started.notna()
         )
 
     def not_speeder(df: pd.DataFrame) -> pd.Series:
         limit = max(
-            q.min_seconds_per_item * len(items), q.min_share_of_median_duration * median_duration
+            q.min_seconds_per_item * len(items), q.min_share_of_median_duration * median_seconds
         )
-        return ~(df["duration_s"] < limit)
+        return ~(df[platform["duration"]] < limit)
 
     def not_incomplete(df: pd.DataFrame) -> pd.Series:
-        unfinished = df["progress"] < 100
         scores = score_scales(df, codebook)
         scorable = scores[list(codebook.scales)].notna().any(axis=1)
-        return ~unfinished | scorable
+        return ~unfinished(df, codebook) | scorable
 
     def not_straightlining(df: pd.DataFrame) -> pd.Series:
         answers = df[items].where(~df[items].isin(missing))
@@ -131,6 +165,11 @@ def row_schema(
 
     def not_duplicate(df: pd.DataFrame) -> pd.Series:
         return ~earlier_submissions(df, codebook, candidates=~is_test(df) & preview_free(df))
+
+    def preview_free(df: pd.DataFrame) -> pd.Series:
+        if "preview" not in platform:
+            return pd.Series(True, index=df.index)
+        return df[platform["preview"]].fillna(0) == 0
 
     frame_checks: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
         "unreadable_value": lambda df: df["_parse_errors"].fillna("") == "",
@@ -145,16 +184,24 @@ def row_schema(
         "straightliner": not_straightlining,
         "duplicate": not_duplicate,
     }
+    status = rule_status(codebook, wave)
     columns = {}
     for item in items:
-        scale = codebook.scale_of(item).response_scale
+        scale = codebook.response_scale_of(item)
         allowed = [*range(scale.min, scale.max + 1), *missing]
         columns[item] = _codes_column(allowed)
     for name, variable in codebook.background.items():
-        columns[name] = _codes_column([*variable.codes, *missing])
+        if variable.is_number:
+            columns[name] = _number_column(variable.min, variable.max, missing)
+        else:
+            columns[name] = _codes_column([*variable.codes, *missing])
     return pa.DataFrameSchema(
         columns,
-        checks=[pa.Check(fn, name=reason) for reason, fn in frame_checks.items()],
+        checks=[
+            pa.Check(fn, name=reason)
+            for reason, fn in frame_checks.items()
+            if status[reason] == APPLIED
+        ],
         name="quality rules",
     )
 
@@ -165,8 +212,22 @@ def _codes_column(allowed: list[int]) -> pa.Column:
     )
 
 
-def preview_free(df: pd.DataFrame) -> pd.Series:
-    return df["status"].fillna(0) == 0
+def _number_column(low: float | None, high: float | None, missing: list[int]) -> pa.Column:
+    """A number in its range (when the codebook gives one), or a missing code."""
+    low = -np.inf if low is None else low
+    high = np.inf if high is None else high
+    return pa.Column(
+        "float64",
+        pa.Check(lambda s: s.between(low, high) | s.isin(missing), name="out_of_range"),
+        nullable=True,
+    )
+
+
+def unfinished(df: pd.DataFrame, codebook: Codebook) -> pd.Series:
+    """Responses the platform marks as not finished: progress under 100%, else finished != 1."""
+    if "progress" in codebook.platform:
+        return df[codebook.platform["progress"]] < 100
+    return df[codebook.platform["finished"]] != 1
 
 
 def earlier_submissions(df: pd.DataFrame, codebook: Codebook, candidates: pd.Series) -> pd.Series:
@@ -174,17 +235,25 @@ def earlier_submissions(df: pd.DataFrame, codebook: Codebook, candidates: pd.Ser
 
     Per person (normalised linkage and company code) the last complete submission is kept, or
     the last one when none is complete; every other candidate row of that person is a duplicate.
+    "Complete" and "last" use the platform's progress (or finished flag) and submission (or
+    start) time where the codebook declares them, else the row order.
     Rows without a linkage code cannot be matched and are never duplicates.
     """
+    platform = codebook.platform
     person = normalised(df[codebook.respondent_id])
     company = normalised(df[codebook.company_id])
     usable = candidates & person.notna() & (person != "")
+    complete = 0 if {"progress", "finished"}.isdisjoint(platform) else ~unfinished(df, codebook)
+    when = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+    for role in ("started", "ended"):  # the submission time where filled, else the start
+        if role in platform:
+            when = df[platform[role]].combine_first(when)
     ordered = pd.DataFrame(
         {
             "person": person,
             "company": company.fillna(""),
-            "complete": (df["progress"] >= 100).astype(int),
-            "when": df["end_date"].fillna(df["start_date"]),
+            "complete": pd.Series(complete, index=df.index).astype(int),
+            "when": when,
             "row": np.arange(len(df)),
         },
         index=df.index,
@@ -197,21 +266,21 @@ def quality_reasons(
     frame: pd.DataFrame,
     codebook: Codebook,
     register: set[str],
-    median_duration: float | None = None,
+    median_seconds: float | None = None,
 ) -> pd.Series:
     """Per row, its reasons for quarantine joined by ';' (empty for a row that passes).
 
-    `median_duration` defaults to the median of `frame` (the raw rows of one wave).
+    `median_seconds` defaults to the median duration of `frame` (the raw rows of one wave).
     """
     waves = frame["wave"].dropna().unique()
     wave = str(waves[0]) if len(waves) else ""
-    if median_duration is None:
-        median_duration = float(frame["duration_s"].median())
+    if median_seconds is None:
+        median_seconds = median_duration(frame, codebook)
     failed: dict[int, set[str]] = {}
     plain = frame.copy(deep=False)
     plain.attrs = {}  # pandas deep-copies attrs (the export's labels) into every intermediate
     try:
-        row_schema(codebook, wave, register, median_duration).validate(plain, lazy=True)
+        row_schema(codebook, wave, register, median_seconds).validate(plain, lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
         crashed = cases[cases["index"].isna() & cases["check"].isin(REASONS)]
@@ -235,27 +304,60 @@ def split_quarantine(frame: pd.DataFrame, reasons: pd.Series) -> tuple[pd.DataFr
     return frame[~bad].reset_index(drop=True), quarantine.reset_index(drop=True)
 
 
-def quality_summary(wave: str, raw: int, quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Counts only, no row data: rows per reason (a row may have several), and the totals."""
+def quality_summary(
+    wave: str, raw: int, quarantine: pd.DataFrame, status: dict[str, str]
+) -> pd.DataFrame:
+    """Counts only, no row data: rows per reason (a row may have several), and the totals; per
+    rule its `status` ("applied", or why not: see `rule_status`)."""
     per_reason = quarantine["_reasons"].str.split(";").explode().value_counts()
     rows = [
-        ("raw_rows", raw),
-        ("validated", raw - len(quarantine)),
-        ("quarantined", len(quarantine)),
+        ("raw_rows", raw, ""),
+        ("validated", raw - len(quarantine), ""),
+        ("quarantined", len(quarantine), ""),
     ]
-    rows += [(reason, int(per_reason.get(reason, 0))) for reason in REASONS]
-    return pd.DataFrame(
-        {"wave": wave, "reason": [r for r, _ in rows], "rows": [n for _, n in rows]}
+    rows += [(reason, int(per_reason.get(reason, 0)), status[reason]) for reason in REASONS]
+    return pd.DataFrame(rows, columns=["reason", "rows", "status"]).assign(wave=wave)[
+        ["wave", "reason", "rows", "status"]
+    ]
+
+
+def describe_quality(summary: pd.DataFrame) -> str:
+    """'690 raw rows: 624 validated, 66 quarantined (preview 3, ...); not applicable: speeder
+    (needs platform.duration)'."""
+    rows = summary.set_index("reason")
+    status = rows["status"].fillna("")
+    counts = rows["rows"]
+    applied = [r for r in REASONS if status.get(r, APPLIED) == APPLIED]
+    reasons = ", ".join(f"{r} {counts[r]}" for r in applied if counts.get(r, 0))
+    text = (
+        f"{counts['raw_rows']} raw rows: {counts['validated']} validated, "
+        f"{counts['quarantined']} quarantined ({reasons or 'none'})"
+    )
+    skipped = [f"{r} ({status[r]})" for r in REASONS if r not in applied]
+    return f"{text}; rules not applied: {', '.join(skipped)}" if skipped else text
+
+
+class NothingValidated(ValueError):
+    """Validation kept no row of a wave: later steps would only fail for want of data."""
+
+
+def nothing_validated(wave: str, summary: pd.DataFrame) -> NothingValidated:
+    return NothingValidated(
+        f"{wave}: validation kept no rows, so the wave stops here: {describe_quality(summary)}"
     )
 
 
-def read_register(path: Path) -> set[str]:
-    """The company codes of the study's register (restricted zone, column `company_code`)."""
+def read_register(path: Path, column: str) -> set[str]:
+    """The company codes of the study's register (restricted zone), in its column named as the
+    codebook's company identifier."""
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: company register not found (the codebook's quality.company_register)"
+            f"{path}: company register not found (the codebook's registers.companies)"
         )
     register = pd.read_csv(path, dtype=str)
-    if "company_code" not in register:
-        raise ValueError(f"{path}: the company register needs a column company_code")
-    return set(register["company_code"].dropna().str.strip())
+    if column not in register:
+        raise ValueError(
+            f"{path}: the company register needs a column {column} (the codebook's "
+            f"identifiers.company); it has {', '.join(register.columns)}"
+        )
+    return set(register[column].dropna().str.strip())

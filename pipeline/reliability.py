@@ -21,6 +21,9 @@ MAX_UNIQUENESS = 1.0
 BOOTSTRAP_REPLICATES = 1000
 CI_LEVEL = 0.95
 CHUNK_CELLS = 2**21  # bootstrap draws held at once: 16 MiB of row numbers
+# Below these numbers of items a statistic is not defined (alpha compares items; a one-factor
+# model of two items has more parameters than correlations): left blank, with the reason.
+MIN_ITEMS = {"alpha": 2, "omega_total": 3}
 
 
 def _pairwise_sums(items: pd.DataFrame):
@@ -123,7 +126,11 @@ def item_statistics(items: pd.DataFrame) -> pd.DataFrame:
                 "n": int(items[name].notna().sum()),
                 "mean": float(items[name].mean()),
                 "sd": float(items[name].std(ddof=1)),
-                "r_drop": float(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum())),
+                "r_drop": (
+                    float(covariance_with_rest / np.sqrt(cov[i, i] * rest_cov.sum()))
+                    if k > 1
+                    else np.nan
+                ),
                 "alpha_if_dropped": float(_raw_alpha(rest_cov)) if k > 2 else np.nan,
             }
         )
@@ -290,17 +297,27 @@ def reliability_tables(
     for scale in codebook.scales.values():
         block = recoded[list(scale.items)]
         seed = derived_seed("reliability", seed_label, scale.name)
-        low, high = bootstrap_alpha_ci(block, seed, replicates) if replicates else (np.nan,) * 2
-        scales.append(
-            {
-                "scale": scale.name,
-                **alpha(block),
-                "omega_total": omega_total(block),
-                "alpha_ci_low": low,
-                "alpha_ci_high": high,
-                "bootstrap_seed": seed,
-            }
+        row = {
+            "scale": scale.name,
+            "n": int(block.notna().any(axis=1).sum()),
+            "k": len(scale.items),
+        }
+        row |= dict.fromkeys(["alpha", "alpha_std", "mean_r", "omega_total"], np.nan)
+        row |= {"alpha_ci_low": np.nan, "alpha_ci_high": np.nan, "bootstrap_seed": seed}
+        if len(scale.items) >= MIN_ITEMS["alpha"]:
+            row |= alpha(block)
+            if replicates:
+                row["alpha_ci_low"], row["alpha_ci_high"] = bootstrap_alpha_ci(
+                    block, seed, replicates
+                )
+        if len(scale.items) >= MIN_ITEMS["omega_total"]:
+            row["omega_total"] = omega_total(block)
+        row["note"] = "; ".join(
+            f"{name} not estimable: needs {least} items, the scale has {len(scale.items)}"
+            for name, least in MIN_ITEMS.items()
+            if len(scale.items) < least
         )
+        scales.append(row)
         stats = item_statistics(block)
         stats.insert(0, "scale", scale.name)
         stats.insert(2, "reversed", stats["item"].isin(scale.reverse))
@@ -316,5 +333,6 @@ def reliability_tables(
         "omega_total",
         "mean_r",
         "bootstrap_seed",
+        "note",
     ]
     return pd.DataFrame(scales)[columns], pd.concat(items, ignore_index=True)

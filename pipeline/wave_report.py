@@ -23,10 +23,12 @@ from scipy import stats
 
 from pipeline.codebook import Codebook
 from pipeline.figures import coefficient_plot, distribution_plot
+from pipeline.invariance import MIN_GROUPS
 from pipeline.settings import ALL_WAVES
 from pipeline.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 
 NOT_REPORTED = "not reported"
+NUMBER_WORDS = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ABSENT = "–"
 PANDOC_COLUMNS = 72  # pandoc's --columns default, which decides how it sizes a table
 # ASCII punctuation that pandoc markdown could read inline; the rest of it is left as it is.
@@ -51,7 +53,8 @@ class WaveInputs:
     """One wave's shareable tables (README, output contract) and what the caller knows besides.
 
     `numbers` is the wave's `report_numbers`, `previous_wave` None for the first wave,
-    `invariance` the cross-wave table (empty with one wave), `provenance` a JSON-like dict.
+    `invariance` the cross-wave table (not estimable with one wave), `provenance` a JSON-like
+    dict.
     """
 
     wave: str
@@ -86,15 +89,17 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
             numbers_of(inputs.numbers, "descriptives"), codebook
         ),
         "reliability_table": reliability_table(inputs.reliability, codebook),
+        "reliability_notes": reliability_notes(inputs.reliability, codebook),
         "item_table": item_table(inputs.item_statistics, k),
         "cfa_table": cfa_table(inputs.cfa_fit, k),
         "loadings_table": loadings_table(inputs.cfa_loadings),
-        **invariance_section(inputs.invariance, k),
-        "aggregation_table": aggregation_table(inputs.aggregation, codebook),
-        **company_section(
-            numbers_of(inputs.numbers, "companies"), inputs.company_scores, codebook, figures_dir
+        "cfa_note": " ".join(
+            f"{escape(note)}." for note in inputs.cfa_fit.get("note", pd.Series()).dropna() if note
         ),
-        **multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir),
+        **invariance_section(inputs.invariance, k),
+        **aggregation_section(inputs, codebook, figures_dir),
+        **models_section(inputs, codebook, figures_dir),
+        "company_reports_note": company_reports_note(codebook),
         **change_section(numbers_of(inputs.numbers, "change"), inputs.previous_wave, codebook),
         "provenance_table": provenance_table(inputs.provenance),
         "number_ids_table": number_ids_table(inputs),
@@ -303,11 +308,19 @@ def change_numbers(
 
 def response_section(inputs: WaveInputs) -> dict:
     """Totals of the validation stage and the quarantine by reason (counts of rows, no data)."""
-    summary = inputs.quality_summary.set_index("reason")["rows"]
+    table = inputs.quality_summary.set_index("reason")
+    summary = table["rows"]
     totals = {"raw_rows", "validated", "quarantined"}
-    reasons = summary.drop(index=[r for r in totals if r in summary.index])
+    reasons = table.drop(index=[r for r in totals if r in table.index])
+    applied = reasons["status"].fillna("").eq("applied")
     rows = [
-        [escape(r), escape(REASON_TEXT.get(r, "")), count(n)] for r, n in reasons.items() if n > 0
+        [escape(r), escape(REASON_TEXT.get(r, "")), count(n)]
+        for r, n in reasons.loc[applied, "rows"].items()
+        if n > 0
+    ]
+    not_applied = [
+        [escape(r), escape(REASON_TEXT.get(r, "")), escape(why)]
+        for r, why in reasons.loc[~applied, "status"].items()
     ]
     return {
         "n_raw": count(summary.get("raw_rows")),
@@ -318,6 +331,9 @@ def response_section(inputs: WaveInputs) -> dict:
         "companies_without_report": inputs.companies_without_report,
         "quarantine_table": pipe_table(
             [("Reason", "l"), ("Description", "l"), ("Rows", "r")], rows
+        ),
+        "rules_not_applied_table": pipe_table(
+            [("Rule", "l"), ("Description", "l"), ("Why not applied", "l")], not_applied
         ),
     }
 
@@ -372,6 +388,14 @@ def reliability_table(reliability: pd.DataFrame, codebook: Codebook) -> str:
     return pipe_table(columns, rows)
 
 
+def reliability_notes(reliability: pd.DataFrame, codebook: Codebook) -> str:
+    """Why a statistic is blank ("–") for a scale, one sentence per scale with too few items."""
+    notes = reliability.dropna(subset=["note"])
+    return " ".join(
+        f"{_scale_name(codebook, r.scale)}: {escape(r.note)}." for r in notes.itertuples() if r.note
+    )
+
+
 def item_table(item_statistics: pd.DataFrame, k: int) -> str:
     rows = [
         [escape(r.scale), escape(r.item), "yes" if _is_true(r.reversed) else "no", n_cell(r.n, k)]
@@ -403,14 +427,35 @@ def loadings_table(cfa_loadings: pd.DataFrame) -> str:
     return pipe_table([("Factor", "l"), ("Items", "r"), ("Lowest", "r"), ("Highest", "r")], rows)
 
 
+def in_words(n: int) -> str:
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+def _level_scales(codebook: Codebook, level: str) -> list[str]:
+    return [name for name, scale in codebook.scales.items() if scale.level == level]
+
+
+def company_reports_note(codebook: Codebook) -> str:
+    """Why no company gets a report, when the codebook has nothing to report to companies."""
+    if _level_scales(codebook, "culture") or _level_scales(codebook, "outcome"):
+        return ""
+    return (
+        "none of them receives a company report, because the codebook has no culture or "
+        "outcome scales to report on."
+    )
+
+
 def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
-    """The invariance steps across the waves and what they allow (means need scalar)."""
-    if invariance.empty:
-        return {
-            "invariance_table": "",
-            "invariance_groups": "",
-            "invariance_status": "One wave: not tested.",
-        }
+    """The invariance steps across the waves and what they allow (means need scalar); with
+    fewer than MIN_GROUPS waves (the table has no fit), a sentence that says so."""
+    if invariance["chisq"].isna().all():
+        groups = invariance["groups"].dropna()
+        waves = [g for g in groups.iloc[0].split("; ") if g] if len(groups) else []
+        status = (
+            f"Measurement invariance across the waves needs at least {in_words(MIN_GROUPS)} "
+            f"waves; this study has {in_words(len(waves))} so far, so it is not tested yet."
+        )
+        return {"invariance_table": "", "invariance_groups": "", "invariance_status": status}
     rows = [
         [escape(r.model), *_stat_row([r.chisq], r.n, k, [2])]
         + [count(r.df)]
@@ -431,6 +476,25 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
         "invariance_table": pipe_table(columns, rows),
         "invariance_groups": "; ".join(escape(g) for g in invariance["groups"].unique()),
         "invariance_status": status,
+    }
+
+
+def aggregation_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
+    """ICC and rwg(j) per culture scale and the distribution of company means; without culture
+    scales, a sentence that says why there are none."""
+    if not _level_scales(codebook, "culture"):
+        note = (
+            "The codebook has no culture scales, so nothing is aggregated to companies: there "
+            "are no ICCs, no agreement indices and no company means."
+        )
+        empty = {"aggregation_table": "", "company_table": "", "company_figures": []}
+        return {"aggregation_note": note, **empty}
+    return {
+        "aggregation_note": "",
+        "aggregation_table": aggregation_table(inputs.aggregation, codebook),
+        **company_section(
+            numbers_of(inputs.numbers, "companies"), inputs.company_scores, codebook, figures_dir
+        ),
     }
 
 
@@ -469,6 +533,24 @@ def company_section(
 
 def _file_part(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in str(name))
+
+
+def models_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
+    """The multilevel results, or a sentence on why there are none: the models explain an
+    outcome scale by the culture scales, and the codebook's models may lack either."""
+    models = codebook.models
+    kinds = [("outcome", models.outcomes), ("culture", models.culture)]
+    missing = [kind for kind, names in kinds if not names]
+    if not missing:
+        k = codebook.anonymisation.k
+        section = multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir)
+        return {"multilevel_note": "", **section}
+    note = (
+        "There are no multilevel models: they explain an outcome scale by the culture scales, "
+        f"and the codebook's models have no {' and no '.join(missing)} scale."
+    )
+    empty = {"multilevel_fit_table": "", "multilevel_table": "", "coefficient_figures": []}
+    return {"multilevel_note": note, **empty}
 
 
 def multilevel_section(
@@ -604,11 +686,12 @@ def number_ids_table(inputs: WaveInputs) -> str:
     rows = []
     for section, asset, field, keys, column in SOURCES:
         frame = getattr(inputs, field)
-        if frame.empty:
+        numbers = frame[frame[column].notna()]  # none in a table that only says why it is empty
+        if numbers.empty:
             continue
         partition = ALL_WAVES if asset in CROSS_WAVE else inputs.wave
         pattern = number_id(asset, partition, [f"<{c}>" for c in frame.columns[:keys]], "<column>")
-        example = number_id(asset, partition, frame.iloc[0, :keys].tolist(), column)
+        example = number_id(asset, partition, numbers.iloc[0, :keys].tolist(), column)
         rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
     for section, table in NUMBER_TABLES:
         part = inputs.numbers[inputs.numbers["table"] == table]

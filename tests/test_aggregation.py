@@ -180,3 +180,23 @@ def test_rwg_j_rejects_a_scale_without_options():
     with pytest.raises(ValueError):
         aggregation.uniform_null_variance(1)
     assert aggregation.uniform_null_variance(5) == 2.0
+
+
+def test_company_aggregates_of_every_culture_scale_or_a_row_that_says_why():
+    tiny = load("tiny").assign(other=lambda d: 6 - d["score"])
+    scales = {"score": ["I1", "I2"], "other": ["I1", "I2"]}
+    companies, summary = aggregation.company_aggregates(
+        tiny, scales, "company", 3, {"score": 5, "other": 5}
+    )
+    each = [aggregation.company_table(tiny, s, "company", 3, ["I1", "I2"], 5) for s in scales]
+    pd.testing.assert_frame_equal(companies, pd.concat(each, ignore_index=True))
+    expected = aggregation.aggregation_table(tiny, scales, "company", 5)
+    pd.testing.assert_frame_equal(summary, expected)
+    assert list(summary["scale"]) == ["score", "other"] and summary["note"].isna().all()
+
+    companies, summary = aggregation.company_aggregates(tiny, {}, "company", 3, {})
+    assert companies.empty and list(companies.columns) == aggregation.COMPANY_COLUMNS
+    assert list(summary.columns) == aggregation.AGGREGATION_COLUMNS
+    (row,) = summary.to_dict("records")
+    assert row["note"] == "not estimable: the codebook has no culture scales"
+    assert all(pd.isna(row[c]) for c in aggregation.AGGREGATION_COLUMNS[:-1])

@@ -59,6 +59,31 @@ def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_
     }
 
 
+def test_a_wave_whose_validation_keeps_nothing_stops_there_with_the_counts(demo_data, tmp_path):
+    """Every row outside the fieldwork window: the wave fails at validation, saying why by
+    reason, not later for want of data; the counts are stored and printed."""
+    for wave in ("2021-T1", "2022-T2"):
+        shutil.rmtree(demo_data / "raw" / wave)
+    codebook = demo_data / "raw" / "codebook.yaml"
+    text = codebook.read_text(encoding="utf-8")
+    codebook.write_text(text.replace("start: 2019-03-04, end: 2019-04-26", "start: 2018-03-05, "
+                                     "end: 2018-04-27"), encoding="utf-8")  # fmt: skip
+    key = "a-real-key-for-this-test-0123456789"
+    result = scan(
+        "--data-dir", str(demo_data), "run", home=tmp_path / "home", cwd=tmp_path, key=key
+    )
+    assert result.returncode == 1
+    assert statuses(result.stdout)["2019-T0"] == "failed"
+    summary = pd.read_csv(demo_data / "processed" / "2019-T0" / "quality_summary.csv")
+    rows = summary.set_index("reason")["rows"]
+    assert rows["validated"] == 0 and rows["outside_window"] == rows["raw_rows"] > 0
+    assert "validation kept no rows" in result.stdout
+    assert f"outside_window {rows['raw_rows']}" in result.stdout, result.stdout
+    for later in ("0 complete rows", "ZeroDivisionError", "IndexError", "concatenate"):
+        assert later not in result.stdout
+    assert not (demo_data / "processed" / "2019-T0" / "responses.parquet").exists()
+
+
 def test_scan_run_without_waves_explains_what_to_do(tmp_path):
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "codebook.yaml").write_bytes(

@@ -5,12 +5,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from pipeline.aggregation import company_table
-from pipeline.codebook import load_codebook
+from pipeline.aggregation import COMPANY_COLUMNS, company_table
+from pipeline.codebook import Codebook, load_codebook
 from pipeline.company_report import (
     BENCHMARK_MIN_COMPANIES,
     CHANGE_MIN_N,
+    NO_CULTURE,
+    NO_OUTCOMES,
+    NUMBER_COLUMNS,
     ScaleResult,
     company_contexts,
     previous_wave,
@@ -20,7 +24,8 @@ from pipeline.company_report import (
 )
 from pipeline.render import REPORTS_DIR, fill_template, render_report
 
-CODEBOOK = load_codebook(Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml")
+CODEBOOK_PATH = Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml"
+CODEBOOK = load_codebook(CODEBOOK_PATH)
 K = CODEBOOK.anonymisation.k
 CULTURE = [n for n, s in CODEBOOK.scales.items() if s.level == "culture"]
 TEMPLATE = REPORTS_DIR / "company.qmd"
@@ -241,3 +246,45 @@ def test_numbers_match_their_definition_company_by_company():
             assert np.isnan(row["management_staff_gap"])
     assert rows["benchmark"].notna().any() and rows["change"].notna().any()
     assert rows["management_staff_gap"].notna().any() and rows["change"].isna().any()
+
+
+def without_levels(tmp_path, levels: list[str]) -> Codebook:
+    """The demo codebook with its scales of `levels` made `level: individual`; its models are
+    the defaults, which follow the levels."""
+    raw = yaml.safe_load(CODEBOOK_PATH.read_text(encoding="utf-8"))
+    for scale in raw["scales"].values():
+        if scale["level"] in levels:
+            scale["level"] = "individual"
+    raw["models"] = {"controls": raw["models"]["controls"]}
+    path = tmp_path / "codebook.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_codebook(path)
+
+
+@pytest.mark.parametrize("levels", [["culture"], ["outcome"], ["culture", "outcome"]])
+def test_without_culture_or_outcome_scales_the_report_says_why(tmp_path, levels):
+    codebook = without_levels(tmp_path, levels)
+    culture = [n for n, s in codebook.scales.items() if s.level == "culture"]
+    before, now = frames(T0, SIX)[0], frames(T1, SIX)
+    tables = {  # as the scores asset writes company_scores.csv, empty without culture scales
+        w: pd.concat([company_table(t, c, "company_id", K) for c in culture])
+        if culture
+        else pd.DataFrame(columns=COMPANY_COLUMNS)
+        for w, t in [(T0, before), (T1, now[0])]
+    }
+    numbers = report_numbers(T1, *now, tables, codebook)
+    if len(levels) == 2:  # nothing to report to a company: no reports
+        assert numbers.empty and list(numbers.columns) == list(NUMBER_COLUMNS)
+        assert render_company_reports(numbers, T1, codebook, tmp_path / "out", 1) == {}
+        return
+    document = text(company_contexts(numbers, T1, codebook, tmp_path / "figures")["c_b"])
+    left_out = ["## Leercultuur vergeleken", "## Sterke punten", "## Verandering", "Dimensie"]
+    left_out += ["## Leidinggevenden"]
+    if levels == ["outcome"]:
+        left_out, kept = ["| Opbrengst |"], left_out[:-1]
+    else:
+        kept = ["| Opbrengst |"]
+    assert (NO_CULTURE if levels == ["culture"] else NO_OUTCOMES) in document
+    assert all(heading not in document for heading in left_out)
+    assert all(heading in document for heading in kept)
+    assert "3,20" in document  # c_b's own mean, on the scales there are

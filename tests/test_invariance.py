@@ -102,6 +102,18 @@ def test_needs_two_groups(data):
         fit_multigroup(data.assign(school="one"), MODEL, "school", ())
 
 
+def test_one_group_is_not_estimable_and_the_table_says_why(data):
+    one = data.assign(school="Pasteur")
+    one.loc[0, "x1"] = np.nan  # listwise: the group's complete rows are counted
+    table = invariance_table(one, MODEL, "school", unit="schools")
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert list(table["model"]) == list(LEVELS)
+    assert (table["groups"] == f"Pasteur ({len(data) - 1})").all()
+    assert (table["n"] == len(data) - 1).all()
+    assert (table["decision"] == "not estimable: needs 2 schools (1 in the data)").all()
+    assert table[list(TABLE_COLUMNS[3:-1])].isna().all().all()
+
+
 def test_missing_group_column(data):
     with pytest.raises(ValueError, match="group column"):
         fit_multigroup(data, MODEL, "wave", ())

@@ -235,7 +235,43 @@ def test_slope_dropped_with_two_waves():
     two = SIM[SIM.wave != "2021-T2"]
     (result,) = ml.longitudinal_models(two, ["y"], ["x"], ["grp"])
     assert "wave_slope" not in result.fit.variances
-    assert "wave slope dropped: 2 waves" in "; ".join(result.notes)
+    assert "wave" in result.fit.names and not result.guarded.blocking
+    row = ml.fit_table([result]).iloc[0]
+    assert row.notes == "wave slope not estimable: needs 3 waves (2 in the data)"
+    assert row.n_obs == len(two.dropna(subset=["y", "x"])) and np.isnan(row.var_wave_slope)
+    assert "wave" in set(ml.coefficients_table([result]).term)
+
+
+def test_longitudinal_models_with_one_wave_are_not_estimable_and_say_why():
+    one = SIM[SIM.wave == "2019-T0"].assign(z=lambda d: -d.y)
+    results = ml.longitudinal_models(one, ["y", "z"], ["x"], ["grp"])
+    reason = "not estimable: needs 2 waves (1 in the data)"
+    assert results == [
+        ml.NotEstimable("y/longitudinal", "y", reason),
+        ml.NotEstimable("z/longitudinal", "z", reason),
+    ]
+    fits = ml.fit_table(results)
+    assert list(fits.columns) == list(ml.FIT_COLUMNS)
+    assert list(fits.model) == ["y/longitudinal", "z/longitudinal"]
+    assert (fits.notes == reason).all() and not fits.blocking.any()
+    assert fits.drop(columns=["model", "outcome", "blocking", "notes"]).isna().all().all()
+    coefs = ml.coefficients_table(results)
+    assert coefs.empty and list(coefs.columns) == list(ml.COEFFICIENT_COLUMNS)
+
+
+def test_models_without_outcome_or_culture_scales_are_one_row_that_says_why():
+    cases = [
+        (ml.wave_models, WAVE0, [], ["x"], "no outcome scale"),
+        (ml.wave_models, WAVE0, ["y"], [], "no culture scale"),
+        (ml.longitudinal_models, SIM, [], [], "no outcome and no culture scale"),
+    ]
+    for models, frame, outcomes, culture, missing in cases:
+        results = models(frame, outcomes, culture, ["grp"])
+        reason = f"not estimable: the codebook's models have {missing}"
+        assert results == [ml.NotEstimable("", "", reason)]
+        fits = ml.fit_table(results)
+        assert list(fits.notes) == [reason] and list(fits.columns) == list(ml.FIT_COLUMNS)
+        assert ml.coefficients_table(results).empty
 
 
 def test_slope_dropped_when_its_fit_is_singular():

@@ -21,7 +21,9 @@ SCAN = ScanConfig(data_dir=str(DEMO_RAW.parent), reports_dir="unused")
 @pytest.fixture(scope="module")
 def wave():
     raw = read_wave(DEMO_RAW / "2021-T1", CB, DEMO_RAW)
-    reasons = quality_reasons(raw, CB, read_register(DEMO_RAW / "company_register.csv"))
+    reasons = quality_reasons(
+        raw, CB, read_register(DEMO_RAW / "company_register.csv", "company_code")
+    )
     validated, _ = split_quarantine(raw, reasons)
     shared, _ = anonymise(validated, CB, PseudonymKey(DEMO_KEY, "demo key"))
     return validated, shared

@@ -39,7 +39,7 @@ from pipeline.quality import (
 from pipeline.readers import ExportError, read_wave
 
 CB = load_codebook(CODEBOOK)
-REGISTER = read_register(DEMO_RAW / CB.quality.company_register)
+REGISTER = read_register(DEMO_RAW / CB.company_register, CB.company_id)
 TRUTH = pd.read_csv(DEMO_RAW / "_demo_truth" / "rows.csv", dtype=str, keep_default_na=False)
 
 SAMPLE_SIZE = 30

@@ -14,12 +14,13 @@ from pipeline.quality import (
     quality_reasons,
     quality_summary,
     read_register,
+    rule_status,
     split_quarantine,
 )
 from pipeline.readers import read_wave
 
 CB = load_codebook(CODEBOOK)
-REGISTER = read_register(DEMO_RAW / "company_register.csv")
+REGISTER = read_register(DEMO_RAW / "company_register.csv", "company_code")
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 
 
@@ -57,7 +58,9 @@ def test_quarantine_and_validated_partition_the_raw_rows(wave):
     again = quality_reasons(validated, CB, REGISTER, float(frame["duration_s"].median()))
     assert (again == "").all()
 
-    summary = quality_summary(name, len(frame), quarantine).set_index("reason")["rows"]
+    status = rule_status(CB, name)
+    assert set(status.values()) == {"applied"}  # the demo codebook gives every rule its columns
+    summary = quality_summary(name, len(frame), quarantine, status).set_index("reason")["rows"]
     assert summary["raw_rows"] == len(frame)
     assert summary["validated"] + summary["quarantined"] == len(frame)
     assert set(summary.index) == {"raw_rows", "validated", "quarantined", *REASONS}
@@ -74,4 +77,47 @@ def test_a_structural_problem_names_the_file_and_column(wave):
 
 def test_missing_register_is_named(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="register.csv"):
-        read_register(tmp_path / "register.csv")
+        read_register(tmp_path / "register.csv", "company_code")
+
+
+def without_platform(tmp_path: Path) -> Path:
+    """The demo codebook with no platform roles, register, windows or test codes: the platform
+    columns stay declared (the exports hold them) but no rule reads them."""
+    text = CODEBOOK.read_text(encoding="utf-8")
+    start, end = text.index("\nplatform:\n"), text.index("\nwaves:")
+    text = text[:start] + text[end:]
+    text = text.replace("registers:\n  companies: company_register.csv", "")
+    text = text.replace("  test_company_codes: [TEST]", "").replace(
+        "  test_respondent_codes: [test]", "  skip: [straightliner]"
+    )
+    for label, window in (("T0", "2019-03-04, end: 2019-04-26"),):
+        text = text.replace(f"{{label: {label}, start: {window}}}", label)
+    path = tmp_path / "codebook.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_rule_without_its_columns_is_not_applicable_and_says_why(tmp_path):
+    cb = load_codebook(without_platform(tmp_path))
+    status = rule_status(cb, "2019-T0")
+    assert status["speeder"] == "not applicable: needs platform.duration"
+    assert status["preview"] == "not applicable: needs platform.preview"
+    assert status["incomplete"] == "not applicable: needs platform.progress or finished"
+    assert status["unknown_company"] == "not applicable: needs registers.companies"
+    assert status["outside_window"] == (
+        "not applicable: needs waves.2019-T0.start and end and platform.started"
+    )
+    assert status["test"].startswith("not applicable: needs quality.test_company_codes")
+    assert status["straightliner"].startswith("skipped: switched off in the codebook")
+    assert rule_status(cb, "2021-T1")["outside_window"].endswith("needs platform.started")
+    applied = {rule for rule, why in status.items() if why == "applied"}
+    assert applied == {"unreadable_value", "out_of_range", "duplicate"}
+
+    frame = read_wave(DEMO_RAW / "2019-T0", cb, DEMO_RAW)
+    reasons = quality_reasons(frame, cb, set())
+    found = set(reasons.str.split(";").explode()) - {""}
+    assert {"out_of_range", "duplicate"} <= found <= applied
+    _, quarantine = split_quarantine(frame, reasons)
+    summary = quality_summary("2019-T0", len(frame), quarantine, status).set_index("reason")
+    assert summary.loc["speeder", "status"] == status["speeder"]
+    assert summary.loc["speeder", "rows"] == 0

@@ -70,7 +70,9 @@ def test_summary_and_validation_pages_are_shareable(pipeline_run, truth_rows):
     for wave in WAVES:
         folder = settings.processed_dir / wave
         summary = pd.read_csv(folder / "quality_summary.csv")
-        assert list(summary.columns) == ["wave", "reason", "rows"]
+        assert list(summary.columns) == ["wave", "reason", "rows", "status"]
+        rules = summary.dropna(subset=["status"])
+        assert set(rules["status"]) == {"applied"}  # the demo codebook gives every rule its columns
         page = (folder / "validation" / "expectations.html").read_text(encoding="utf-8")
         result = json.loads((folder / "validation" / "expectations.json").read_text())
         assert result["success"] is True
@@ -96,8 +98,9 @@ def test_scores_and_reliability_follow_the_contract_and_the_planted_structure(pi
         reliability = pd.read_csv(folder / "reliability.csv")
         assert list(reliability.columns) == [
             "scale", "n", "k", "alpha", "alpha_ci_low", "alpha_ci_high", "alpha_std",
-            "omega_total", "mean_r", "bootstrap_seed",
+            "omega_total", "mean_r", "bootstrap_seed", "note",
         ]  # fmt: skip
+        assert reliability["note"].isna().all()  # every demo scale has 3 or more items
         # the generator simulates alpha between .70 and .85 (DOMAIN.md section 5)
         assert reliability["alpha"].between(0.70, 0.85).all(), reliability
         assert (reliability["alpha_ci_low"] < reliability["alpha"]).all()
@@ -177,8 +180,10 @@ def test_invariance_needs_two_waves(pipeline_run):
     settings, *_ = pipeline_run
     one = {WAVES[0]: pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")}
     scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
-    output = measurement_invariance(scan=scan, anonymised_responses=one)
-    assert output.value.empty and "decision" in output.value.columns
+    table = measurement_invariance(scan=scan, anonymised_responses=one).value
+    assert list(table["model"]) == ["configural", "metric", "scalar"]
+    assert (table["decision"] == "not estimable: needs 2 waves (1 in the data)").all()
+    assert table["cfi"].isna().all() and table["groups"][0].startswith(f"{WAVES[0]} (")
 
 
 def test_measurement_model_fails_the_wave_naming_an_item_without_variance(pipeline_run):

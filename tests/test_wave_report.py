@@ -2,16 +2,19 @@
 blocked models, figures with alt text, and one HTML rendering of the real template."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from pipeline.codebook import load_codebook
+from pipeline.codebook import Codebook, load_codebook
+from pipeline.invariance import TABLE_COLUMNS
 from pipeline.render import REPORTS_DIR, fill_template, render_report
 from pipeline.suppression import SUPPRESSED, format_stat, shown, suppress_counts
 from pipeline.wave_report import (
@@ -23,7 +26,8 @@ from pipeline.wave_report import (
     welch_difference,
 )
 
-CODEBOOK = load_codebook(Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml")
+CODEBOOK_PATH = Path(__file__).resolve().parent.parent / "data" / "raw" / "codebook.yaml"
+CODEBOOK = load_codebook(CODEBOOK_PATH)
 K = CODEBOOK.anonymisation.k
 TEMPLATE = REPORTS_DIR / "wave.qmd"
 
@@ -152,6 +156,7 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
     fit_columns = {
         "outcome": ["SL", "SL", "EM", "EM"],
         "n_obs": n,
+        "loglik": [-30.1, -28.2, -25.0, -20.3],
         "n_groups": 3,
         "icc": [0.02, 0.01, 0.03, 0.02],
         "r2_marginal": [0.0, np.nan, 0.0, 0.15],
@@ -183,6 +188,7 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
                 "wave": "2021-T1",
                 "reason": ["raw_rows", "validated", "quarantined", "preview", "speeder"],
                 "rows": [27, 24, 3, 0, 3],
+                "status": ["", "", "", "not applicable: needs platform.preview", "applied"],
             }
         ),
         numbers=numbers,
@@ -197,6 +203,7 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
                 "alpha_std": [0.81, 0.91],
                 "omega_total": [0.82, 0.92],
                 "mean_r": [0.5, 0.7],
+                "note": ["", ""],
             }
         ),
         item_statistics=pd.DataFrame(
@@ -226,7 +233,14 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
         multilevel=multilevel,
         multilevel_fit=multilevel_fit,
         previous_wave=None,
-        invariance=pd.DataFrame(),
+        invariance=pd.DataFrame(
+            {
+                "model": ["configural", "metric", "scalar"],
+                "groups": "2021-T1 (24)",
+                "n": 24,
+                "decision": "not estimable: needs 2 waves (1 in the data)",
+            }
+        ).reindex(columns=list(TABLE_COLUMNS)),
         companies_reported=2,
         companies_without_report=1,
         provenance={
@@ -284,7 +298,60 @@ def test_first_wave_has_no_change_and_untested_invariance(filled):
     context, markdown = filled
     assert context["change_table"] == ""
     assert "This is the first wave" in markdown
-    assert "One wave: not tested." in markdown
+    assert (
+        "Measurement invariance across the waves needs at least two waves; this study has one "
+        "so far, so it is not tested yet." in markdown
+    )
+    assert context["invariance_table"] == "" and "Waves compared" not in markdown
+    assert "measurement_invariance[" not in markdown  # a table without numbers has no ids
+
+
+def individual_codebook(tmp_path) -> Codebook:
+    """The demo codebook with every scale `level: individual` (so its models have no outcome
+    and no culture scales)."""
+    raw = yaml.safe_load(CODEBOOK_PATH.read_text(encoding="utf-8"))
+    for scale in raw["scales"].values():
+        scale["level"] = "individual"
+    raw["models"] = {"controls": raw["models"]["controls"]}
+    path = tmp_path / "codebook.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_codebook(path)
+
+
+def test_without_culture_and_outcome_scales_the_sections_say_why(tmp_path):
+    """The tables of such a codebook: no companies, one aggregation row and one model row
+    that say why (as the assets write them)."""
+    aggregation = pd.DataFrame(
+        [{"note": "not estimable: the codebook has no culture scales"}],
+        columns=["scale", "icc1", "icc2", "mean_group_size", "rwg_mean", "note"],
+    )
+    inputs = crafted_inputs(
+        aggregation=aggregation,
+        company_scores=crafted_tables()[2].iloc[0:0],
+        multilevel=crafted_inputs().multilevel.iloc[0:0],
+        multilevel_fit=pd.DataFrame(
+            [{"blocking": False, "notes": "not estimable: the codebook's models have ..."}],
+            columns=["model", "outcome", "n_obs", "loglik", "blocking", "notes"],
+        ),
+        companies_reported=0,
+        companies_without_report=3,
+    )
+    context = wave_context(inputs, individual_codebook(tmp_path), tmp_path / "figures")
+    markdown = fill_template(TEMPLATE, context)
+    assert (
+        "come from 3 companies;\nnone of them receives a company report, because the codebook "
+        "has no culture or outcome scales to report on." in markdown
+    )
+    assert "The codebook has no culture scales, so nothing is aggregated to companies" in markdown
+    assert (
+        "There are no multilevel models: they explain an outcome scale by the culture scales, "
+        "and the codebook's models have no outcome and no culture scale." in markdown
+    )
+    for left_out in ("ICC(1)", "tbl-companies", "tbl-multilevel", "No full model"):
+        assert left_out not in markdown
+    assert not re.search(r"\bnan\b", markdown)
+    ids = context["number_ids_table"]
+    assert "aggregation[" not in ids and "multilevel_fit[" not in ids and "reliability[" in ids
 
 
 def test_change_since_the_previous_wave_needs_k_in_both_waves(tmp_path):
