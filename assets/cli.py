@@ -29,10 +29,11 @@ from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import pipeline_status, stale_reasons
 from pipeline.codebook import CodebookError, load_codebook
+from pipeline.codebook_draft import draft_codebook
 from pipeline.demo import DEFAULT_SEED, write_demo
-from pipeline.files import RUN_LOCK, Busy, exclusive, remove_partial_files
-from pipeline.quality import REASONS
-from pipeline.readers import export_files
+from pipeline.files import RUN_LOCK, Busy, exclusive, remove_partial_files, write_atomic
+from pipeline.quality import describe_quality
+from pipeline.readers import ExportError, export_files
 from pipeline.settings import Settings
 
 DATA_TAG = "scan/data_dir"  # on every run `scan run` starts: the data folder it works on
@@ -187,6 +188,41 @@ def trace(settings: Settings, number_id: str) -> None:
     click.echo("\n".join(lines))
 
 
+@main.group()
+def codebook() -> None:
+    """The codebook: draft a first one from a scan's exports."""
+
+
+@codebook.command()
+@click.argument(
+    "exports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the draft to this file instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Overwrite the --output file when it exists.")
+def draft(exports: tuple[Path, ...], output: Path | None, force: bool) -> None:
+    """Draft a first codebook from a scan's exports.
+
+    EXPORTS: .sav, Qualtrics or plain .csv, .xlsx files, one or more per wave; the wave is the
+    export's folder name, as in raw/<wave>/. The draft is YAML in which every guess is marked
+    GUESS: confirm each, then check the codebook with `scan run`."""
+    if output is not None and output.exists() and not force:
+        raise click.ClickException(f"{output} exists: give --force to overwrite it")
+    try:
+        text = draft_codebook(exports)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from error
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomic(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        click.echo(f"codebook draft written to {output}: confirm every GUESS in it", err=True)
+
+
 def data_tag(settings: Settings) -> dict[str, str]:
     """The tag that marks a run as working on this data folder."""
     return {DATA_TAG: str(settings.data_dir.resolve())}
@@ -250,16 +286,6 @@ def describe_stale(stale: dict[str, str], force: bool) -> str:
     if set(stale.values()) == {"never materialized"}:
         return "first run"
     return "; ".join(f"{asset}: {reason}" for asset, reason in stale.items())
-
-
-def describe_quality(summary: pd.DataFrame) -> str:
-    """'690 raw rows: 624 validated, 66 quarantined (preview 3, test 2, ...)'."""
-    counts = dict(zip(summary["reason"], summary["rows"], strict=True))
-    reasons = ", ".join(f"{reason} {counts[reason]}" for reason in REASONS if counts.get(reason, 0))
-    return (
-        f"{counts['raw_rows']} raw rows: {counts['validated']} validated, "
-        f"{counts['quarantined']} quarantined ({reasons or 'none'})"
-    )
 
 
 def describe_disclosure(d: dict) -> str:

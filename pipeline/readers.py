@@ -85,6 +85,35 @@ def read_export(path: Path, codebook: Codebook, wave: str, root: Path) -> pd.Dat
     the export's header for each column the file has; the others are filled with NA).
     """
     source = path.relative_to(root).as_posix()
+    return _canonical(_read_table(path, source), codebook, wave, source)
+
+
+@dataclass(frozen=True)
+class RawExport:
+    """An export as the file holds it, without a codebook: its own column names and cells."""
+
+    cells: pd.DataFrame  # one column per export column, by its header name; cells as read
+    labels: dict[str, str]  # variable labels (.sav) or question texts (Qualtrics) by name
+    value_labels: dict[str, dict]  # value labels (.sav) by name: code -> label
+
+
+def read_raw_export(path: Path) -> RawExport:
+    """One export's own columns with their labels, for drafting a codebook from it."""
+    table = _read_table(path, str(path))
+    names = [name for name in table.header if not name or table.header.count(name) > 1]
+    if names:
+        raise ExportError(
+            f"{path}: every column needs a name of its own; unnamed or repeated: "
+            f"{', '.join(sorted(map(repr, set(names))))}"
+        )
+    return RawExport(
+        cells=pd.DataFrame(table.records, columns=table.header, dtype=object),
+        labels=table.labels,
+        value_labels=table.value_labels,
+    )
+
+
+def _read_table(path: Path, source: str) -> _Table:
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise ExportError(
@@ -95,7 +124,7 @@ def read_export(path: Path, codebook: Codebook, wave: str, root: Path) -> pd.Dat
     table = reader(path, source)
     if not table.records:
         raise ExportError(f"{source}: has a header but no data rows")
-    return _canonical(table, codebook, wave, source)
+    return table
 
 
 # --- formats: each returns the file's cells as a _Table ----------------------------------------
