@@ -323,6 +323,7 @@ class _Parser:
     def parse(self, raw: Any) -> Codebook:
         if not isinstance(raw, dict):
             raise self.fail("(top level)", "expected a mapping of codebook sections")
+        raw = {key: value for key, value in raw.items() if value is not None}  # `models:` alone
         unknown = [key for key in raw if key not in SECTIONS]
         if unknown:
             raise self.fail(

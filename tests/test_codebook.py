@@ -227,6 +227,13 @@ def test_optional_sections_are_checked_when_given(tmp_path, addition, key, messa
     assert str(tmp_path / "codebook.yaml") in str(error.value)
 
 
+def test_an_empty_section_is_an_absent_one(tmp_path):
+    cb = load_codebook(write(tmp_path, MINIMAL + "models:\nbackground:\nquality:\n"))
+    assert cb.models.outcomes == () and cb.background == {} and cb.quality.skip == ()
+    with pytest.raises(CodebookError, match="scales: required key is missing"):
+        load_codebook(write(tmp_path, MINIMAL.split("scales:\n")[0] + "scales:\n"))
+
+
 def test_a_fieldwork_window_is_whole_or_absent(tmp_path):
     text = MINIMAL.replace("{w1: first}", "{w1: {label: first, start: 2020-01-01}}")
     with pytest.raises(CodebookError, match="waves.w1: give both start and end"):
