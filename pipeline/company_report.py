@@ -337,22 +337,33 @@ def reading_guide(n: int, k: int, codebook: Codebook, scales: Sequence[str]) -> 
         f"{code} ({scale.labels[code]})" if code in scale.labels else str(code)
         for code in (scale.min, scale.max)
     )
+    culture = any(codebook.scales[s].level == "culture" for s in scales)
+    bullets = [
+        """\
+- **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
+  waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
+  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig.""",
+        f"""\
+- **Andere bedrijven.** De vergelijking is het gemiddelde van de gemiddelden van de andere
+  deelnemende bedrijven in deze meting. We tonen die alleen als er minstens
+  {BENCHMARK_MIN_COMPANIES} andere bedrijven zijn met genoeg antwoorden.""",
+        f"""\
+- **Privacy.** Elk getal, elke figuur en elke zin in dit rapport rust op minstens {k}
+  medewerkers. Waar minder mensen antwoordden, tonen we niets. Losse antwoorden tonen we nooit.""",
+    ]
+    if culture:  # change and the management-staff gap are shown for the culture scales
+        bullets.append(f"""\
+- **Verandering.** Een verandering sinds de vorige meting tonen we alleen als uw bedrijf in
+  beide metingen minstens {CHANGE_MIN_N} antwoorden op dat onderdeel had.""")
+    if culture and codebook.management is not None:
+        bullets.append(f"""\
+- **Leidinggevenden en medewerkers.** Dit verschil tonen we alleen als beide groepen minstens
+  {k} mensen tellen, en dan alleen het verschil: nooit het gemiddelde van één groep.""")
     return f"""\
 {n} medewerkers van uw bedrijf vulden de vragenlijst in. De scores lopen van {low} tot
 {high}: hoe hoger de score, hoe sterker dat punt van de leercultuur in uw bedrijf.
 
-- **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
-  waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
-  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig.
-- **Andere bedrijven.** De vergelijking is het gemiddelde van de gemiddelden van de andere
-  deelnemende bedrijven in deze meting. We tonen die alleen als er minstens
-  {BENCHMARK_MIN_COMPANIES} andere bedrijven zijn met genoeg antwoorden.
-- **Privacy.** Elk getal, elke figuur en elke zin in dit rapport rust op minstens {k}
-  medewerkers. Waar minder mensen antwoordden, tonen we niets. Losse antwoorden tonen we nooit.
-- **Verandering.** Een verandering sinds de vorige meting tonen we alleen als uw bedrijf in
-  beide metingen minstens {CHANGE_MIN_N} antwoorden op dat onderdeel had.
-- **Leidinggevenden en medewerkers.** Dit verschil tonen we alleen als beide groepen minstens
-  {k} mensen tellen, en dan alleen het verschil: nooit het gemiddelde van één groep."""
+""" + "\n".join(bullets)
 
 
 def benchmark_note(results: Sequence[ScaleResult], counts: pd.Series) -> str:

@@ -288,3 +288,20 @@ def test_without_culture_or_outcome_scales_the_report_says_why(tmp_path, levels)
     assert all(heading not in document for heading in left_out)
     assert all(heading in document for heading in kept)
     assert "3,20" in document  # c_b's own mean, on the scales there are
+    assert ("**Verandering.**" in document) == (levels == ["outcome"])  # rules of absent parts
+
+
+def test_without_a_management_role_the_section_and_its_rule_are_left_out(tmp_path):
+    raw = yaml.safe_load(CODEBOOK_PATH.read_text(encoding="utf-8"))
+    del raw["management"]
+    path = tmp_path / "codebook.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    codebook = load_codebook(path)
+    groups = [*SIX[1:], ("c_both", K, "ja", 2.37), ("c_both", K + 1, "nee", 3.59)]
+    scores, responses = frames(T0, groups)
+    numbers = report_numbers(T0, scores, responses, {T0: company_scores(scores)}, codebook)
+    assert numbers["management_staff_gap"].isna().all()
+    document = text(company_contexts(numbers, T0, codebook, tmp_path)["c_both"])
+    assert "Leidinggevenden" not in document and "leidinggevenden" not in document
+    with_role, _ = contexts(T0, groups, tmp_path)
+    assert "## Leidinggevenden en medewerkers" in text(with_role["c_both"])
