@@ -36,8 +36,8 @@ PLATFORM_ROLES = {
     "started": "datetime",  # when the response began: outside_window; the duplicate order
     "ended": "datetime",  # when it was submitted: the duplicate order
     "duration": "number",  # seconds: speeder
-    "progress": "number",  # percent: incomplete; the duplicate order
-    "finished": "number",  # 1 = finished: the completion expectation
+    "percent_complete": "number",  # 0..100: incomplete; the duplicate order
+    "completed": "number",  # 1 = completed: the completion expectation
     "preview": "number",  # non-zero = a preview run of the survey: preview
 }
 

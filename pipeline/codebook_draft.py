@@ -101,16 +101,19 @@ def _roles(section: str, patterns: dict[str, str]) -> list[Role]:
     return [Role(section, key, re.compile(pattern)) for key, pattern in patterns.items()]
 
 
-# One pattern per platform role, in the order of codebook.PLATFORM_ROLES; each also matches its
-# role's own name (tested), so a mix-up of the order shows.
-_PLATFORM_PATTERNS = (
-    r"(start|begin)(ed)?(_?(date|time|datum|tijd))?(_?time)?|(date|time)_?(started|begun)",
-    r"(end|submit|eind)(ed|ted)?(_?(date|time|datum|tijd))?(_?time)?|(date|time)_?(ended|submitted)",
-    r"duration(_?(in_?)?(seconds|secs?|s))?|interview_?time|time_?taken|elapsed(_?time)?|duur",
-    r"progress(_?(pct|percent(age)?))?|voortgang|percent_?complete",
-    r"finished|completed?|is_?complete|afgerond",
-    r"status|preview|response_?type",
-)
+# One pattern per platform role of the codebook (codebook.PLATFORM_ROLES; a test checks that
+# the two name the same roles).
+_PLATFORM_PATTERNS = {
+    "started": r"(start|begin)(ed)?(_?(date|time|datum|tijd))?(_?time)?|"
+    r"(date|time)_?(started|begun)",
+    "ended": r"(end|submit|eind)(ed|ted)?(_?(date|time|datum|tijd))?(_?time)?|"
+    r"(date|time)_?(ended|submitted)",
+    "duration": r"duration(_?(in_?)?(seconds|secs?|s))?|interview_?time|time_?taken|"
+    r"elapsed(_?time)?|duur",
+    "percent_complete": r"progress(_?(pct|percent(age)?))?|voortgang|percent_?complete",
+    "completed": r"finished|completed?|is_?complete|afgerond",
+    "preview": r"status|preview|response_?type",
+}
 ROLES = (
     *_roles(
         "identifier",
@@ -135,10 +138,7 @@ ROLES = (
             "panel token or reference": r"token|external_?(data_?)?ref(erence)?",
         },
     ),
-    *[
-        Role("platform", role, re.compile(pattern))
-        for role, pattern in zip(PLATFORM_ROLES, _PLATFORM_PATTERNS, strict=True)
-    ],
+    *_roles("platform", _PLATFORM_PATTERNS),
     *_roles(
         "metadata",
         {
@@ -153,7 +153,7 @@ ROLES = (
 
 def name_words(name: str) -> str:
     """A column name as lower-case words joined by '_': 'Duration (in seconds)' and
-    'Duration__in_seconds_' -> 'duration_in_seconds', 'IPAddress' -> 'ip_address'."""
+    'Time_Taken__s_' -> 'time_taken_s', 'UserAgent' -> 'user_agent'."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
     spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
     return "_".join(re.findall(r"[a-z0-9]+", spaced.lower()))
@@ -282,7 +282,7 @@ def _absorb(into: Column, other: Column) -> None:
 
 def name_columns(columns: list[Column], own_names: set[Column]) -> None:
     """Each column's canonical name: the name most of its exports use, as lower-case words
-    ('start_date'), except for `own_names` (items, background variables), which keep it when
+    ('submitted_at'), except for `own_names` (items, background variables), which keep it when
     it is a plain identifier; never a name another column has in some export."""
     taken = {name: column for column in columns for _, name in column.sources}
     used: set[str] = set()

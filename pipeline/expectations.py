@@ -65,13 +65,13 @@ def expectation_suite(
             exact_match=True,
         ),
     ]
-    if "finished" in codebook.platform:  # the platform's flag: 1 = finished, 0 = not
+    if "completed" in codebook.platform:  # the platform's flag: 1 = finished, 0 = not
         expectations.append(
             _expect(
                 "expect_column_mean_to_be_between",
                 f"At least {min_completion_rate:.0%} of the responses are finished; fewer points "
                 "to a broken survey link or a questionnaire that is too long.",
-                column=codebook.platform["finished"],
+                column=codebook.platform["completed"],
                 min_value=min_completion_rate,
                 max_value=1,
             )

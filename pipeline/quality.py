@@ -26,6 +26,7 @@ from pipeline.readers import DTYPES
 from pipeline.scoring import score_scales
 
 APPLIED = "applied"
+COMPLETION = {"percent_complete", "completed"}  # the platform roles that tell finished rows
 BOOKKEEPING = {"wave": "string", "_source_file": "string", "_source_row": "int64"}
 
 
@@ -84,7 +85,7 @@ def rule_status(codebook: Codebook, wave: str) -> dict[str, str]:
             *([] if "started" in platform else ["platform.started"]),
         ],
         "incomplete": (
-            [] if {"progress", "finished"} & set(platform) else ["platform.progress or finished"]
+            [] if COMPLETION & set(platform) else ["platform.percent_complete or completed"]
         ),
         "speeder": [] if "duration" in platform else ["platform.duration"],
         "straightliner": (
@@ -224,10 +225,11 @@ def _number_column(low: float | None, high: float | None, missing: list[int]) ->
 
 
 def unfinished(df: pd.DataFrame, codebook: Codebook) -> pd.Series:
-    """Responses the platform marks as not finished: progress under 100%, else finished != 1."""
-    if "progress" in codebook.platform:
-        return df[codebook.platform["progress"]] < 100
-    return df[codebook.platform["finished"]] != 1
+    """Responses the platform marks as not finished: percent complete under 100, else the
+    completed flag not 1."""
+    if "percent_complete" in codebook.platform:
+        return df[codebook.platform["percent_complete"]] < 100
+    return df[codebook.platform["completed"]] != 1
 
 
 def earlier_submissions(df: pd.DataFrame, codebook: Codebook, candidates: pd.Series) -> pd.Series:
@@ -243,7 +245,7 @@ def earlier_submissions(df: pd.DataFrame, codebook: Codebook, candidates: pd.Ser
     person = normalised(df[codebook.respondent_id])
     company = normalised(df[codebook.company_id])
     usable = candidates & person.notna() & (person != "")
-    complete = 0 if {"progress", "finished"}.isdisjoint(platform) else ~unfinished(df, codebook)
+    complete = 0 if COMPLETION.isdisjoint(platform) else ~unfinished(df, codebook)
     when = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
     for role in ("started", "ended"):  # the submission time where filled, else the start
         if role in platform:
@@ -308,7 +310,7 @@ def quality_summary(
     wave: str, raw: int, quarantine: pd.DataFrame, status: dict[str, str]
 ) -> pd.DataFrame:
     """Counts only, no row data: rows per reason (a row may have several), and the totals; per
-    rule its `status` ("applied", or why not: see `rule_status`)."""
+    rule its `rule_status` ("applied", or why not: see `rule_status`)."""
     per_reason = quarantine["_reasons"].str.split(";").explode().value_counts()
     rows = [
         ("raw_rows", raw, ""),
@@ -316,8 +318,8 @@ def quality_summary(
         ("quarantined", len(quarantine), ""),
     ]
     rows += [(reason, int(per_reason.get(reason, 0)), status[reason]) for reason in REASONS]
-    return pd.DataFrame(rows, columns=["reason", "rows", "status"]).assign(wave=wave)[
-        ["wave", "reason", "rows", "status"]
+    return pd.DataFrame(rows, columns=["reason", "rows", "rule_status"]).assign(wave=wave)[
+        ["wave", "reason", "rows", "rule_status"]
     ]
 
 
@@ -325,7 +327,7 @@ def describe_quality(summary: pd.DataFrame) -> str:
     """'690 raw rows: 624 validated, 66 quarantined (preview 3, ...); not applicable: speeder
     (needs platform.duration)'."""
     rows = summary.set_index("reason")
-    status = rows["status"].fillna("")
+    status = rows["rule_status"].fillna("")
     counts = rows["rows"]
     applied = [r for r in REASONS if status.get(r, APPLIED) == APPLIED]
     reasons = ", ".join(f"{r} {counts[r]}" for r in applied if counts.get(r, 0))

@@ -312,7 +312,7 @@ def response_section(inputs: WaveInputs) -> dict:
     summary = table["rows"]
     totals = {"raw_rows", "validated", "quarantined"}
     reasons = table.drop(index=[r for r in totals if r in table.index])
-    applied = reasons["status"].fillna("").eq("applied")
+    applied = reasons["rule_status"].fillna("").eq("applied")
     rows = [
         [escape(r), escape(REASON_TEXT.get(r, "")), count(n)]
         for r, n in reasons.loc[applied, "rows"].items()
@@ -320,7 +320,7 @@ def response_section(inputs: WaveInputs) -> dict:
     ]
     not_applied = [
         [escape(r), escape(REASON_TEXT.get(r, "")), escape(why)]
-        for r, why in reasons.loc[~applied, "status"].items()
+        for r, why in reasons.loc[~applied, "rule_status"].items()
     ]
     return {
         "n_raw": count(summary.get("raw_rows")),

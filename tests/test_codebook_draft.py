@@ -53,8 +53,8 @@ def guessed(text: str, key: str) -> bool:
             "platform",
             "duration",
         ),
-        (["Progress", "progress"], "platform", "progress"),
-        (["Finished", "finished"], "platform", "finished"),
+        (["Progress", "progress"], "platform", "percent_complete"),
+        (["Finished", "finished"], "platform", "completed"),
         (["Status", "preview"], "platform", "preview"),
         (["ResponseId", "id", "_recordId"], "direct", "response id"),
         (["IPAddress", "ipaddr"], "direct", "IP address"),
@@ -115,7 +115,7 @@ def test_qualtrics_question_texts_are_the_wording_and_recurring_codes_the_missin
     assert cb.missing_codes == {9: "(no label)", -99: "(no label)"}
     assert cb.background["leader"].codes == {1: "1", 2: "2"}
     assert cb.columns["finished"].type == "number"  # True/False flags
-    assert cb.platform["finished"] == "finished"
+    assert cb.platform["completed"] == "finished"
     assert "distribution_channel" in cb.columns and "recorded_date" in cb.columns
     assert guessed(text, "9") and guessed(text, "leader")
 

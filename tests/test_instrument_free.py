@@ -17,10 +17,8 @@ GENERATOR = ROOT / "pipeline" / "demo.py"
 # Plain words the demo codebook happens to use as names, which the code uses in its own sense.
 OWN_WORDS = {
     "test": "the quality rule for test responses (a reason code)",
-    "progress": "a platform role of the codebook format (`platform: progress:`)",
-    "finished": "a platform role of the codebook format (`platform: finished:`)",
     "management": "the codebook section `management:` and a role in the company reports",
-    "status": "a column of quality_summary.csv; a table header",
+    "status": "a table header of the wave report",
     "name": "a key of GX suites and of RO-Crate entities",
 }
 

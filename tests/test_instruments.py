@@ -24,8 +24,8 @@ PLATFORM = {  # role -> (column name of this test's platform, type)
     "started": ("begonnen", "datetime"),
     "ended": ("ingeleverd", "datetime"),
     "duration": ("seconden", "number"),
-    "progress": ("voortgang", "number"),
-    "finished": ("klaar", "number"),
+    "percent_complete": ("voortgang", "number"),
+    "completed": ("klaar", "number"),
     "preview": ("proef", "number"),
 }
 
@@ -263,7 +263,7 @@ def test_any_instrument_runs_end_to_end(tmp_path_factory, ins: Instrument):
         reliability = pd.read_csv(processed / wave / "reliability.csv").set_index("scale")
         summary = pd.read_csv(processed / wave / "quality_summary.csv").set_index("reason")
         assert summary.loc["validated", "rows"] == len(responses) > 0
-        speeder = summary.loc["speeder", "status"]
+        speeder = summary.loc["speeder", "rule_status"]
         assert (speeder == "applied") == ins.platform, speeder
         for name, s in ins.scales.items():
             low, high = s["range"]

@@ -97,7 +97,7 @@ def test_the_pipeline_keeps_the_rows_r_computed_on(bfi_run):
     assert rows["validated"] == versions["kept_rows"] == 2796
     assert rows["straightliner"] == versions["straightliner"] == 4
     assert rows.drop(["raw_rows", "validated", "quarantined", "straightliner"]).eq(0).all()
-    status = processed(bfi_run, "quality_summary.csv").set_index("reason")["status"]
+    status = processed(bfi_run, "quality_summary.csv").set_index("reason")["rule_status"]
     assert status[APPLIED].eq("applied").all()
     assert status[NOT_APPLICABLE].str.startswith("not applicable: needs ").all()
     responses = pd.read_parquet(bfi_run.data / "processed" / WAVE / "responses.parquet")

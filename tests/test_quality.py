@@ -102,7 +102,7 @@ def test_a_rule_without_its_columns_is_not_applicable_and_says_why(tmp_path):
     status = rule_status(cb, "2019-T0")
     assert status["speeder"] == "not applicable: needs platform.duration"
     assert status["preview"] == "not applicable: needs platform.preview"
-    assert status["incomplete"] == "not applicable: needs platform.progress or finished"
+    assert status["incomplete"] == "not applicable: needs platform.percent_complete or completed"
     assert status["unknown_company"] == "not applicable: needs registers.companies"
     assert status["outside_window"] == (
         "not applicable: needs waves.2019-T0.start and end and platform.started"
@@ -119,5 +119,5 @@ def test_a_rule_without_its_columns_is_not_applicable_and_says_why(tmp_path):
     assert {"out_of_range", "duplicate"} <= found <= applied
     _, quarantine = split_quarantine(frame, reasons)
     summary = quality_summary("2019-T0", len(frame), quarantine, status).set_index("reason")
-    assert summary.loc["speeder", "status"] == status["speeder"]
+    assert summary.loc["speeder", "rule_status"] == status["speeder"]
     assert summary.loc["speeder", "rows"] == 0

@@ -70,9 +70,10 @@ def test_summary_and_validation_pages_are_shareable(pipeline_run, truth_rows):
     for wave in WAVES:
         folder = settings.processed_dir / wave
         summary = pd.read_csv(folder / "quality_summary.csv")
-        assert list(summary.columns) == ["wave", "reason", "rows", "status"]
-        rules = summary.dropna(subset=["status"])
-        assert set(rules["status"]) == {"applied"}  # the demo codebook gives every rule its columns
+        assert list(summary.columns) == ["wave", "reason", "rows", "rule_status"]
+        rules = summary.dropna(subset=["rule_status"])
+        # the demo codebook gives every rule its columns
+        assert set(rules["rule_status"]) == {"applied"}
         page = (folder / "validation" / "expectations.html").read_text(encoding="utf-8")
         result = json.loads((folder / "validation" / "expectations.json").read_text())
         assert result["success"] is True

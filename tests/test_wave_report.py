@@ -188,7 +188,7 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
                 "wave": "2021-T1",
                 "reason": ["raw_rows", "validated", "quarantined", "preview", "speeder"],
                 "rows": [27, 24, 3, 0, 3],
-                "status": ["", "", "", "not applicable: needs platform.preview", "applied"],
+                "rule_status": ["", "", "", "not applicable: needs platform.preview", "applied"],
             }
         ),
         numbers=numbers,
