@@ -81,6 +81,18 @@ def test_random_slope_matches_lme4_sleepstudy(model, correlated, reml):
     assert r2 == pytest.approx((ref.r2_marginal, ref.r2_conditional), rel=TOL)
 
 
+def test_a_fit_stopped_early_is_not_converged_and_one_stopped_by_rounding_noise_is():
+    """bfgs' gtol 1e-8 can be out of reach of the likelihood's rounding (the ML sleepstudy fit
+    ends with |score| ~3e-6 on some CPUs): that counts as converged, three iterations do not."""
+    X = np.column_stack([np.ones(len(SLEEP)), SLEEP.Days])
+    model = sm.MixedLM(SLEEP.Reaction, X, groups=SLEEP.Subject, exog_re=X)
+    with pytest.warns(Warning):
+        stopped = model.fit(reml=False, method=["bfgs"], maxiter=3)
+    assert not stopped.converged and not ml._converged(model, stopped)
+    done = model.fit(reml=False, method=["bfgs"], gtol=1e-8, maxiter=2000)
+    assert ml._converged(model, done)
+
+
 # The fast engine's fixed effects and SEs on the slope fits (achieved <= 1.3e-7); its variances,
 # flat near the optimum, agree within 1.4e-5 (assert_matches_lme4's 1e-4), logLik within 2e-11.
 FAST_TOL = 1e-6
