@@ -10,11 +10,12 @@ import pipeline.anonymise
 import pipeline.disclosure
 import pipeline.pseudonyms
 from assets.partitions import waves
-from assets.resources import ScanConfig
+from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.versions import source_version
 from pipeline.anonymise import anonymise, cell_texts, shareable_columns, write_sav
-from pipeline.disclosure import frequencies
+from pipeline.disclosure import frequencies, linked_exposure
 from pipeline.files import keep_version, write_atomic
+from pipeline.fingerprint import frame_digest
 from pipeline.pseudonyms import load_key
 
 ANONYMISE_CODE_VERSION = source_version(
@@ -29,28 +30,37 @@ ANONYMISE_CODE_VERSION = source_version(
     code_version=ANONYMISE_CODE_VERSION,
     kinds={"pandas", "parquet"},
     metadata={"file": "responses.parquet"},
+    ins={
+        "validated": dg.AssetIn("validated_responses", partition_mapping=dg.AllPartitionMapping())
+    },
 )
 def anonymised_responses(
-    context: dg.AssetExecutionContext, scan: ScanConfig, validated_responses: pd.DataFrame
+    context: dg.AssetExecutionContext, scan: ScanConfig, validated: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
     """The shareable responses: pseudonyms, generalised and suppressed background, item codes.
 
-    Also writes disclosure.json beside it: k, records at risk, suppressions, risk measures and
-    the pseudonym key's identifier (never the key).
+    Reads every wave's validated rows: a panel member's background is protected over all waves
+    together, so a new or changed wave can suppress more in the other waves too. Also writes
+    disclosure.json beside it: k, records at risk, suppressions, risk measures and the pseudonym
+    key's identifier (never the key).
     """
     settings, codebook = scan.settings, scan.codebook()
     key = load_key(settings.data_dir)
-    responses, report = anonymise(validated_responses, codebook, key)
+    responses, report = anonymise(validated, context.partition_key, codebook, key)
     disclosure = {**report.as_dict(), "key_id": key.key_id, "key_source": key.source}
     path = settings.processed_dir / context.partition_key / "disclosure.json"
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(disclosure, indent=1) + "\n"))
     keep_version(path, settings.processed_dir)
     context.log.info(f"{context.partition_key}: {json.dumps(disclosure)}")
+    # the content as data version: under another key the same inputs give other pseudonyms,
+    # and everything made from the old ones must be redone
     return dg.Output(
         responses,
+        data_version=dg.DataVersion(frame_digest(responses)),
         metadata={
             "dagster/row_count": len(responses),
             "disclosure": dg.MetadataValue.json(disclosure),
+            **files_metadata(settings, [path]),
         },
     )
 
@@ -69,7 +79,44 @@ def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Mat
     write_atomic(folder / "responses.sav", lambda tmp: write_sav(responses, scan.codebook(), tmp))
     keep_version(folder / "responses.sav", scan.settings.processed_dir)
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(folder / "responses.sav"))}
+        metadata={
+            "path": dg.MetadataValue.path(str(folder / "responses.sav")),
+            **files_metadata(scan.settings, [folder / "responses.sav"]),
+        }
+    )
+
+
+@dg.asset(
+    io_manager_key="shareable_io",
+    group_name=ALL_WAVES,
+    code_version=ANONYMISE_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "disclosure_linked.csv"},
+)
+def linked_disclosure(
+    scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
+) -> dg.Output[pd.DataFrame]:
+    """The attack on the shareable data of all waves together: per wave, records whose person is
+    in another wave too, and records an intruder who links them by person_id finds under k."""
+    anonymisation = scan.codebook().anonymisation
+    responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
+    table = linked_exposure(responses, list(anonymisation.suppression_order), anonymisation.k)
+    return dg.Output(table, metadata={"records_under_k": int(table["under_k"].sum())})
+
+
+@dg.asset_check(asset=linked_disclosure, blocking=True)
+def k_anonymity_across_waves(linked_disclosure: pd.DataFrame) -> dg.AssetCheckResult:
+    """No record falls under k, nor a small company's record shows a quasi-identifier, when the
+    waves' shareable files are linked by person_id."""
+    under = int(linked_disclosure["under_k"].sum())
+    exposed = int(linked_disclosure["small_company_exposed"].sum())
+    return dg.AssetCheckResult(
+        passed=under == 0 and exposed == 0,
+        metadata={
+            "records_under_k": under,
+            "small_company_records_exposed": exposed,
+            "linked_records": int(linked_disclosure["linked_records"].sum()),
+        },
     )
 
 

@@ -13,34 +13,42 @@ import pandas as pd
 import pyreadstat
 
 from pipeline.codebook import Codebook
-from pipeline.disclosure import DisclosureReport, anonymise_quasi_identifiers, background_labels
+from pipeline.disclosure import DisclosureReport, background_labels, protect_panel
 from pipeline.files import fix_sav_timestamp
 from pipeline.pseudonyms import PseudonymKey, pseudonymise
 
+COMPANY_PREFIX = "c"  # of a company's pseudonym, `c_<hex>`: `scan deliver` makes it again
+
 
 def anonymise(
-    validated: pd.DataFrame, codebook: Codebook, key: PseudonymKey
+    validated: dict[str, pd.DataFrame], wave: str, codebook: Codebook, key: PseudonymKey
 ) -> tuple[pd.DataFrame, DisclosureReport]:
-    company = pseudonymise(validated[codebook.company_id], key, "c")
-    background, report = anonymise_quasi_identifiers(
-        background_labels(validated, codebook), company, codebook
+    """The shareable responses of `wave`; disclosure control sees the validated rows of every
+    wave in `validated`, so that a panel member's records are protected together."""
+    rows = pd.concat([validated[w] for w in sorted(validated)], ignore_index=True)
+    company = pseudonymise(rows[codebook.company_id], key, COMPANY_PREFIX)
+    person = pseudonymise(rows[codebook.respondent_id], key, "p")
+    labels = background_labels(rows, codebook)
+    background, reports = protect_panel(
+        labels, company, person, rows["wave"].astype("string"), codebook, [wave]
     )
-    items = validated[codebook.items]
+    mine = (rows["wave"] == wave).to_numpy()
+    items = rows.loc[mine, codebook.items]
     responses = pd.concat(
         [
             pd.DataFrame(
                 {
-                    "person_id": pseudonymise(validated[codebook.respondent_id], key, "p"),
-                    "company_id": company,
-                    "wave": validated["wave"].astype("string"),
+                    "person_id": person[mine],
+                    "company_id": company[mine],
+                    "wave": rows.loc[mine, "wave"].astype("string"),
                 }
             ),
-            background,
+            background[mine],
             items.mask(items.isin(list(codebook.missing_codes))),
         ],
         axis=1,
     )
-    return responses.reset_index(drop=True), report
+    return responses.reset_index(drop=True), reports[wave]
 
 
 def cell_texts(frame: pd.DataFrame) -> set[str]:

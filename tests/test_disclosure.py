@@ -5,11 +5,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import linked_attack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.codebook import Anonymisation, Codebook, load_codebook
-from pipeline.disclosure import anonymise_quasi_identifiers, background_labels, frequencies
+from pipeline.disclosure import (
+    anonymise_quasi_identifiers,
+    background_labels,
+    frequencies,
+    linked_exposure,
+    protect_panel,
+)
+from pipeline.pseudonyms import normalise
 from pipeline.readers import read_wave
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -246,3 +254,92 @@ def test_demo_wave_reaches_k_within_companies():
     assert report.suppressed == {
         name: int((labels[name].notna() & result[name].isna()).sum()) for name in quasi
     }
+
+
+# --- panel members over the waves ----------------------------------------------------------------
+
+
+@st.composite
+def panels(draw):
+    """Persons of 2-3 companies, each answering in some of 3 waves, with quasi-identifiers that
+    mostly stay the same between waves; some records are not linkable (no person)."""
+    categories = draw(st.lists(st.integers(2, 4), min_size=2, max_size=4))
+    names = [f"q{j}" for j in range(len(categories))]
+    persons = draw(st.integers(4, 30))
+    rows = []
+    for p in range(persons):
+        firm = draw(st.sampled_from(["A", "B", "C"]))
+        values = [draw(st.integers(0, m)) for m in categories]
+        for wave in draw(st.sets(st.sampled_from(["w1", "w2", "w3"]), min_size=1)):
+            changed = [draw(st.integers(0, m)) if draw(st.booleans()) and draw(st.booleans())
+                       else v for v, m in zip(values, categories, strict=True)]  # fmt: skip
+            person = None if draw(st.integers(0, 9)) == 0 else f"p{p}"
+            rows.append((person, firm, wave, *[None if v == 0 else f"v{v}" for v in changed]))
+    frame = pd.DataFrame(rows, columns=["person_id", "company_id", "wave", *names])
+    return frame.astype("string"), draw(st.integers(2, 4)), draw(st.permutations(names))
+
+
+@settings(max_examples=120, deadline=None)
+@given(panels())
+def test_panel_protection_holds_when_an_intruder_links_the_waves(data):
+    frame, k, order = data
+    result, reports = protect_panel(
+        frame[order], frame["company_id"], frame["person_id"], frame["wave"],
+        with_anonymisation(k, order),
+    )  # fmt: skip
+    shared = frame.assign(**{name: result[name] for name in order})
+    fk = np.array(linked_attack(shared, order))
+    size = shared.groupby(["wave", "company_id"])["wave"].transform("size").to_numpy()
+    assert (fk[size >= k] >= k).all()
+    assert shared.loc[size < k, order].isna().all().all()
+    for wave in reports:  # and each wave alone, as the k_anonymity check counts it
+        mine = (shared["wave"] == wave).to_numpy()
+        alone = frequencies(shared.loc[mine, order], shared.loc[mine, "company_id"], order)
+        assert (alone[size[mine] >= k] >= k).all()
+    # a person's value is hidden in every wave or in none
+    linked = shared[shared["person_id"].notna()]
+    original = frame[frame["person_id"].notna()]
+    for name in order:
+        hidden = original[name].notna() & linked[name].isna()
+        shown = original[name].notna() & linked[name].notna()
+        both = set(linked.loc[hidden, "person_id"]) & set(linked.loc[shown, "person_id"])
+        assert not both, name
+    kept = result[order].notna()
+    assert (result[order][kept] == frame[order][kept]).all().all()
+    exposure = linked_exposure(shared, order, k)
+    assert exposure["under_k"].sum() == 0 and exposure["small_company_exposed"].sum() == 0
+    assert sorted(reports) == sorted(frame["wave"].unique())
+    for wave, report in reports.items():
+        changed = frame[order].notna() & result[order].isna()
+        assert report.suppressed == {n: int(changed[n][frame["wave"] == wave].sum()) for n in order}
+        assert report.k_reached
+
+
+def test_protecting_each_wave_alone_is_undone_by_linking_the_waves():
+    """The attack of issue 16 on the demo exports: k-anonymous per wave, under k once a person's
+    blanked values are filled in from the other waves; protected together, nothing falls."""
+    raw = ROOT / "data" / "raw"
+    waves = pd.concat(
+        [read_wave(raw / w, CODEBOOK, raw) for w in ("2019-T0", "2021-T1", "2022-T2")],
+        ignore_index=True,
+    )
+    waves = waves[waves[CODEBOOK.respondent_id].notna()].reset_index(drop=True)
+    quasi = list(CODEBOOK.anonymisation.suppression_order)
+    k = CODEBOOK.anonymisation.k
+    labels = background_labels(waves, CODEBOOK)
+    company = waves[CODEBOOK.company_id].astype("string")
+    person = waves[CODEBOOK.respondent_id].astype("string").map(normalise, na_action="ignore")
+    wave = waves["wave"].astype("string")
+    shared = pd.DataFrame({"person_id": person, "company_id": company, "wave": wave})
+    size = shared.groupby(["wave", "company_id"])["wave"].transform("size").to_numpy()
+
+    alone = pd.concat(
+        [anonymise_quasi_identifiers(labels[wave == w], company[wave == w], CODEBOOK)[0]
+         for w in sorted(wave.unique())]
+    ).loc[labels.index]  # fmt: skip
+    fk = np.array(linked_attack(shared.join(alone[quasi]), quasi))
+    assert ((fk < k) & (size >= k)).sum() > 100
+
+    together, _ = protect_panel(labels, company, person, wave, CODEBOOK)
+    fk = np.array(linked_attack(shared.join(together[quasi]), quasi))
+    assert ((fk < k) & (size >= k)).sum() == 0

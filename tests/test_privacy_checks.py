@@ -25,7 +25,7 @@ def wave():
         raw, CB, read_register(DEMO_RAW / "company_register.csv", "company_code")
     )
     validated, _ = split_quarantine(raw, reasons)
-    shared, _ = anonymise(validated, CB, PseudonymKey(DEMO_KEY, "demo key"))
+    shared, _ = anonymise({"2021-T1": validated}, "2021-T1", CB, PseudonymKey(DEMO_KEY, "demo key"))
     return validated, shared
 
 
