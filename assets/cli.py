@@ -18,25 +18,42 @@ from assets.definitions import (
     ALL_ASSETS,
     ALL_CHECKS,
     CROSS_WAVE_SELECTION,
+    INGEST_SELECTION,
     REPORT_SELECTION,
     REPORTS,
     WAVE_SELECTION,
     build_definitions,
 )
-from assets.lineage import TraceError
+from assets.lineage import UNRECORDED, TraceError
 from assets.lineage import trace as trace_number
+from assets.lineage import verify as verify_outputs
 from assets.partitions import waves
+from assets.reports import company_report_numbers, company_reports
 from assets.resources import ALL_WAVES, resources_for
-from assets.staleness import pipeline_status, stale_reasons
-from pipeline.codebook import CodebookError, load_codebook
+from assets.staleness import DATA_TAG, error_text, pipeline_status, short, stale_reasons
+from pipeline.codebook import Codebook, CodebookError, load_codebook
 from pipeline.codebook_draft import draft_codebook
+from pipeline.delivery import (
+    DISTRIBUTION,
+    DeliveryError,
+    delivery_folder,
+    match,
+    register_companies,
+    undeclared,
+)
+from pipeline.delivery import deliver as deliver_reports
 from pipeline.demo import DEFAULT_SEED, write_demo
 from pipeline.files import RUN_LOCK, Busy, exclusive, remove_partial_files, write_atomic
-from pipeline.quality import describe_quality
+from pipeline.pseudonyms import PseudonymKeyError, load_key
+from pipeline.quality import (
+    REASON_TEXT,
+    ROW_NUMBERING_TEXT,
+    describe_quality,
+    quarantine_listing,
+)
 from pipeline.readers import ExportError, export_files
 from pipeline.settings import Settings
 
-DATA_TAG = "scan/data_dir"  # on every run `scan run` starts: the data folder it works on
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 
@@ -72,6 +89,18 @@ class WaveRun:
     wave: str
     status: str
     detail: str = ""
+    runs: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # warning-level checks that failed in its runs
+
+    @property
+    def line(self) -> str:
+        """The summary line: short, one run id per Dagster run, the why in brackets."""
+        runs = ", ".join(self.runs)
+        if self.status == "materialized":
+            return f"{self.wave:<16} {self.status:<13} run {runs} ({self.detail})"
+        if self.status == "failed":
+            return f"{self.wave:<16} {self.status:<13} {self.detail} (run {runs})"
+        return f"{self.wave:<16} {self.status:<13} {self.detail}".rstrip()
 
 
 @main.command()
@@ -87,10 +116,12 @@ def run(settings: Settings, force: bool, wait: bool) -> None:
     waits). A run that was killed leaves no partial output; the next one clears what it left
     and redoes the rest."""
     try:
-        load_codebook(settings.codebook_path)
+        codebook = load_codebook(settings.codebook_path)
     except CodebookError as exc:
         raise click.ClickException(str(exc)) from exc
     found = [w for w in settings.waves() if export_files(settings.wave_dir(w))]
+    if refused := [codebook.refused_wave(w) for w in found if codebook.refused_wave(w)]:
+        raise click.ClickException("nothing was run:\n" + "\n".join(refused))
     if not found:
         raise click.ClickException(
             f"no wave folders with exports under {settings.raw_dir} (run `scan demo` for the demo)"
@@ -128,12 +159,10 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
             status = pipeline_status(instance, definitions, settings)
         return result
 
-    results = []
-    progress = tqdm(found, desc="waves", unit="wave")
-    for wave in progress:
-        progress.set_postfix_str(wave)
-        results.append(stage(WAVE_SELECTION, wave))
-    progress.close()
+    results = [stage(INGEST_SELECTION, wave) for wave in tqdm(found, desc="validate", unit="wave")]
+    if not any(r.status == "failed" for r in results):  # anonymisation reads every wave
+        protected = [stage(WAVE_SELECTION, w) for w in tqdm(found, desc="protect", unit="wave")]
+        results = [merged(*pair) for pair in zip(results, protected, strict=True)]
     if any(r.status == "failed" for r in results):
         results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; the last results are kept"))
     else:
@@ -145,7 +174,9 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
             results.append(stage(REPORT_SELECTION, wave))
 
     for r in results:
-        click.echo(f"{r.wave:<16} {r.status:<13} {r.detail}")
+        click.echo(r.line)
+        for warning in r.warnings:
+            click.echo(f"{'':<16} warning: {warning}")
         folder = settings.processed_dir / r.wave
         if r.status != "failed" and (folder / "quality_summary.csv").exists():
             click.echo(f"{'':<16} {describe_quality(pd.read_csv(folder / 'quality_summary.csv'))}")
@@ -162,8 +193,9 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
 @main.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
-    """Per asset and wave: up to date, or why not (new or changed file, changed codebook,
-    changed code, upstream changed), read from the Dagster instance; changes nothing."""
+    """Per asset and wave: up to date, or why not (failed in a run, changed code, an output
+    missing or changed by hand, new or changed export, changed codebook or key, upstream
+    changed), read from the Dagster instance and the files; changes nothing."""
     instance = dagster_instance()
     statuses = pipeline_status(instance, build_definitions(settings), settings)
     for (asset, wave), reason in statuses.items():
@@ -182,10 +214,148 @@ def trace(settings: Settings, number_id: str) -> None:
     """Follow a reported number (its id, e.g. reliability[2021-T1](LT).alpha, from a report's
     appendix) back through the assets, runs and files that made it to the raw exports."""
     try:
-        lines = trace_number(dagster_instance(), build_definitions(settings), number_id)
+        lines = trace_number(dagster_instance(), build_definitions(settings), settings, number_id)
     except TraceError as error:
         raise click.ClickException(str(error)) from error
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.pass_obj
+def verify(settings: Settings) -> None:
+    """Check every output file against the catalog: the sha256 each asset's last
+    materialization recorded against the file on disk now. Lists each file that is missing or
+    changed and exits 1 if any is; changes nothing."""
+    checked = verify_outputs(dagster_instance(), build_definitions(settings), settings)
+    labels = {"missing": "MISSING", "changed": "CHANGED", UNRECORDED: "NOT RECORDED"}
+    for c in checked:
+        if c.state:
+            click.echo(f"{labels[c.state]:<12} {c.file or '-'}  ({c.output}, run {c.run_id})")
+    count = {state: sum(c.state == state for c in checked) for state in labels}
+    outputs = len({c.output for c in checked})
+    click.echo(
+        f"{len(checked)} files of {outputs} asset partitions: "
+        f"{sum(not c.state for c in checked)} as recorded, {count['missing']} missing, "
+        f"{count['changed']} changed since their run, {count[UNRECORDED]} without a record"
+    )
+    if any(c.state for c in checked):
+        click.echo("`scan run` writes them again (README, What status checks on disk)")
+        raise SystemExit(1)
+
+
+@main.command(name="quarantine")
+@click.argument("wave")
+@click.pass_obj
+def quarantine_command(settings: Settings, wave: str) -> None:
+    """List the wave's quarantined rows by export file and row, with their reasons and the
+    columns at fault, but none of their values: to fix them at the source."""
+    codebook = checked_codebook(settings, wave)
+    path = settings.staging_dir / "quarantine" / f"{wave}.parquet"  # as restricted_io stores it
+    if not path.is_file():
+        raise click.ClickException(f"{path}: no quarantine of {wave} yet: run `scan run` first")
+    listing = quarantine_listing(pd.read_parquet(path), codebook)
+    stale = not_up_to_date(settings, dg.AssetSelection.assets("quarantine"), wave)
+    if stale:
+        click.echo(
+            f"note: this is the quarantine of the last run, which is not up to date ({stale}): "
+            "`scan run` brings it up to date",
+            err=True,
+        )
+    click.echo(f"{wave}: {len(listing)} quarantined row(s)")
+    if listing.empty:
+        return
+    shown = listing.assign(row=listing["counted"] + " " + listing["row"].astype(str))
+    for line in aligned(shown[["file", "row", "reasons", "columns"]]):
+        click.echo(line)
+    click.echo(f"\nrows: {ROW_NUMBERING_TEXT}")
+    found = set(listing["reasons"].str.split(", ").explode())
+    click.echo("reasons:")
+    for reason in (r for r in REASON_TEXT if r in found):
+        click.echo(f"  {reason}: {REASON_TEXT[reason]}")
+
+
+@main.command()
+@click.argument("wave")
+@click.pass_obj
+def deliver(settings: Settings, wave: str) -> None:
+    """Copies of the wave's company reports titled with each company's name, and a
+    distribution list (company, contact, file, sha256), in the restricted zone
+    (<data-dir>/raw/_delivery/<wave>/): to send each company its own report. The shareable
+    reports stay pseudonymous."""
+    codebook = checked_codebook(settings, wave)
+    reports = (company_report_numbers, company_reports)
+    try:
+        with exclusive(settings.data_dir / RUN_LOCK):
+            stale = not_up_to_date(settings, dg.AssetSelection.assets(*reports), wave)
+            if stale:
+                raise click.ClickException(
+                    f"the company reports of {wave} are not up to date ({stale}): run `scan run` "
+                    "first"
+                )
+            file = company_report_numbers.metadata_by_key[company_report_numbers.key]["file"]
+            numbers = pd.read_csv(settings.processed_dir / wave / file)
+            folder = delivery_folder(settings, wave)
+            companies = match(
+                register_companies(settings, codebook),
+                list(numbers["company_id"].unique()),
+                load_key(settings.data_dir),
+            )
+            distribution = deliver_reports(
+                numbers, companies, wave, codebook, folder, len(os.sched_getaffinity(0))
+            )
+    except Busy as busy:
+        raise click.ClickException(
+            f"a `scan run` is working on {settings.data_dir} ({busy}): deliver when it ends"
+        ) from None
+    except (DeliveryError, PseudonymKeyError) as error:
+        raise click.ClickException(str(error)) from error
+    delivered = distribution[distribution["file"] != ""]
+    click.echo(
+        f"{wave}: {delivered['code'].nunique()} companies' reports, titled with their "
+        f"names, in {folder} (restricted: send each company its own files)"
+    )
+    click.echo(f"distribution list: {folder / DISTRIBUTION}")
+    without = distribution["code"].nunique() - delivered["code"].nunique()
+    if without:
+        click.echo(
+            f"{without} companies of the register have no report this wave (fewer than "
+            f"k={codebook.anonymisation.k} respondents, or none)"
+        )
+    for note in undeclared(codebook):
+        click.echo(note)
+
+
+def not_up_to_date(settings: Settings, selection: dg.AssetSelection, wave: str) -> str:
+    """Why the selected assets of `wave` are not up to date, as `scan status` says; "" when
+    they are."""
+    instance, definitions = dagster_instance(), build_definitions(settings)
+    if wave not in instance.get_dynamic_partitions(waves.name):
+        return "never materialized"
+    status = pipeline_status(instance, definitions, settings)
+    stale = stale_reasons(status, definitions, selection, wave)
+    return "; ".join(f"{asset}: {reason}" for asset, reason in stale.items())
+
+
+def aligned(table: pd.DataFrame) -> list[str]:
+    """The table as text: a header line, then a line per row, in columns two spaces apart."""
+    cells = [list(table.columns), *table.astype(str).itertuples(index=False)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(table.columns))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+
+
+def checked_codebook(settings: Settings, wave: str) -> Codebook:
+    """The codebook, which must declare `wave`."""
+    try:
+        codebook = load_codebook(settings.codebook_path)
+    except CodebookError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if wave not in codebook.waves:
+        raise click.ClickException(
+            f"{wave}: not a wave of {settings.codebook_path} ({', '.join(codebook.waves)})"
+        )
+    return codebook
 
 
 @main.group()
@@ -274,18 +444,51 @@ def run_stage(
         tags={"scan/command": "scan run", **data_tag(settings)},
         raise_on_error=False,
     )
+    runs, warnings = (result.run_id,), check_warnings(result)
     if not result.success:
-        return WaveRun(label, "failed", f"{failure_reason(result)} (run {result.run_id})")
-    return WaveRun(label, "materialized", f"run {result.run_id} ({describe_stale(stale, force)})")
+        return WaveRun(label, "failed", failure_reason(result), runs, warnings)
+    return WaveRun(label, "materialized", describe_stale(stale, force), runs, warnings)
+
+
+def check_warnings(result: dg.ExecuteInProcessResult) -> tuple[str, ...]:
+    """The warning-level checks that failed in a run, briefly: the check, its asset and what
+    its metadata lists (scales under .60, failed expectations); never row data."""
+    found = []
+    for e in result.get_asset_check_evaluations():
+        if e.passed or e.severity != dg.AssetCheckSeverity.WARN:
+            continue
+        listed = [
+            f": {name} {json.dumps(value.value)}"
+            for name, value in e.metadata.items()
+            if isinstance(value, dg.JsonMetadataValue) and value.value
+        ]
+        text = "".join([f"{e.check_name} on {e.asset_key.to_user_string()}", *listed])
+        found.append(short(text, 160))
+    return tuple(found)
+
+
+def merged(first: WaveRun, then: WaveRun) -> WaveRun:
+    """One summary line for a wave's two stages (up to and from the privacy boundary): its
+    runs, and why the first of them ran (the second mostly because the first did)."""
+    for status in ("failed", "materialized"):
+        parts = [r for r in (first, then) if r.status == status]
+        if parts:
+            runs, warnings = tuple(run for r in parts for run in r.runs), first.warnings
+            return WaveRun(first.wave, status, parts[0].detail, runs, warnings + then.warnings)
+    return first
 
 
 def describe_stale(stale: dict[str, str], force: bool) -> str:
-    """Why a run was needed: 'first run', 'forced', or each stale asset with its reason."""
+    """Why a run was needed, in a few words: 'first run', 'forced', or the first stale asset
+    with a cause of its own (not an upstream change) and how many more were stale."""
     if not stale:
         return "forced" if force else "up to date"
     if set(stale.values()) == {"never materialized"}:
         return "first run"
-    return "; ".join(f"{asset}: {reason}" for asset, reason in stale.items())
+    causes = {a: r for a, r in stale.items() if not r.startswith("upstream ")} or stale
+    asset, reason = next(iter(causes.items()))
+    more = f"; {len(stale) - 1} more" if len(stale) > 1 else ""
+    return short(f"{asset}: {reason}", 100) + more
 
 
 def describe_disclosure(d: dict) -> str:
@@ -295,17 +498,14 @@ def describe_disclosure(d: dict) -> str:
         f"k={d['k']} {'reached' if d['k_reached'] else 'NOT reached'}; records at risk "
         f"{d['at_risk_before']} -> {d['at_risk_after']}; suppressed {suppressed}; "
         f"companies under k {d['small_companies']}; max individual risk "
-        f"{d['max_individual_risk']:.2f}; key {d['key_id']} ({d['key_source']})"
+        f"{d['max_individual_risk']:.2f}; {d['linked_records']} records linked to other waves "
+        f"and protected with them; key {d['key_id']} ({d['key_source']})"
     )
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:
     """The message of the error that failed the run, without Dagster's wrapping."""
-    error = result.get_step_failure_events()[0].step_failure_data.error
-    while error.cause is not None:
-        error = error.cause
-    prefix, _, message = error.message.partition(": ")
-    return message.strip() if prefix.endswith(str(error.cls_name)) else error.message.strip()
+    return error_text(result.get_step_failure_events()[0].step_failure_data.error)
 
 
 def dagster_instance() -> dg.DagsterInstance:

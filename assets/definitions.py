@@ -5,6 +5,8 @@ import dagster as dg
 from assets.anonymise import (
     anonymised_responses,
     k_anonymity,
+    k_anonymity_across_waves,
+    linked_disclosure,
     no_identifier_values,
     no_identifying_columns,
     responses_sav,
@@ -36,9 +38,9 @@ from assets.sensors import cross_wave_sensor, wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
 from pipeline.settings import Settings
 
-WAVE_ASSETS = [
-    raw_responses,
-    validation,
+INGEST_ASSETS = [raw_responses, validation]  # per wave, up to the privacy boundary
+# per wave, from the privacy boundary on; anonymisation reads every wave's validated rows
+PROTECTED_ASSETS = [
     anonymised_responses,
     responses_sav,
     scale_scores,
@@ -47,6 +49,7 @@ WAVE_ASSETS = [
     company_aggregates,
     multilevel_models,
 ]
+WAVE_ASSETS = [*INGEST_ASSETS, *PROTECTED_ASSETS]
 WAVE_CHECKS = [
     raw_structure,
     rows_accounted_for,
@@ -58,8 +61,12 @@ WAVE_CHECKS = [
     alpha_at_least_060,
     models_converged,
 ]
-CROSS_WAVE_ASSETS = [measurement_invariance, longitudinal_multilevel_models]  # read every wave
-CROSS_WAVE_CHECKS = [longitudinal_models_converged]
+CROSS_WAVE_ASSETS = [
+    linked_disclosure,
+    measurement_invariance,
+    longitudinal_multilevel_models,
+]  # read every wave
+CROSS_WAVE_CHECKS = [k_anonymity_across_waves, longitudinal_models_converged]
 # per wave, after the cross-wave assets
 REPORT_ASSETS = [
     company_report_numbers,
@@ -68,10 +75,29 @@ REPORT_ASSETS = [
     wave_report,
     provenance_manifest,
 ]
-ALL_ASSETS = [*WAVE_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS]
+# From the privacy boundary on, the automation sensor of `dagster dev` runs the assets: as soon as
+# an input is new, but never over a wave whose last run failed (the failed asset's children, and
+# theirs, wait), nor past a failed blocking check. `scan run` drives the same order itself.
+AUTOMATIC = (
+    dg.AutomationCondition.eager()
+    & ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.execution_failed()
+        | dg.AutomationCondition.any_deps_match(dg.AutomationCondition.execution_failed())
+    )
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+)
+ALL_ASSETS = [
+    *INGEST_ASSETS,
+    *dg.map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=AUTOMATIC),
+        [*PROTECTED_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS],
+    ),
+]
 ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
-# What `scan run` materializes in turn: each wave, then across the waves, then each wave's reports.
-WAVE_SELECTION = dg.AssetSelection.assets(*WAVE_ASSETS)
+# What `scan run` materializes in turn: each wave up to the privacy boundary, then each wave from
+# it on, then across the waves, then each wave's reports.
+INGEST_SELECTION = dg.AssetSelection.assets(*INGEST_ASSETS)
+WAVE_SELECTION = dg.AssetSelection.assets(*PROTECTED_ASSETS)
 CROSS_WAVE_SELECTION = dg.AssetSelection.groups(ALL_WAVES)
 REPORT_SELECTION = dg.AssetSelection.groups(REPORTS)
 

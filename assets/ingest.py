@@ -42,10 +42,12 @@ def raw_responses(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Out
 
     Identified data: stored only in the restricted zone (data/raw/_staging/).
     """
-    settings = scan.settings
+    settings, codebook = scan.settings, scan.codebook()
     wave = context.partition_key
+    if refused := codebook.refused_wave(wave):
+        raise ValueError(refused)
     inputs = wave_inputs(settings, wave)
-    frame = read_wave(settings.wave_dir(wave), scan.codebook(), settings.raw_dir)
+    frame = read_wave(settings.wave_dir(wave), codebook, settings.raw_dir)
     per_file = frame.groupby("_source_file", sort=True).size()
     sources = {
         name: {

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,12 +18,21 @@ import pipeline.provenance
 from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.reports import REPORTS, company_reports, wave_report
-from assets.resources import ALL_WAVES, ScanConfig
-from assets.staleness import CODE_VERSION, DATA_VERSION, latest_record
+from assets.resources import ALL_WAVES, ScanConfig, files_metadata
+from assets.staleness import (
+    CODE_VERSION,
+    DATA_VERSION,
+    claimed_files,
+    latest_record,
+    read_partitions,
+    run_check_logs,
+)
 from assets.versions import source_version
 from pipeline.fingerprint import sha256_file
+from pipeline.outputs import CHANGED, FILES, MISSING, file_state, output_path
 from pipeline.provenance import Provenance, write_crate
 from pipeline.render import engine_description
+from pipeline.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "ro-crate-metadata.json"
@@ -41,10 +51,16 @@ def _code() -> dict[str, str]:
 
 
 def _facts(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> Provenance:
-    instance, graph = context.instance, context.job_def.asset_layer.asset_graph
+    """Every asset's latest materialization: of this wave for a per-wave asset, else the
+    cross-wave one. Every asset of the pipeline, not of the run's job: a job knows the assets
+    it does not run only as unpartitioned stubs, and would credit another wave's run."""
+    from assets.definitions import ALL_ASSETS  # here: the definitions import this module
+
+    instance = context.instance
+    partitioned = {key: a.partitions_def is not None for a in ALL_ASSETS for key in a.keys}
     runs, assets, disclosure = [], [], {}
-    for key in graph.toposorted_asset_keys:
-        partition = wave if graph.get(key).partitions_def is not None else None
+    for key in sorted(partitioned, key=lambda k: k.to_user_string()):
+        partition = wave if partitioned[key] else None
         record = latest_record(instance, key, partition)
         if record is None or key == context.asset_key:
             continue
@@ -61,9 +77,10 @@ def _facts(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> Pr
             }
         )
         metadata = materialization.metadata
-        files = []
-        if "path" in metadata and "sha256" in metadata:
-            files.append({"path": metadata["path"].value, "sha256": metadata["sha256"].value})
+        # as recorded (pipeline.outputs): relative to the data or reports folder, so that a
+        # project moved with its instance names them right
+        recorded = metadata[FILES].value if FILES in metadata else {}
+        files = [{"path": path, "sha256": sha256} for path, sha256 in sorted(recorded.items())]
         assets.append(
             {
                 "asset": key.to_user_string(),
@@ -140,7 +157,6 @@ def _models(scan: ScanConfig, wave: str) -> list[dict]:
     code_version=source_version(pipeline.provenance, sys.modules[__name__]),
     kinds={"json"},
     deps=[wave_report, company_reports],
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def provenance_manifest(
     context: dg.AssetExecutionContext, scan: ScanConfig
@@ -150,21 +166,29 @@ def provenance_manifest(
     path = write_crate(scan.settings.reports_dir / wave, _facts(context, scan, wave))
     crate = json.loads(path.read_text())
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "entities": len(crate["@graph"])}
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "entities": len(crate["@graph"]),
+            **files_metadata(scan.settings, [path]),
+        }
     )
 
 
 NUMBER_ID = re.compile(r"^(?P<asset>\w+)\[(?P<partition>[^\]]+)\]\((?P<row>.*)\)\.(?P<column>\w+)$")
+TABLES = (".csv", ".parquet")
 
 
 class TraceError(ValueError):
     """A number id that does not parse, or names no stored number."""
 
 
-def trace(instance: dg.DagsterInstance, definitions: dg.Definitions, number: str) -> list[str]:
+def trace(
+    instance: dg.DagsterInstance, definitions: dg.Definitions, settings: Settings, number: str
+) -> list[str]:
     """The lines `scan trace` prints for a number id (`asset[partition](row key).column`, as
     the reports give them): the number as stored, then every asset it was computed from, with
-    its run, code and data version and file, down to the raw exports' sha256."""
+    its run, code and data version and files, down to the raw exports; each file's sha256 now
+    against the one its materialization recorded ("verified", or changed or missing since)."""
     match = NUMBER_ID.match(number.strip())
     if match is None:
         raise TraceError(f"{number!r}: expected an id like reliability[2021-T1](LT).alpha")
@@ -173,51 +197,120 @@ def trace(instance: dg.DagsterInstance, definitions: dg.Definitions, number: str
     if not graph.has(key):
         raise TraceError(f"{number!r}: no asset {match['asset']!r}")
     partition = None if match["partition"] == ALL_WAVES else match["partition"]
-    lines = [f"{number} = {_stored_value(instance, key, partition, match)}"]
+    check_logs = run_check_logs(instance)
+    known = sorted(instance.get_dynamic_partitions(waves.name))
+    lines = [f"{number} = {_stored_value(instance, settings, key, partition, match)}"]
     queue, seen = [(key, partition)], set()
     while queue:
         key, partition = queue.pop(0)
         if (key, partition) in seen:
             continue
         seen.add((key, partition))
-        lines.append(_describe(instance, key, partition))
+        lines += _describe(instance, settings, check_logs, key, partition)
         for parent in sorted(graph.get(key).parent_keys):
-            if graph.get(parent).partitions_def is None:
-                queue.append((parent, None))
-            elif partition is None:
-                queue += [(parent, w) for w in sorted(instance.get_dynamic_partitions(waves.name))]
-            else:
-                queue.append((parent, partition))
+            queue += [(parent, w) for w in read_partitions(graph, key, parent, partition, known)]
     return lines
 
 
-def _stored_value(instance, key: dg.AssetKey, partition: str | None, match) -> str:
+def _stored_value(instance, settings: Settings, key: dg.AssetKey, partition, match) -> str:
+    """The number in the table the asset stored, read from its file (CSV or parquet); only
+    from a shareable table: the restricted zone's cells are identified data."""
+    name = f"{key.to_user_string()}[{match['partition']}]"
     record = latest_record(instance, key, partition)
-    if record is None or "path" not in record.asset_materialization.metadata:
-        raise TraceError(f"{key.to_user_string()}[{match['partition']}]: no stored table")
-    table = pd.read_csv(record.asset_materialization.metadata["path"].value, dtype=str)
+    metadata = record.asset_materialization.metadata if record else {}
+    tables = [k for k in (metadata[FILES].value if FILES in metadata else {}) if k.endswith(TABLES)]
+    if not tables:
+        raise TraceError(f"{name}: no stored table")
+    table_key, path = tables[0], output_path(tables[0], settings)
+    if not path.is_relative_to(settings.processed_dir):
+        raise TraceError(
+            f"{name}: {table_key} is in the restricted zone; `scan trace` reads shareable tables"
+        )
+    state, _ = file_state(table_key, metadata[FILES].value[table_key], settings)
+    if state == MISSING:
+        raise TraceError(f"{name}: its table {table_key} is missing; `scan run` writes it again")
+    if path.suffix == ".csv":
+        table = pd.read_csv(path, dtype=str)
+    else:
+        table = pd.read_parquet(path).astype(str)
     parts = match["row"].split(",")
     rows = table[(table.iloc[:, : len(parts)] == parts).all(axis=1)]
     if len(rows) != 1 or match["column"] not in table.columns:
         raise TraceError(f"{match.string}: no single row {parts} with a column {match['column']}")
-    return rows.iloc[0][match["column"]]
+    value = rows.iloc[0][match["column"]]
+    if state == CHANGED:
+        return f"{value} (from {table_key}, changed since run {record.run_id}: not what it stored)"
+    return value
 
 
-def _describe(instance, key: dg.AssetKey, partition: str | None) -> str:
+def _describe(instance, settings: Settings, check_logs, key: dg.AssetKey, partition) -> list[str]:
     name = f"{key.to_user_string()}[{partition or ALL_WAVES}]"
     record = latest_record(instance, key, partition)
     if record is None:
-        return f"  {name}: never materialized"
+        return [f"  {name}: never materialized"]
     materialization = record.asset_materialization
     tags, metadata = materialization.tags or {}, materialization.metadata
-    line = (
+    lines = [
         f"  {name}: run {record.run_id}, code {tags.get(CODE_VERSION, '?')}, "
         f"data {tags.get(DATA_VERSION, '?')[:16]}"
-    )
-    if "sha256" in metadata:
-        line += f", file {metadata['path'].value} sha256 {metadata['sha256'].value}"
+    ]
+    files = claimed_files(record, check_logs)
+    if files is None:
+        lines.append("    files not recorded (made by an earlier version of the pipeline)")
+    for file, sha256 in sorted((files or {}).items()):
+        lines.append(_verified(f"file {file}", file, sha256, settings, record.run_id))
     if "source_files" in metadata:
-        sources = metadata["source_files"].value
-        line += "".join(f"\n    raw {n} sha256 {f['sha256']}" for n, f in sorted(sources.items()))
-        line += f"\n    raw codebook.yaml sha256 {metadata['codebook_sha256'].value}"
-    return line
+        sources = {n: f["sha256"] for n, f in metadata["source_files"].value.items()}
+        sources["codebook.yaml"] = metadata["codebook_sha256"].value
+        raw = settings.raw_dir.relative_to(settings.data_dir).as_posix()
+        for n, sha256 in sorted(sources.items()):
+            lines.append(_verified(f"raw {n}", f"{raw}/{n}", sha256, settings, record.run_id))
+    return lines
+
+
+def _verified(label: str, key: str, sha256: str, settings: Settings, run_id: str) -> str:
+    """'    <label> sha256 <recorded> verified', or CHANGED (with the sha256 now) or MISSING."""
+    state, now = file_state(key, sha256, settings)
+    verdict = {
+        "": "verified",
+        MISSING: f"MISSING since run {run_id}",
+        CHANGED: f"CHANGED since run {run_id}: now sha256 {now}",
+    }[state]
+    return f"    {label} sha256 {sha256} {verdict}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One recorded file of an asset partition's last materialization, against disk."""
+
+    output: str  # asset[partition]
+    run_id: str
+    file: str  # its key, or "" when the materialization recorded no files
+    state: str  # "" (as recorded), MISSING, CHANGED, or UNRECORDED
+
+
+UNRECORDED = "not recorded"
+
+
+def verify(
+    instance: dg.DagsterInstance, definitions: dg.Definitions, settings: Settings
+) -> list[Checked]:
+    """Every file the catalog says the current outputs are, checked against disk (`scan
+    verify`): each asset partition's last materialization, with its checks' files."""
+    graph = definitions.resolve_asset_graph()
+    known = sorted(instance.get_dynamic_partitions(waves.name))
+    check_logs = run_check_logs(instance)
+    checked = []
+    for key in graph.toposorted_asset_keys:
+        for partition in known if graph.get(key).partitions_def else [None]:
+            record = latest_record(instance, key, partition)
+            if record is None:
+                continue
+            output = f"{key.to_user_string()}[{partition or ALL_WAVES}]"
+            files = claimed_files(record, check_logs)
+            if files is None:
+                checked.append(Checked(output, record.run_id, "", UNRECORDED))
+            for file, sha256 in sorted((files or {}).items()):
+                state, _ = file_state(file, sha256, settings)
+                checked.append(Checked(output, record.run_id, file, state))
+    return checked

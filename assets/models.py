@@ -46,7 +46,7 @@ def _outputs(results, coefficients: str, fits: str):
     )
 
 
-def _outs(prefix: str, where: str, automation=None) -> dict[str, dg.AssetOut]:
+def _outs(prefix: str, where: str) -> dict[str, dg.AssetOut]:
     return {
         f"{prefix}multilevel": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -54,7 +54,6 @@ def _outs(prefix: str, where: str, automation=None) -> dict[str, dg.AssetOut]:
             metadata={"file": "multilevel.csv"},
             description=f"Fixed effects of the multilevel models {where}: estimate, SE, t-based "
             "CI and p with the between-within df, and the OLS cluster-robust sensitivity.",
-            automation_condition=automation,
         ),
         f"{prefix}multilevel_fit": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -62,7 +61,6 @@ def _outs(prefix: str, where: str, automation=None) -> dict[str, dg.AssetOut]:
             metadata={"file": "multilevel_fit.csv"},
             description=f"Fit of the multilevel models {where}: n, groups, logLik, AIC, BIC, "
             "variance components, ICC, Nakagawa R2, engine, problems and notes.",
-            automation_condition=automation,
         ),
     }
 
@@ -88,11 +86,7 @@ def multilevel_models(
 @dg.multi_asset(
     group_name=ALL_WAVES,
     code_version=MODELS_CODE_VERSION,
-    outs=_outs(
-        "longitudinal_",
-        "across the waves (company / person / wave)",
-        dg.AutomationCondition.eager(),
-    ),
+    outs=_outs("longitudinal_", "across the waves (company / person / wave)"),
 )
 def longitudinal_multilevel_models(
     scan: ScanConfig,

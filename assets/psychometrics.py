@@ -112,7 +112,6 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
     code_version=PSYCHOMETRICS_CODE_VERSION,
     kinds={"csv"},
     metadata={"file": "invariance.csv"},
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def measurement_invariance(
     scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]

@@ -17,11 +17,12 @@ import pipeline.suppression
 import pipeline.wave_report
 from assets.ingest import wave_inputs
 from assets.partitions import waves
-from assets.resources import ScanConfig
+from assets.resources import ScanConfig, files_metadata
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
 from pipeline.company_report import previous_wave, render_company_reports, report_numbers
 from pipeline.files import keep_version
+from pipeline.provenance import neutral_inputs
 from pipeline.render import REPORTS_DIR, Rendered, engine_description, render_report
 from pipeline.wave_report import WaveInputs, wave_context
 
@@ -35,14 +36,16 @@ REPORTS_CODE_VERSION = source_version(
     pipeline.wave_report,
     sys.modules[__name__],
 )
+# reports wait for the attack on the waves' shareable files linked together to find nothing
+LINKED_CHECKED = "linked_disclosure"
 ALL_WAVES_OF = dg.AllPartitionMapping()  # an input that reads every wave (for change over time)
-EAGER = dg.AutomationCondition.eager()
 
 
 def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> dict:
     """What the report rests on, all of it content-derived so that re-rendering the same inputs
-    gives the same bytes: the raw files and codebook (sha256), and each input asset's code and
-    data version. Run ids live in Dagster and in the run's records, not in the report."""
+    gives the same bytes: the raw files (by neutral id) and codebook (sha256), and each input
+    asset's code and data version. Run ids live in Dagster and in the run's records, not in the
+    report."""
     inputs = []
     for key in sorted(context.assets_def.asset_deps[context.asset_key], key=str):
         tags = latest_tags(context.instance, key, wave)  # a per-wave input
@@ -57,7 +60,7 @@ def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) 
             }
         )
     return {
-        "files": wave_inputs(scan.settings, wave),
+        "files": neutral_inputs(wave_inputs(scan.settings, wave)),  # no export file names
         "inputs": inputs,
         "report_code_version": REPORTS_CODE_VERSION,
         "engine": engine_description(),
@@ -83,8 +86,8 @@ def _remove_other_reports(folder: Path, companies: set[str]) -> None:
     code_version=REPORTS_CODE_VERSION,
     kinds={"csv"},
     metadata={"file": "company_report_numbers.csv"},
-    automation_condition=EAGER,
     ins={"company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF)},
+    deps=[LINKED_CHECKED],
 )
 def company_report_numbers(
     context: dg.AssetExecutionContext,
@@ -117,7 +120,6 @@ def company_report_numbers(
     code_version=REPORTS_CODE_VERSION,
     kinds={"html", "pdf"},
     metadata={"file": "company_reports.csv"},
-    automation_condition=EAGER,
 )
 def company_reports(
     context: dg.AssetExecutionContext, scan: ScanConfig, company_report_numbers: pd.DataFrame
@@ -141,9 +143,14 @@ def company_reports(
         _keep_versions(report, scan)
     _remove_other_reports(out_dir, set(rendered))
     table = pd.DataFrame(rows, columns=["company_id", "html_sha256", "pdf_sha256"])
+    written = [f.path for report in rendered.values() for f in report.files]
     return dg.Output(
         table,
-        metadata={"reports": len(table), "folder": dg.MetadataValue.path(str(out_dir))},
+        metadata={
+            "reports": len(table),
+            "folder": dg.MetadataValue.path(str(out_dir)),
+            **files_metadata(scan.settings, written),
+        },
     )
 
 
@@ -154,8 +161,8 @@ def company_reports(
     code_version=REPORTS_CODE_VERSION,
     kinds={"csv"},
     metadata={"file": "wave_report_numbers.csv"},
-    automation_condition=EAGER,
     ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
+    deps=[LINKED_CHECKED],
 )
 def wave_report_numbers(
     context: dg.AssetExecutionContext,
@@ -185,7 +192,6 @@ def wave_report_numbers(
     group_name=REPORTS,
     code_version=REPORTS_CODE_VERSION,
     kinds={"html", "pdf"},
-    automation_condition=EAGER,
 )
 def wave_report(
     context: dg.AssetExecutionContext,
@@ -237,5 +243,6 @@ def wave_report(
             "engine": rendered.engine,
             **{f.format: dg.MetadataValue.path(str(f.path)) for f in rendered.files},
             **{f"{f.format}_sha256": f.sha256 for f in rendered.files},
+            **files_metadata(scan.settings, [f.path for f in rendered.files]),
         }
     )

@@ -10,6 +10,7 @@ from assets.gx_resource import GreatExpectations
 from pipeline.codebook import Codebook, load_codebook
 from pipeline.files import keep_version, write_atomic
 from pipeline.fingerprint import sha256_file
+from pipeline.outputs import FILES, recorded
 from pipeline.settings import ALL_WAVES, Settings
 
 
@@ -35,22 +36,35 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
     """
 
     base_dir: str
+    scan: ScanConfig  # the folders its files are recorded relative to
 
-    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+    def _path(self, context: dg.OutputContext | dg.InputContext, partition: str | None = None):
         name = "/".join(context.asset_key.path)
-        partition = context.asset_partition_key if context.has_asset_partitions else "all"
+        if partition is None:
+            partition = context.asset_partition_key if context.has_asset_partitions else "all"
         return Path(self.base_dir) / name / f"{partition}.parquet"
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = write_atomic(self._path(context), lambda tmp: obj.to_parquet(tmp, index=False))
+        path = write_atomic(
+            self._path(context), lambda tmp: obj.to_parquet(tmp, index=False), private=True
+        )
         context.add_output_metadata(stored_metadata(path, obj, Path(self.base_dir)))
+        context.add_output_metadata(files_metadata(self.scan.settings, [path], context))
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        path = self._path(context)
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """One partition's table; {wave: table} over the partitions mapped to the input when
+        the input is annotated as a dict (anonymisation, which protects all waves together)."""
+        if (
+            context.has_asset_partitions
+            and typing.get_origin(context.dagster_type.typing_type) is dict
+        ):
+            return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
+        return self._read(self._path(context))
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
         if not path.exists():
-            raise FileNotFoundError(
-                f"{path}: no stored output for {context.asset_key}; run it first"
-            )
+            raise FileNotFoundError(f"{path}: no stored output; materialize its wave first")
         return pd.read_parquet(path)
 
 
@@ -63,6 +77,7 @@ class ShareableIOManager(dg.ConfigurableIOManager):
     """
 
     base_dir: str
+    scan: ScanConfig  # the folders its files are recorded relative to
 
     def _path(self, context: dg.OutputContext | dg.InputContext, partition: str) -> Path:
         output = context if isinstance(context, dg.OutputContext) else context.upstream_output
@@ -76,6 +91,7 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         else:
             write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
         context.add_output_metadata(stored_metadata(path, obj, Path(self.base_dir)))
+        context.add_output_metadata(files_metadata(self.scan.settings, [path], context))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One wave's table; {wave: table} over the waves mapped to the input when the input is
@@ -107,10 +123,20 @@ def stored_metadata(path: Path, frame: pd.DataFrame, zone: Path) -> dict:
     }
 
 
+def files_metadata(settings: Settings, paths, context: dg.OutputContext | None = None) -> dict:
+    """The `files` entry of every materialization: {path relative to its folder: sha256} of
+    each file the asset wrote (`pipeline.outputs`), which `scan status`, `scan trace` and `scan
+    verify` check against disk. An IO manager adds its table to the files the asset recorded."""
+    earlier = context.output_metadata.get(FILES) if context is not None else None
+    files = {**(earlier.value if earlier else {}), **recorded(paths, settings)}
+    return {FILES: dg.MetadataValue.json(files)}
+
+
 def resources_for(settings: Settings) -> dict[str, object]:
+    scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
     return {
-        "scan": ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir)),
-        "restricted_io": RestrictedParquetIOManager(base_dir=str(settings.staging_dir)),
-        "shareable_io": ShareableIOManager(base_dir=str(settings.processed_dir)),
+        "scan": scan,
+        "restricted_io": RestrictedParquetIOManager(base_dir=str(settings.staging_dir), scan=scan),
+        "shareable_io": ShareableIOManager(base_dir=str(settings.processed_dir), scan=scan),
         "gx": GreatExpectations(),
     }

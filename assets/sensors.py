@@ -4,25 +4,28 @@ import json
 
 import dagster as dg
 
+from assets.anonymise import anonymised_responses
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
-from assets.resources import ALL_WAVES, ScanConfig
+from assets.resources import ScanConfig
 from assets.staleness import DATA_VERSION, latest_tags
 from pipeline.readers import export_files
 
 wave_job = dg.define_asset_job(
     "wave_job",
     selection=dg.AssetSelection.assets(raw_responses).downstream()
-    - dg.AssetSelection.groups(ALL_WAVES).downstream(),
-    description="Everything that is computed per wave.",
+    - dg.AssetSelection.assets(anonymised_responses).downstream(),
+    description="A wave up to the privacy boundary: its exports read and validated.",
 )
 
 cross_wave_sensor = dg.AutomationConditionSensorDefinition(
     "cross_wave_sensor",
-    target=dg.AssetSelection.groups(ALL_WAVES).downstream(),
+    target=dg.AssetSelection.assets(anonymised_responses).downstream(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs the cross-wave assets, and then the reports, by their automation "
-    "condition (eager: once every wave is materialized and whenever one of them changes).",
+    description="Runs everything from the privacy boundary on by its automation condition: "
+    "each wave's protected data and analyses once every wave is validated (anonymisation "
+    "protects the waves together), then the cross-wave assets, then the reports; never over "
+    "a wave whose last run failed.",
 )
 
 
@@ -34,13 +37,18 @@ def stored_version(instance: dg.DagsterInstance, wave: str) -> str | None:
 def wave_files_sensor(context: dg.SensorEvaluationContext, scan: ScanConfig) -> dg.SensorResult:
     """Adds a partition for each new wave folder with exports, and requests a run for a wave
     whose inputs' content changed since the last tick, unless a run (from `scan run`, say)
-    already materialized exactly these inputs. Touching a file changes nothing."""
-    settings = scan.settings
+    already materialized exactly these inputs. Touching a file changes nothing. A folder the
+    codebook does not declare, or with a reserved name, is left out, with a warning."""
+    settings, codebook = scan.settings, scan.codebook()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    found = [wave for wave in settings.waves() if export_files(settings.wave_dir(wave))]
+    for wave in found:
+        if refused := codebook.refused_wave(wave):
+            context.log.warning(f"{refused}; it is left alone until then")
     current = {
         wave: wave_fingerprint(wave_inputs(settings, wave))
-        for wave in settings.waves()
-        if export_files(settings.wave_dir(wave))
+        for wave in found
+        if not codebook.refused_wave(wave)
     }
     known = set(context.instance.get_dynamic_partitions(waves.name))
     new_partitions = sorted(set(current) - known)

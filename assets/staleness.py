@@ -1,26 +1,37 @@
-"""Which assets need recomputing, and why, read from the Dagster instance.
+"""Which assets need recomputing, and why, read from the Dagster instance and the disk.
 
-An asset (partition) is up to date when its last materialization was made by the current code
-(`dagster/code_version`) from the data versions its inputs have now
-(`dagster/input_data_version/<input>`); `raw_responses` is up to date when its data version
-equals the fingerprint of the wave's files, the codebook and the code. Per-wave assets are
-judged per wave partition; the cross-wave assets (no partition) against all waves.
+An asset (partition) is up to date when its last run did not fail after its last
+materialization, that materialization was made by the current code (`dagster/code_version`)
+from the data versions its inputs have now (`dagster/input_data_version/<input>`), and the files
+it recorded (`files`) are on disk as it wrote them; `raw_responses` is up to date when its data
+version equals the fingerprint of the wave's files, the codebook and the code. Per-wave assets
+are judged per wave partition; the cross-wave assets (no partition) against all waves.
 """
 
 import functools
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 
 from assets.anonymise import anonymised_responses
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
+from pipeline.outputs import FILES, describe_problems, file_problems
 from pipeline.pseudonyms import PseudonymKeyError, load_key
 from pipeline.settings import Settings
 
 DATA_VERSION = "dagster/data_version"
 CODE_VERSION = "dagster/code_version"
 INPUT_VERSION = "dagster/input_data_version/"
+DATA_TAG = "scan/data_dir"  # on every run `scan run` starts: the data folder it works on
+UNFINISHED = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
+REASON_LENGTH = 200  # of a failure's message in a status line
 
 
 def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None):
@@ -31,6 +42,23 @@ def latest_record(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=1
     ).records
     return records[0] if records else None
+
+
+def latest_records(instance: dg.DagsterInstance, key: dg.AssetKey, partitioned: bool) -> dict:
+    """{partition (None: unpartitioned): the record of its last materialization} of an asset,
+    in two queries however many partitions it has."""
+    if not partitioned:
+        record = latest_record(instance, key, None)
+        return {None: record} if record else {}
+    ids = instance.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION
+    )
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    return {r.asset_materialization.partition: r for r in records}
 
 
 def latest_materialization(
@@ -45,6 +73,100 @@ def latest_tags(
 ) -> dict | None:
     materialization = latest_materialization(instance, key, partition)
     return dict(materialization.tags or {}) if materialization else None
+
+
+def error_text(error) -> str:
+    """The message of the error at the root of a Dagster error, without Dagster's wrapping nor
+    the exception's class name (our errors name the file, row or column, never a cell value)."""
+    while error.cause is not None:
+        error = error.cause
+    prefix, _, message = error.message.partition(": ")
+    return message.strip() if prefix.endswith(str(error.cls_name)) else error.message.strip()
+
+
+def run_failure(instance: dg.DagsterInstance, run_id: str, step: str | None = None) -> str:
+    """Why a run failed: the error of `step` when that step failed, else the first failed step
+    and its error, else the run's own failure (a killed `scan run`, say)."""
+    failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    own = [e for e in failures if e.step_key == step]
+    if own or failures:
+        entry = (own or failures)[0]
+        text = error_text(entry.dagster_event.step_failure_data.error)
+        return text if own else f"{entry.step_key} failed: {text}"
+    ended = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return ended[-1].message if ended else "the run failed"
+
+
+def unsuccessful_runs(instance: dg.DagsterInstance) -> bool:
+    """Whether any run of the instance did not succeed (failed, or not finished)."""
+    others = [s for s in dg.DagsterRunStatus if s != dg.DagsterRunStatus.SUCCESS]
+    return bool(instance.get_run_ids(dg.RunsFilter(statuses=others), limit=1))
+
+
+def _failure(instance: dg.DagsterInstance, graph, key: dg.AssetKey, partition, record) -> str:
+    """ "failed in run X: why" when the last run that was to materialize the asset partition
+    did not, after its last materialization; "" when it did (or none tried)."""
+    planned = instance.get_latest_planned_materialization_info(key, partition)
+    if planned is None or (record is not None and record.storage_id > planned.storage_id):
+        return ""
+    run = instance.get_run_by_id(planned.run_id)
+    if run is None or run.status == dg.DagsterRunStatus.SUCCESS:
+        return ""
+    if run.status in UNFINISHED:
+        return f"in run {run.run_id}, not finished (still going, or killed: `scan run` clears it)"
+    why = run_failure(instance, run.run_id, graph.get(key).assets_def.node_def.name)
+    return f"failed in run {run.run_id}: {short(why, REASON_LENGTH)}"
+
+
+def short(text: str, length: int) -> str:
+    """The first line of `text`, cut at `length` characters."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= length else line[: length - 3] + "..."
+
+
+def claimed_files(record, check_logs) -> dict[str, str] | None:
+    """{key: sha256} of the files a materialization recorded, with those its asset's checks
+    recorded in the same run (the validation pages); None when it recorded none (made by an
+    earlier version of the pipeline). `check_logs(run_id)`: the run's check evaluations."""
+    materialization = record.asset_materialization
+    if FILES not in materialization.metadata:
+        return None
+    files = dict(materialization.metadata[FILES].value)
+    for entry in check_logs(record.run_id):
+        evaluation = entry.dagster_event.event_specific_data
+        same = (evaluation.asset_key, evaluation.partition) == (
+            materialization.asset_key,
+            materialization.partition,
+        )
+        if same and FILES in evaluation.metadata:
+            files.update(evaluation.metadata[FILES].value)
+    return files
+
+
+def run_check_logs(instance: dg.DagsterInstance):
+    """`check_logs` for `claimed_files`: each run's check evaluations, read once."""
+
+    @functools.cache
+    def check_logs(run_id: str) -> list:
+        return instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+
+    return check_logs
+
+
+def _files_reason(instance: dg.DagsterInstance, settings: Settings, record, check_logs) -> str:
+    """Why the files a materialization recorded are not what it wrote: missing or changed, and
+    whether its run worked on another data folder; "" when they are all as recorded."""
+    files = claimed_files(record, check_logs)
+    if files is None:
+        return "its files are not recorded (made by an earlier version of the pipeline)"
+    problems = file_problems(files, settings)
+    if not problems:
+        return ""
+    run = instance.get_run_by_id(record.run_id)
+    folder = (run.tags if run else {}).get(DATA_TAG)
+    elsewhere = folder and Path(folder) != settings.data_dir.resolve()
+    note = f" (made for the data folder {folder})" if elsewhere else ""
+    return describe_problems(problems) + note
 
 
 def _changed_inputs(instance: dg.DagsterInstance, settings: Settings, wave: str) -> str:
@@ -81,13 +203,18 @@ def partitions_input_version(data_versions: list[str]) -> str:
     return hashlib.sha256("".join(data_versions).encode("utf8")).hexdigest()
 
 
-def _read_partitions(graph, key: dg.AssetKey, parent: dg.AssetKey, wave: str | None, known):
+def read_partitions(graph, key: dg.AssetKey, parent: dg.AssetKey, wave: str | None, known):
     """The partitions of `parent` that `key`'s `wave` partition (None: unpartitioned) reads."""
     if graph.get(parent).partitions_def is None:
         return [None]
     if wave is None or isinstance(graph.get_partition_mapping(key, parent), dg.AllPartitionMapping):
         return known
     return [wave]
+
+
+def _tags(record_of, key: dg.AssetKey, partition: str | None) -> dict | None:
+    record = record_of(key, partition)
+    return dict(record.asset_materialization.tags or {}) if record else None
 
 
 def _input_version(tags_of, parent: dg.AssetKey, partitions) -> str:
@@ -106,39 +233,54 @@ def pipeline_status(
 ) -> dict[tuple[str, str | None], str]:
     """{(asset, wave or None): why it is stale, or "" when up to date} for every asset and
     wave partition, in dependency order. A partition is stale when it was never materialized,
-    its code changed, its inputs' data versions changed, or a partition it reads is stale
-    itself (so the cross-wave assets and the reports are stale as soon as one wave is)."""
+    its last run failed, its code changed, a file it wrote is missing or changed, its inputs'
+    data versions changed, or a partition it reads is stale itself (so the cross-wave assets
+    and the reports are stale as soon as one wave is)."""
     graph = definitions.resolve_asset_graph()
     known = sorted(instance.get_dynamic_partitions(waves.name))
-    # each asset partition's last materialization is read once per status, though several
-    # children compare against it
-    tags_of = functools.cache(functools.partial(latest_tags, instance))
+    # each asset's last materializations are read once per status, though several children
+    # compare against them; runs that failed are looked for only when there are any
+    records = {
+        key: latest_records(instance, key, graph.get(key).partitions_def is not None)
+        for key in graph.toposorted_asset_keys
+    }
+
+    def record_of(key: dg.AssetKey, partition: str | None):
+        return records[key].get(partition)
+
+    failures = unsuccessful_runs(instance)
+    check_logs = run_check_logs(instance)
     status: dict[tuple[str, str | None], str] = {}
     for key in graph.toposorted_asset_keys:
         node = graph.get(key)
         for wave in known if node.partitions_def else [None]:
-            status[(key.to_user_string(), wave)] = _reason(
-                instance, tags_of, graph, settings, key, wave, known, status
+            failed = failures and _failure(instance, graph, key, wave, record_of(key, wave))
+            status[(key.to_user_string(), wave)] = failed or _reason(
+                instance, record_of, check_logs, graph, settings, key, wave, known, status
             )
     return status
 
 
-def _reason(instance, tags_of, graph, settings, key, wave, known, status) -> str:
+def _reason(instance, record_of, check_logs, graph, settings, key, wave, known, status) -> str:
     node = graph.get(key)
-    tags = tags_of(key, wave)
-    if tags is None:
+    record = record_of(key, wave)
+    if record is None:
         return "never materialized"
+    tags = record.asset_materialization.tags or {}
     if tags.get(CODE_VERSION) != node.code_version:
         return "code changed"
+    if files := _files_reason(instance, settings, record, check_logs):
+        return files
     if key == raw_responses.key:
         if tags.get(DATA_VERSION) != wave_fingerprint(wave_inputs(settings, wave)):
             return _changed_inputs(instance, settings, wave)
         return ""
     if key == anonymised_responses.key and (change := _key_change(instance, settings, wave)):
         return change
+    tags_of = functools.partial(_tags, record_of)
     for parent in sorted(node.parent_keys):
         name = parent.to_user_string()
-        partitions = _read_partitions(graph, key, parent, wave, known)
+        partitions = read_partitions(graph, key, parent, wave, known)
         if any(status.get((name, w)) for w in partitions):
             return f"upstream {name} changed"
         if tags.get(INPUT_VERSION + name) != _input_version(tags_of, parent, partitions):

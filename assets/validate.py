@@ -10,7 +10,7 @@ import pipeline.quality
 import pipeline.scoring
 from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
-from assets.resources import ScanConfig
+from assets.resources import ScanConfig, files_metadata
 from assets.versions import source_version
 from pipeline.expectations import deidentified, expectation_suite, stable_result
 from pipeline.files import keep_version, write_atomic
@@ -212,5 +212,8 @@ def expectations(
             "expectations": len(result["results"]),
             "failed": dg.MetadataValue.json(failed),
             "page": dg.MetadataValue.path(str(folder / "expectations.html")),
+            **files_metadata(
+                scan.settings, [folder / "expectations.json", folder / "expectations.html"]
+            ),
         },
     )

@@ -8,11 +8,14 @@ names the file and the offending key, so a steward can fix it without reading co
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.settings import ALL_WAVES
 
 LEVELS = ("culture", "individual", "outcome")
 COLUMN_TYPES = ("string", "number", "datetime")
@@ -40,6 +43,9 @@ PLATFORM_ROLES = {
     "completed": "number",  # 1 = completed: the completion expectation
     "preview": "number",  # non-zero = a preview run of the survey: preview
 }
+
+
+RESERVED_WAVE_NAMES = {ALL_WAVES}  # a wave's outputs go to <zone>/<wave>/
 
 
 class CodebookError(ValueError):
@@ -185,6 +191,9 @@ class Codebook:
     background: dict[str, Background]
     platform: dict[str, str] = field(default_factory=dict)  # role -> column (PLATFORM_ROLES)
     company_register: str | None = None  # under raw/: the companies taking part
+    # the register's columns with each company's name and contact (`scan deliver`), if declared
+    register_name: str | None = None
+    register_contact: str | None = None
     management: Management | None = None
     quality: Quality = field(default_factory=Quality)
     anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
@@ -224,6 +233,20 @@ class Codebook:
         """'string', 'number' or 'datetime'; items and background variables are numbers."""
         return self.columns[name].type if name in self.columns else "number"
 
+    def refused_wave(self, name: str) -> str:
+        """Why a wave folder cannot be processed ("" when it can): its name is reserved, or the
+        codebook does not declare it (so no fieldwork window, and no place among the waves)."""
+        if name in RESERVED_WAVE_NAMES:
+            return (
+                f"wave folder {name!r}: the name is reserved for the cross-wave results; rename it"
+            )
+        if name not in self.waves:
+            return (
+                f"wave folder {name!r} is not declared under the codebook's waves "
+                f"({', '.join(self.waves)}): declare it there, or move the folder out of raw/"
+            )
+        return ""
+
     @property
     def aliases(self) -> dict[str, str]:
         """Every name an export may use for a column, mapped to its canonical name."""
@@ -237,8 +260,15 @@ def load_codebook(path: str | Path) -> Codebook:
     path = Path(path)
     if not path.is_file():
         raise CodebookError(f"{path}: codebook not found")
+    return _parse(path, path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(path: Path, text: str) -> Codebook:
+    """The codebook of `text`, parsed once per content (a run reads it in every asset; the
+    Codebook is frozen, so sharing it is safe)."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise CodebookError(f"{path}: not valid YAML: {exc}") from exc
     return _Parser(path).parse(raw)
@@ -401,6 +431,8 @@ class _Parser:
         }
         if not waves:
             raise self.fail("waves", "declare at least one wave")
+        for name in set(waves) & RESERVED_WAVE_NAMES:
+            raise self.fail(f"waves.{name}", "the name is reserved for the cross-wave results")
         return Codebook(
             path=self.path,
             instrument=str(self.get(raw, "instrument", "", str)),
@@ -419,7 +451,7 @@ class _Parser:
             },
             background=background,
             platform=self.platform(self.optional(raw, "platform", dict, {}), columns),
-            company_register=self.registers(self.optional(raw, "registers", dict, {})),
+            **self.registers(self.optional(raw, "registers", dict, {})),
             management=self.management(raw.get("management"), background),
             quality=self.quality(self.optional(raw, "quality", dict, {})),
             anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
@@ -451,13 +483,29 @@ class _Parser:
                 )
         return {str(role): str(name) for role, name in raw.items()}
 
-    def registers(self, raw: dict) -> str | None:
+    def registers(self, raw: dict) -> dict[str, str | None]:
+        """`companies: <file>`, or `companies: {file, name, contact}` naming the register's
+        columns with each company's name and contact person (for `scan deliver`)."""
         unknown = [key for key in raw if key != "companies"]
         if unknown:
             raise self.fail(f"registers.{unknown[0]}", "unknown register (known: companies)")
         if "companies" not in raw:
-            return None
-        return str(self.get(raw, "companies", "registers", str))
+            return {}
+        spec = self.get(raw, "companies", "registers", (str, dict))
+        if isinstance(spec, str):
+            return {"company_register": spec}
+        where = "registers.companies"
+        extra = [key for key in spec if key not in ("file", "name", "contact")]
+        if extra:
+            raise self.fail(f"{where}.{extra[0]}", "unknown key (known: file, name, contact)")
+        columns = {
+            key: self.get(spec, key, where, str) for key in ("name", "contact") if key in spec
+        }
+        return {
+            "company_register": str(self.get(spec, "file", where, str)),
+            "register_name": columns.get("name"),
+            "register_contact": columns.get("contact"),
+        }
 
     def management(self, raw: Any, background: dict[str, Background]) -> Management | None:
         if raw is None:

@@ -202,10 +202,15 @@ def management_gaps(
 
 
 def company_contexts(
-    numbers: pd.DataFrame, wave: str, codebook: Codebook, figures_dir: Path
+    numbers: pd.DataFrame,
+    wave: str,
+    codebook: Codebook,
+    figures_dir: Path,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
-    """A report context per company of `numbers` (rows of the `report_numbers` of `wave`).
-    Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
+    """A report context per company of `numbers` (rows of the `report_numbers` of `wave`),
+    titled by its pseudonym, or by its name in `names` (the restricted copies `scan deliver`
+    makes). Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
     k = codebook.anonymisation.k
     culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
     contexts = {}
@@ -217,7 +222,7 @@ def company_contexts(
         previous = "" if pd.isna(previous) else previous  # blank in the first wave's CSV
         n = int(rows["n_respondents"].iloc[0])
         contexts[company] = {
-            "company_name": company,
+            "company_name": (names or {}).get(company, company),
             "wave": wave,
             "wave_label": codebook.waves[wave].label,
             "n_respondents": n,
@@ -249,15 +254,21 @@ def _result(row: pd.Series, label: str) -> ScaleResult:
 
 
 def render_company_reports(
-    numbers: pd.DataFrame, wave: str, codebook: Codebook, out_dir: Path, workers: int
+    numbers: pd.DataFrame,
+    wave: str,
+    codebook: Codebook,
+    out_dir: Path,
+    workers: int,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Rendered]:
     """Every company's report written to `out_dir/<company>.{html,pdf}` from the wave's
-    `report_numbers`, the companies shared out over `workers` processes (figures and rendering
+    `report_numbers` (titled as `company_contexts` does with `names`), the companies shared
+    out over `workers` processes (figures and rendering
     are CPU-bound, and each report depends only on its numbers, so the files are the same
     however the companies are shared out)."""
     companies = sorted(numbers["company_id"].unique())
     shares = [companies[i::workers] for i in range(workers) if companies[i::workers]]
-    data = (wave, codebook, out_dir)
+    data = (wave, codebook, out_dir, names)
     rendered: dict[str, Rendered] = {}
     if len(shares) <= 1:
         rendered |= _render_share(numbers, *data)
@@ -272,7 +283,7 @@ def render_company_reports(
     return dict(sorted(rendered.items()))
 
 
-def _render_share(numbers, wave, codebook, out_dir):
+def _render_share(numbers, wave, codebook, out_dir, names):
     """The share's reports, CHUNK companies at a time (one pandoc process each, and their
     figures on disk only until rendered)."""
     companies = sorted(numbers["company_id"].unique())
@@ -280,7 +291,7 @@ def _render_share(numbers, wave, codebook, out_dir):
     for start in range(0, len(companies), CHUNK):
         chunk = numbers[numbers["company_id"].isin(companies[start : start + CHUNK])]
         with tempfile.TemporaryDirectory(prefix="figures-") as figures:
-            contexts = company_contexts(chunk, wave, codebook, Path(figures))
+            contexts = company_contexts(chunk, wave, codebook, Path(figures), names)
             rendered |= render_reports(REPORTS_DIR / "company.qmd", contexts, out_dir)
     return rendered
 

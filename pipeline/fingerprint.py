@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import pandas as pd
+
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -32,3 +34,12 @@ def derived_seed(*parts: str) -> int:
     stable across runs and machines, different for every target, never drawn from the clock."""
     digest = hashlib.sha256("/".join(parts).encode("utf8")).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a table's content (columns, types and values, not the index): a data version
+    that changes exactly when the rows do, also when what changed them is not a file."""
+    header = json.dumps([list(map(str, frame.columns)), list(map(str, frame.dtypes))])
+    digest = hashlib.sha256(header.encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -1,9 +1,14 @@
-"""Per-wave provenance manifest: an RO-Crate following the Workflow Run Crate profile (0.5).
+"""Per-wave provenance manifest: an RO-Crate following the Process Run Crate profile (0.5).
 
-The crate describes, next to the wave's rendered reports, which restricted raw files (by name
-and sha256 only), which code version and which Dagster runs produced them. Run ids and times
-are recorded here and nowhere else. The output is a pure function of the facts passed in, so the
-same facts give byte-identical JSON.
+The crate describes, next to the wave's rendered reports, which restricted raw files (by a
+neutral id and sha256 only: an export's file name may name a company or a person), which code
+version and which Dagster runs produced them. Run ids and times are recorded here and nowhere
+else. Every id is relative: reports by their path in the crate, other outputs by their path under
+the data or reports folder, never the machine's. The output is a pure function of the facts
+passed in, so the same facts give byte-identical JSON.
+
+Each Dagster run is a CreateAction of one application, the pipeline at its commit: a Process Run
+Crate. (A Workflow Run Crate would also need the workflow's definition as a file in the crate.)
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 import mimetypes
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from rocrate.model.contextentity import ContextEntity
@@ -23,11 +28,10 @@ from pipeline.files import write_atomic
 
 RO_CRATE_VERSION = "1.1"
 WORKFLOW_RUN_CONTEXT = "https://w3id.org/ro/terms/workflow-run/context"
-PROFILES = {
-    "https://w3id.org/ro/wfrun/process/0.5": "Process Run Crate",
-    "https://w3id.org/ro/wfrun/workflow/0.5": "Workflow Run Crate",
-}
-WORKFLOW_ID = "#pipeline"
+PROFILE = ("https://w3id.org/ro/wfrun/process/0.5", "Process Run Crate")
+# The licence of the crate (the wave's reports and this metadata) where the study declares none.
+LICENSE = {"@id": "https://creativecommons.org/licenses/by/4.0/", "name": "CC BY 4.0"}
+APPLICATION_ID = "#pipeline"
 ALLOWED_KEY_FIELDS = frozenset({"key_id", "key_source"})
 SECRET_WORDS = ("key", "secret", "pepper")
 
@@ -37,7 +41,7 @@ class Provenance:
     """What the caller knows about one wave; see the module docstring."""
 
     wave: str
-    raw_files: dict[str, str]
+    raw_files: dict[str, str]  # sha256 by path under raw/: the wave's exports and codebook.yaml
     code: dict[str, str]
     runs: list[dict]
     assets: list[dict]
@@ -69,6 +73,21 @@ def refuse_secrets(anonymisation: dict, where: str = "anonymisation") -> None:
             refuse_secrets(value, f"{where}.{name}")
 
 
+def neutral_inputs(files: dict[str, str]) -> dict[str, str]:
+    """The raw inputs as shareable outputs name them: each export (`<wave>/<file name>`) as
+    `<wave>/export-<n>`, numbered in file-name order, with its sha256; the codebook, which the
+    pipeline names itself, as it is. The restricted zone (raw_responses' metadata) keeps the
+    names, so a steward finds the file by its sha256."""
+    neutral, numbers = {}, defaultdict(int)
+    for name, sha in sorted(files.items()):
+        folder = name.rpartition("/")[0]
+        if folder:
+            numbers[folder] += 1
+            name = f"{folder}/export-{numbers[folder]}"
+        neutral[name] = sha
+    return neutral
+
+
 def build_crate(folder: Path, facts: Provenance) -> ROCrate:
     if not facts.runs:
         raise ValueError(f"wave {facts.wave}: no runs, so nothing to describe")
@@ -76,9 +95,12 @@ def build_crate(folder: Path, facts: Provenance) -> ROCrate:
     crate.metadata.extra_contexts.append(WORKFLOW_RUN_CONTEXT)
     describe_root(crate, facts)
     add_reports(crate, folder, facts.reports)
-    workflow = add_workflow(crate, facts)
-    raw = [add_raw_file(crate, name, sha) for name, sha in sorted(facts.raw_files.items())]
-    add_runs(crate, facts, workflow, raw)
+    application = add_application(crate, facts)
+    raw = [
+        add_raw_file(crate, name, sha)
+        for name, sha in sorted(neutral_inputs(facts.raw_files).items())
+    ]
+    add_runs(crate, facts, application, raw)
     return crate
 
 
@@ -87,12 +109,13 @@ def describe_root(crate: ROCrate, facts: Provenance) -> None:
     root["name"] = f"Leercultuurscan wave {facts.wave}: reports and provenance"
     root["description"] = (
         "Reports of one wave with the provenance of their production: restricted inputs "
-        "(by name and sha256 only), code version, Dagster runs, asset versions and checks."
+        "(by a neutral id and sha256 only), code version, Dagster runs, asset versions and "
+        "checks."
     )
+    root["license"] = add_entity(crate, LICENSE["@id"], "CreativeWork", name=LICENSE["name"])
     # The library stamps "now"; the latest run end keeps the output reproducible.
     root["datePublished"] = max(run["end"] for run in facts.runs)
-    root["conformsTo"] = [add_profile(crate, uri, name) for uri, name in PROFILES.items()]
-    root["mainEntity"] = {"@id": WORKFLOW_ID}
+    root["conformsTo"] = add_profile(crate, *PROFILE)
     root["additionalProperty"] = property_values(
         crate, "#anonymisation", facts.anonymisation, "anonymisation"
     )
@@ -112,12 +135,12 @@ def add_reports(crate: ROCrate, folder: Path, reports: dict[str, str]) -> None:
             properties={
                 "name": rel,
                 "sha256": sha,
-                "encodingFormat": mimetypes.guess_type(rel)[0] or "application/octet-stream",
+                "encodingFormat": media_type(rel),
             },
         )
 
 
-def add_workflow(crate: ROCrate, facts: Provenance) -> Entity:
+def add_application(crate: ROCrate, facts: Provenance) -> Entity:
     """The pipeline is identified by version and commit; its code is not shipped in the crate."""
     language = add_entity(
         crate, "#dagster", "ComputerLanguage", name="Dagster (Python)", url="https://dagster.io"
@@ -132,8 +155,8 @@ def add_workflow(crate: ROCrate, facts: Provenance) -> Entity:
     ]
     return add_entity(
         crate,
-        WORKFLOW_ID,
-        ["SoftwareSourceCode", "ComputationalWorkflow"],
+        APPLICATION_ID,
+        ["SoftwareApplication", "SoftwareSourceCode"],
         name="leercultuurscan pipeline",
         version=facts.code.get("pipeline_version", ""),
         programmingLanguage=language,
@@ -156,11 +179,11 @@ def add_raw_file(crate: ROCrate, name: str, sha: str) -> Entity:
         "File",
         name=name,
         sha256=sha,
-        description="Restricted raw input; described by name and sha256 only.",
+        description="Restricted raw input; described by a neutral id and sha256 only.",
     )
 
 
-def add_runs(crate: ROCrate, facts: Provenance, workflow: Entity, raw: list[Entity]) -> None:
+def add_runs(crate: ROCrate, facts: Provenance, application: Entity, raw: list[Entity]) -> None:
     """One CreateAction per Dagster run, carrying the versions and checks of its assets."""
     by_run: dict[str, list[dict]] = defaultdict(list)
     for run in facts.runs:
@@ -181,7 +204,7 @@ def add_runs(crate: ROCrate, facts: Provenance, workflow: Entity, raw: list[Enti
                 "CreateAction",
                 name=f"Dagster run {run_id}: " + ", ".join(label(*k) for k in keys),
                 identifier=run_id,
-                instrument=workflow,
+                instrument=application,
                 startTime=min(e["start"] for e in entries),
                 endTime=max(e["end"] for e in entries),
                 object=raw,
@@ -227,10 +250,18 @@ def asset_properties(crate, run_id, key, assets, checks) -> list[Entity]:
 
 
 def add_output(crate: ROCrate, file: str | dict) -> Entity:
-    """An asset's output file (a path under data/processed or reports/output), sha256 if known."""
+    """An asset's output file, by its path under the data or reports folder; sha256 if known."""
     path, sha = (file, None) if isinstance(file, str) else (file["path"], file.get("sha256"))
+    if PurePosixPath(path).is_absolute():
+        raise ValueError(f"output {path}: expected a path relative to the data or reports folder")
     extra = {"sha256": sha} if sha else {}
-    return add_entity(crate, ref("#output", path), "File", name=path, **extra)
+    return add_entity(
+        crate, ref("#output", path), "File", name=path, encodingFormat=media_type(path), **extra
+    )
+
+
+def media_type(path: str) -> str:
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
 def property_values(crate: ROCrate, base: str, values: dict, about: str) -> list[Entity]:

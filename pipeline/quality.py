@@ -13,6 +13,7 @@ without them it is not applicable, and `rule_status` says so instead of guessing
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,18 +187,8 @@ def row_schema(
         "duplicate": not_duplicate,
     }
     status = rule_status(codebook, wave)
-    columns = {}
-    for item in items:
-        scale = codebook.response_scale_of(item)
-        allowed = [*range(scale.min, scale.max + 1), *missing]
-        columns[item] = _codes_column(allowed)
-    for name, variable in codebook.background.items():
-        if variable.is_number:
-            columns[name] = _number_column(variable.min, variable.max, missing)
-        else:
-            columns[name] = _codes_column([*variable.codes, *missing])
     return pa.DataFrameSchema(
-        columns,
+        value_columns(codebook),
         checks=[
             pa.Check(fn, name=reason)
             for reason, fn in frame_checks.items()
@@ -205,6 +196,22 @@ def row_schema(
         ],
         name="quality rules",
     )
+
+
+def value_columns(codebook: Codebook) -> dict[str, pa.Column]:
+    """The rule out_of_range per column: each item and background variable holds a valid code
+    (a number in its range) or a missing code."""
+    missing = list(codebook.missing_codes)
+    columns = {}
+    for item in codebook.items:
+        scale = codebook.response_scale_of(item)
+        columns[item] = _codes_column([*range(scale.min, scale.max + 1), *missing])
+    for name, variable in codebook.background.items():
+        if variable.is_number:
+            columns[name] = _number_column(variable.min, variable.max, missing)
+        else:
+            columns[name] = _codes_column([*variable.codes, *missing])
+    return columns
 
 
 def _codes_column(allowed: list[int]) -> pa.Column:
@@ -363,3 +370,73 @@ def read_register(path: Path, column: str) -> set[str]:
             f"identifiers.company); it has {', '.join(register.columns)}"
         )
     return set(register[column].dropna().str.strip())
+
+
+# How the readers number an export's rows (`_source_row`, pipeline/readers.py), so that the
+# steward finds a row again in the file as the tool that opens it counts.
+ROW_NUMBERING = {".csv": "line", ".xlsx": "row", ".sav": "case"}
+ROW_NUMBERING_TEXT = (
+    "line: the line of the CSV file where the row starts, its header lines counted; "
+    "row: the spreadsheet row, its header rows counted; case: the case number in SPSS"
+)
+# What each reason means at the source, for the steward who fixes it there.
+REASON_TEXT = {
+    "unreadable_value": "a cell not of its column's type (the columns named): correct the export",
+    "preview": "a survey preview, not a response: leave it out of the export",
+    "test": "a test response (a test company or linkage code): leave it out of the export",
+    "unknown_company": "a company code not in the register: correct the code, or register the "
+    "company",
+    "outside_window": "started outside the wave's fieldwork window, or no start time: check that "
+    "the export belongs to this wave, and the window in the codebook",
+    "out_of_range": "a code that is neither an answer nor a missing code (the columns named): "
+    "correct the export, or the codebook's codes",
+    "incomplete": "not finished, with too few answers for any score: nothing to fix unless the "
+    "platform's progress is wrong",
+    "speeder": "faster than the codebook's speed limits: nothing to fix unless the duration is "
+    "wrong",
+    "straightliner": "the same answer on nearly every item: nothing to fix unless the export "
+    "mixed up the answers",
+    "duplicate": "an earlier submission of the same person and company (the last complete one "
+    "is kept): nothing to fix unless two people typed the same linkage code",
+}
+
+
+def quarantine_listing(quarantine: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Where a steward finds each quarantined row in its export and why, with none of its
+    values: `file`, `row` as `counted` there (ROW_NUMBERING), `reasons`, and the `columns` at
+    fault for unreadable_value and out_of_range (names from the codebook, never a cell)."""
+    frame = quarantine.reset_index(drop=True)
+    unreadable = [
+        {c for c in codebook.column_order if re.search(rf"(^|; ){re.escape(c)}=", errors)}
+        for errors in frame["_parse_errors"].fillna("")
+    ]
+    out_of_range = _out_of_range_columns(frame, codebook)
+    suffix = frame["_source_file"].str.extract(r"(\.[^./]+)$", expand=False).str.lower()
+    listing = pd.DataFrame(
+        {
+            "file": frame["_source_file"].astype(str),
+            "counted": suffix.map(ROW_NUMBERING).astype(str),
+            "row": frame["_source_row"].astype(int),
+            "reasons": frame["_reasons"].str.replace(";", ", ").astype(str),
+            "columns": [
+                ", ".join(c for c in codebook.column_order if c in a | b)
+                for a, b in zip(unreadable, out_of_range, strict=True)
+            ],
+        }
+    )
+    return listing.sort_values(["file", "row"], ignore_index=True)
+
+
+def _out_of_range_columns(frame: pd.DataFrame, codebook: Codebook) -> list[set[str]]:
+    """Per row of `frame` (a default index), the columns failing the rule out_of_range."""
+    found: list[set[str]] = [set() for _ in range(len(frame))]
+    plain = frame.copy(deep=False)
+    plain.attrs = {}
+    try:
+        pa.DataFrameSchema(value_columns(codebook)).validate(plain, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        cases = cases[(cases["check"] == "out_of_range") & cases["index"].notna()]
+        for index, column in zip(cases["index"], cases["column"], strict=True):
+            found[int(index)].add(str(column))
+    return found

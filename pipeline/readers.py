@@ -5,6 +5,11 @@ are shared, so every format yields the same columns and types: `wave`, `_source_
 `_source_row`, `_parse_errors`, then the codebook's `column_order`. Codes are kept as they are
 (missing codes 9 and -99 included); judging them is for later stages. A cell that cannot be read
 as its column's type becomes NA and is named in `_parse_errors`, so nothing is lost unnoticed.
+
+Error messages name the file, line, row or column and what was expected, never a cell's content:
+they reach the console and the Dagster event log, outside the restricted zone. A library's own
+message is passed on only where it cannot hold a cell (`_cause`), and never chained, since Dagster
+stores and `scan run` prints the innermost error.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import io
 import json
 import math
 import numbers
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
 
 import numpy as np
 import openpyxl
@@ -100,11 +108,12 @@ class RawExport:
 def read_raw_export(path: Path) -> RawExport:
     """One export's own columns with their labels, for drafting a codebook from it."""
     table = _read_table(path, str(path))
-    names = [name for name in table.header if not name or table.header.count(name) > 1]
-    if names:
+    clashes = [i for i, name in enumerate(table.header, 1) if table.header.count(name) > 1]
+    unnamed = [i for i, name in enumerate(table.header, 1) if not name]
+    if clashes or unnamed:  # by position: without its header rows, a file's first row is data
         raise ExportError(
-            f"{path}: every column needs a name of its own; unnamed or repeated: "
-            f"{', '.join(sorted(map(repr, set(names))))}"
+            f"{path}: every column needs a name of its own in the first row; "
+            f"unnamed: columns {_numbers(unnamed)}; sharing a name: columns {_numbers(clashes)}"
         )
     return RawExport(
         cells=pd.DataFrame(table.records, columns=table.header, dtype=object),
@@ -135,7 +144,8 @@ def _read_sav(path: Path, source: str) -> _Table:
         # without user_missing=True, SPSS user-missing codes (9, -99) would arrive as NaN
         frame, meta = pyreadstat.read_sav(path, user_missing=True)
     except (pyreadstat.ReadstatError, pyreadstat.PyreadstatError) as exc:
-        raise ExportError(f"{source}: not a readable SPSS .sav file ({exc})") from exc
+        # ReadStat's messages are fixed texts ("File did not contain the expected number of rows")
+        raise ExportError(f"{source}: not a readable SPSS .sav file ({exc})") from None
     return _Table(
         header=list(frame.columns),
         records=frame.to_numpy(dtype=object).tolist(),
@@ -164,20 +174,27 @@ def _read_csv(path: Path, source: str) -> _Table:
                 records.append(record)
                 rows.append(start)
             start = reader.line_num + 1
-    except csv.Error as exc:
-        raise ExportError(f"{source}: line {start}: malformed CSV ({exc})") from exc
+    except csv.Error as exc:  # the csv module's messages are fixed texts, naming no field
+        raise ExportError(f"{source}: line {start}: malformed CSV ({exc})") from None
     return _split_header(records, rows, source)
 
 
 def _decode(data: bytes, source: str) -> str:
-    """UTF-8 (a byte-order mark makes it certain), else Windows' cp1252."""
+    """UTF-8 (a byte-order mark makes it certain), else Windows' cp1252. A failure names where
+    the first encoding broke off (a file cut inside a character ends "unexpected end of data")."""
     encodings = ("utf-8-sig",) if data.startswith(codecs.BOM_UTF8) else ("utf-8", "cp1252")
+    errors = []
     for encoding in encodings:
         try:
             return data.decode(encoding)
         except UnicodeDecodeError as exc:
-            error = exc
-    raise ExportError(f"{source}: not readable as {' or '.join(encodings)} ({error})") from error
+            errors.append(exc)
+    first = errors[0]
+    line = data.count(b"\n", 0, first.start) + 1
+    raise ExportError(
+        f"{source}: line {line}: not readable as {' or '.join(encodings)} "
+        f"({first.encoding}: byte {first.start + 1} of the file: {first.reason})"
+    ) from None
 
 
 def _read_xlsx(path: Path, source: str) -> _Table:
@@ -190,7 +207,7 @@ def _read_xlsx(path: Path, source: str) -> _Table:
         finally:
             workbook.close()
     except Exception as exc:  # zipfile, XML and openpyxl errors alike mean a damaged workbook
-        raise ExportError(f"{source}: not a readable .xlsx workbook ({exc})") from exc
+        raise ExportError(f"{source}: not a readable .xlsx workbook ({_cause(exc)})") from None
     width = max((len(row) for row in cells), default=0)
     numbered = [
         (number, row + [None] * (width - len(row)))
@@ -198,6 +215,18 @@ def _read_xlsx(path: Path, source: str) -> _Table:
         if any(not _blank(cell) for cell in row)
     ]
     return _split_header([row for _, row in numbered], [n for n, _ in numbered], source)
+
+
+# errors about a workbook's container, whose messages name no cell ("File is not a zip file")
+CONTAINER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ParseError)
+
+
+def _cause(exc: Exception) -> str:
+    """What went wrong, for an error message: the library's text only where it cannot hold a
+    cell's content (openpyxl's conversion errors quote the cell), else the error's type."""
+    if isinstance(exc, CONTAINER_ERRORS):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}; damaged, cut off or not an Excel workbook"
 
 
 def _split_header(records: list[list], rows: list[int], source: str) -> _Table:
@@ -290,6 +319,14 @@ def _match_header(header: list[str], codebook: Codebook, source: str) -> dict[st
         positions[canonical] = i
     required = {*codebook.items, *codebook.background, codebook.respondent_id, codebook.company_id}
     missing = sorted(required - set(positions))
+    if len(missing) > len(required) / 2:
+        # not a header but data (header rows cut off) or another instrument: quote none of it
+        raise ExportError(
+            f"{source}: the first row is not a header of codebook {codebook.path.name} "
+            f"({codebook.instrument} {codebook.version}): it names {len(required) - len(missing)} "
+            f"of the {len(required)} required columns, such as {', '.join(missing[:3])} "
+            "(were the header rows cut off, or is it another instrument's export?)"
+        )
     unknown = sorted({name for name in header if name not in aliases})
     if missing:
         problems.append(f"missing required columns: {', '.join(missing)}")
@@ -388,3 +425,7 @@ def _check_same_columns(first: pd.DataFrame, other: pd.DataFrame) -> None:
 
 def _supported() -> str:
     return ", ".join(SUPPORTED)
+
+
+def _numbers(positions: list[int]) -> str:
+    return ", ".join(map(str, positions)) or "none"

@@ -20,6 +20,7 @@ from assets.definitions import (
     ALL_ASSETS,
     ALL_CHECKS,
     CROSS_WAVE_SELECTION,
+    INGEST_SELECTION,
     REPORT_SELECTION,
     WAVE_SELECTION,
     build_definitions,
@@ -52,28 +53,35 @@ POSTGRES_START = (
 
 
 # The session fixtures that run the whole demo pipeline. With two pytest-xdist workers
-# (`--dist loadgroup`) every test that uses one of them goes to the same worker, so that each
-# runs once per session, not once per worker; the other worker takes the rest of the suite.
-DEMO_RUNS = {"pipeline_run", "scan_run", "killed_run"}
+# (`--dist loadgroup`) every test that uses one of them goes to the worker of its group, so that
+# each runs once per session, not once per worker: the materializations and the killed run on
+# one, the CLI's run on the other; both take from the rest of the suite when done.
+DEMO_GROUPS = {"pipeline_run": "demo_runs", "killed_run": "demo_runs", "scan_run": "scan_run"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into group ids
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
-        if DEMO_RUNS & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("demo_runs"))
+        groups = {DEMO_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in DEMO_GROUPS}
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} would run the demo twice: uses {groups}")
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups.pop()))
 
 
 class DemoRun(NamedTuple):
     settings: Settings
-    results: dict[str, dg.ExecuteInProcessResult]  # by wave, ALL_WAVES and "reports/<wave>"
+    # by "validate/<wave>" (up to the privacy boundary), wave (from it on), ALL_WAVES and
+    # "reports/<wave>"
+    results: dict[str, dg.ExecuteInProcessResult]
     automation: tuple  # the automation sensor's evaluations before and after the waves
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> DemoRun:
-    """The demo through the whole pipeline as `scan run` drives it: every wave (assets and
-    checks), then the cross-wave assets, then each wave's reports."""
+    """The demo through the whole pipeline as `scan run` drives it: every wave up to the
+    privacy boundary, then every wave from it on (assets and checks), then the cross-wave
+    assets, then each wave's reports."""
     data = tmp_path_factory.mktemp("run") / "data"
     shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
     settings = Settings(data, data.parent / "reports")
@@ -92,7 +100,8 @@ def pipeline_run(tmp_path_factory) -> DemoRun:
         instance.add_dynamic_partitions(waves.name, WAVES)
         # the automation sensor of `dagster dev` ticks before and after the waves come in
         before = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
-        results = {wave: materialize(WAVE_SELECTION, wave) for wave in WAVES}
+        results = {f"validate/{wave}": materialize(INGEST_SELECTION, wave) for wave in WAVES}
+        results |= {wave: materialize(WAVE_SELECTION, wave) for wave in WAVES}
         after = dg.evaluate_automation_conditions(
             defs=definitions, instance=instance, cursor=before.cursor
         )
@@ -156,6 +165,72 @@ def scan_env(home: Path, key: str | None = None) -> dict[str, str]:
     if key:
         env["SCAN_PSEUDONYM_KEY"] = key
     return env
+
+
+def linked_attack(records: pd.DataFrame, quasi: list[str]) -> list[int]:
+    """The intruder who links the waves (written apart from the pipeline, loop by loop): knows
+    of each record the values it shows and every value its person_id shows in any wave, then
+    counts, per record, the records of the same wave and company that match it (a variable
+    matches when either side knows nothing of it, or both show the same value and know the same
+    set of values).
+    `records` has person_id (missing: unlinkable), company_id, wave and the quasi-identifiers."""
+    rows = records.reset_index(drop=True)
+    known: dict = {}
+    for i, row in rows.iterrows():
+        person = row["person_id"] if pd.notna(row["person_id"]) else ("row", i)
+        for name in quasi:
+            if pd.notna(row[name]):
+                known.setdefault((person, name), set()).add(row[name])
+    profiles = [
+        {
+            name: frozenset(
+                known.get(
+                    (row["person_id"] if pd.notna(row["person_id"]) else ("row", i), name), ()
+                )
+            )
+            for name in quasi
+        }
+        for i, row in rows.iterrows()
+    ]
+    cell = list(zip(rows["wave"], rows["company_id"].fillna("<none>"), strict=True))
+    members: dict = {}
+    for i, key in enumerate(cell):
+        members.setdefault(key, []).append(i)
+
+    def same(i: int, j: int, name: str) -> bool:
+        if not profiles[i][name] or not profiles[j][name]:
+            return True
+        own = rows.at[i, name], rows.at[j, name]
+        shown = pd.isna(own[0]) or pd.isna(own[1]) or own[0] == own[1]
+        return shown and profiles[i][name] == profiles[j][name]
+
+    return [
+        sum(all(same(i, j, n) for n in quasi) for j in members[cell[i]]) for i in range(len(rows))
+    ]
+
+
+def whole_tokens(words) -> re.Pattern:
+    """A regular expression that finds any of `words` as a whole token (a longitude 4.7085 is
+    not in 14.708512), written as a trie of their characters: thousands of alternatives in a
+    row make `re` try each at every position, a trie one branch."""
+    tree: dict = {}
+    for word in words:
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str:
+        branches = [re.escape(c) + pattern(rest) for c, rest in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        if "" in node:
+            branches.append("")  # a word ends here, and longer ones go on: longest first
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    if not tree:
+        return re.compile(r"(?!)")  # nothing to find
+    return re.compile(rf"(?<![\w.])(?:{pattern(tree)})(?!\w)")
 
 
 def statuses(stdout: str) -> dict[str, str]:

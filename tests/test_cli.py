@@ -2,12 +2,17 @@
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from conftest import DEMO_RAW, WAVES, scan, statuses
+
+from assets.definitions import build_definitions
+from assets.staleness import pipeline_status
+from pipeline.settings import Settings
 
 
 def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan_run, monkeypatch):
@@ -35,28 +40,51 @@ def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 7 and all(r.is_success for r in runs)
+        # per wave one run up to the privacy boundary and one from it on, the cross-wave one,
+        # per wave one of the reports
+        assert len(runs) == 3 * len(WAVES) + 1 and all(r.is_success for r in runs)
         assert sorted(instance.get_dynamic_partitions("waves")) == WAVES
 
 
-def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_path):
+def test_scan_run_reports_a_bad_export_by_file_and_exits_nonzero(demo_data, tmp_path, monkeypatch):
+    """Changed demo data without a key: refused at anonymisation. Then a wave with a broken
+    export fails, naming the file, exit 1. `scan status` says what failed, in which run and
+    why, not "never materialized" (#16.8)."""
     shutil.rmtree(demo_data / "raw" / "2022-T2")  # one good wave is enough here
-    (demo_data / "raw" / "2021-T1" / "notes.docx").write_bytes(b"PK\x03\x04")
+    export = demo_data / "raw" / "2021-T1" / "leercultuurscan_2021-T1.csv"
+    export.write_bytes(export.read_bytes() + b"\r\n")  # the same rows, but not the demo's file
     home = tmp_path / "home"
     refused = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
     assert refused.returncode == 1
     assert "no pseudonymisation key" in refused.stdout, "changed demo data is real data"
 
+    (demo_data / "raw" / "2021-T1" / "notes.docx").write_bytes(b"PK\x03\x04")
     key = "a-real-key-for-this-test-0123456789"
     result = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path, key=key)
     assert result.returncode == 1
     assert "notes.docx" in result.stdout
     assert statuses(result.stdout) == {
-        "2019-T0": "materialized",
+        "2019-T0": "up to date",  # validated in the first run; anonymised with 2021-T1 only
         "2021-T1": "failed",
         "all_waves": "skipped",
         "reports": "skipped",
     }
+    runs = [re.search(r"^2019-T0 .*\(run ([0-9a-f-]{36})\)$", refused.stdout, re.M)[1]]
+    runs += [re.search(r"^2021-T1 +failed .*\(run ([0-9a-f-]{36})\)$", result.stdout, re.M)[1]]
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("SCAN_PSEUDONYM_KEY", key)
+    settings = Settings.from_env(demo_data, tmp_path / "reports" / "output")
+    with dg.DagsterInstance.get() as instance:
+        found = pipeline_status(instance, build_definitions(settings), settings)
+    assert found[("anonymised_responses", "2019-T0")].startswith(
+        f"failed in run {runs[0]}: no pseudonymisation key"
+    )
+    reason = found[("raw_responses", "2021-T1")]
+    assert reason.startswith(f"failed in run {runs[1]}: ") and "notes.docx" in reason
+    assert found[("validated_responses", "2021-T1")].startswith(
+        f"failed in run {runs[1]}: raw_responses failed: "
+    )
+    assert found[("raw_responses", "2019-T0")] == ""
 
 
 def test_a_wave_whose_validation_keeps_nothing_stops_there_with_the_counts(demo_data, tmp_path):
@@ -109,3 +137,16 @@ def test_scan_demo_regenerates_the_committed_exports_byte_for_byte(tmp_path):
         }
 
     assert digests(data / "raw") == digests(DEMO_RAW)
+
+
+def test_scan_run_refuses_undeclared_and_reserved_wave_folders_up_front(demo_data, tmp_path):
+    export = next((demo_data / "raw" / "2021-T1").glob("*.csv"))
+    for stray in ("2024-T4", "all_waves"):
+        (demo_data / "raw" / stray).mkdir()
+        shutil.copy(export, demo_data / "raw" / stray / export.name)
+    home = tmp_path / "home"
+    refused = scan("--data-dir", str(demo_data), "run", home=home, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "wave folder '2024-T4' is not declared under the codebook's waves" in refused.stderr
+    assert "wave folder 'all_waves': the name is reserved" in refused.stderr
+    assert not (demo_data / "processed").exists() and not (home / "storage").exists()

@@ -114,6 +114,7 @@ def write(tmp_path, text):
             "XX: not a scale of level culture",
         ),
         ("  controls: [age_band,", "  controls: [shoe_size,", "models.controls", "shoe_size"),
+        ("  2019-T0: {label: T0,", "  all_waves: {label: T0,", "waves.all_waves", "reserved"),
     ],
 )
 def test_malformed_codebook_names_key_and_file(tmp_path, codebook_text, old, new, key, message):

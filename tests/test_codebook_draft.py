@@ -267,5 +267,5 @@ def test_an_export_whose_columns_share_a_name_is_refused(tmp_path):
     export = tmp_path / "2024-A" / "export.csv"
     export.parent.mkdir()
     export.write_text("Q1,Q1,\n1,2,3\n")
-    with pytest.raises(ExportError, match=r"unnamed or repeated: '', 'Q1'"):
+    with pytest.raises(ExportError, match=r"unnamed: columns 3; sharing a name: columns 1, 2"):
         draft_codebook([export])

@@ -8,7 +8,7 @@ import openpyxl
 import pandas as pd
 import pyreadstat
 
-from assets.definitions import WAVE_ASSETS
+from assets.definitions import INGEST_ASSETS
 from assets.partitions import waves
 from assets.resources import resources_for
 from pipeline.fingerprint import sha256_file
@@ -34,7 +34,7 @@ def test_raw_responses_for_all_waves_match_the_generator_truth(demo_data, truth_
     instance.add_dynamic_partitions(waves.name, WAVES)
     for wave in WAVES:
         result = dg.materialize(
-            WAVE_ASSETS, partition_key=wave, instance=instance, resources=resources_for(settings)
+            INGEST_ASSETS, partition_key=wave, instance=instance, resources=resources_for(settings)
         )
         assert result.success
         stored = pd.read_parquet(settings.staging_dir / "raw_responses" / f"{wave}.parquet")
@@ -72,7 +72,7 @@ def test_a_broken_export_fails_the_wave_and_keeps_the_stored_output(demo_data, i
     wave = "2021-T1"
     instance.add_dynamic_partitions(waves.name, [wave])
     dg.materialize(
-        WAVE_ASSETS, partition_key=wave, instance=instance, resources=resources_for(settings)
+        INGEST_ASSETS, partition_key=wave, instance=instance, resources=resources_for(settings)
     )
     stored = settings.staging_dir / "raw_responses" / f"{wave}.parquet"
     before = stored.read_bytes()
@@ -80,7 +80,7 @@ def test_a_broken_export_fails_the_wave_and_keeps_the_stored_output(demo_data, i
     export = next((demo_data / "raw" / wave).glob("*.csv"))
     export.write_bytes(export.read_bytes()[: len(export.read_bytes()) // 2])
     result = dg.materialize(
-        WAVE_ASSETS,
+        INGEST_ASSETS,
         partition_key=wave,
         instance=instance,
         resources=resources_for(settings),

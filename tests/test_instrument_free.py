@@ -20,6 +20,7 @@ OWN_WORDS = {
     "management": "the codebook section `management:` and a role in the company reports",
     "status": "a table header of the wave report",
     "name": "a key of GX suites and of RO-Crate entities",
+    "company_name": "the company report template's title placeholder",
 }
 
 
@@ -30,7 +31,7 @@ def demo_names() -> set[str]:
     names |= {value for variable in cb.background.values() for value in variable.levels}
     names |= {value for variable in cb.background.values() for value in variable.values}
     names |= {*cb.quality.test_company_codes, *cb.quality.test_respondent_codes}
-    names |= {cb.company_register, *cb.waves}
+    names |= {cb.company_register, cb.register_name, cb.register_contact, *cb.waves} - {None}
     return names
 
 

@@ -1,5 +1,6 @@
 """One wave is a complete study: `scan run` on the demo's first wave alone goes through to the
-reports, and what needs more waves says so in its table and in the reports' words."""
+reports, and what needs more waves says so in its table and in the reports' words. Its export
+is named as a steward might save it, after a company and a contact: no shareable file names it."""
 
 import re
 import shutil
@@ -10,6 +11,7 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 from conftest import DEMO_RAW, WAVES, scan, statuses
+from test_privacy import text_of as content_of
 
 from pipeline.invariance import TABLE_COLUMNS
 from pipeline.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
@@ -19,6 +21,8 @@ pytestmark = pytest.mark.xdist_group("one_wave")
 WAVE = WAVES[0]
 KEY = "a-key-for-the-one-wave-study-0123456789"  # the demo minus two waves is not the demo
 NEEDS_TWO = "not estimable: needs 2 waves (1 in the data)"
+# an export's file name that names a company and its contact (none of it is in the demo data)
+EXPORT_NAME = "Houtzagerij Kwakernaak - t.kwakernaak@houtzagerij-kwakernaak.nl"
 
 
 class OneWave(NamedTuple):
@@ -36,6 +40,8 @@ def one_wave(tmp_path_factory) -> OneWave:
     for name in ("codebook.yaml", "company_register.csv"):
         shutil.copy(DEMO_RAW / name, raw / name)
     shutil.copytree(DEMO_RAW / WAVE, raw / WAVE)
+    (export,) = (raw / WAVE).iterdir()
+    export.rename(export.with_stem(EXPORT_NAME))
     reports = root / "reports"
     done = scan(
         "--data-dir", str(root / "data"), "--reports-dir", str(reports), "run",
@@ -99,3 +105,21 @@ def test_company_reports_exist_and_say_there_is_no_earlier_wave(one_wave):
             assert (one_wave.reports / "companies" / f"{company}{suffix}").stat().st_size > 0
     report = text_of(one_wave.reports / "companies" / f"{listed['company_id'][0]}.html")
     assert "Dit is de eerste meting; er is nog geen eerdere meting om mee te vergelijken." in report
+
+
+def test_no_shareable_file_names_the_export(one_wave):
+    """Before, the export's file name was in wave_report.html, its PDF and the RO-Crate; now
+    they name it `<wave>/export-1` with its sha256."""
+    files = [p for zone in (one_wave.processed, one_wave.reports.parent) for p in zone.rglob("*")]
+    files = [p for p in files if p.is_file() and "_versions" not in p.parts]  # copies
+    assert {".html", ".pdf", ".json", ".csv", ".parquet", ".sav"} <= {p.suffix for p in files}
+    # a company report's PDF renders the document of its HTML twin (each read here, and the
+    # first PDF): reading every PDF would take 15 s
+    companies = sorted(one_wave.reports.glob("companies/*.pdf"))[1:]
+    files = [p for p in files if p not in companies]
+    words = re.compile("houtzagerij|kwakernaak", re.IGNORECASE)
+    assert words.search(f"{EXPORT_NAME}.sav")  # the scan can fail
+    for path in files:
+        assert not words.search(content_of(path)), path.relative_to(one_wave.reports.parent.parent)
+    report = content_of(one_wave.reports / "wave_report.pdf")
+    assert f"{WAVE}/export-1" in report and "files / codebook.yaml" in report

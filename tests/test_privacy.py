@@ -8,12 +8,13 @@ The scan covers every file under data/processed/ and reports/output/, whatever l
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import pypdf
 import pyreadstat
-from conftest import DEMO_RAW
+from conftest import DEMO_RAW, linked_attack, whole_tokens
 
 from pipeline.codebook import load_codebook
 from pipeline.readers import read_wave
@@ -44,8 +45,13 @@ def text_of(path: Path) -> str:
     if path.suffix == ".sav":
         frame, meta = pyreadstat.read_sav(path)
         return frame.astype("string").to_csv() + json.dumps(meta.column_names_to_labels)
-    if path.suffix == ".pdf":
-        return "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+    if path.suffix == ".pdf":  # poppler-utils (README, Install)
+        return subprocess.run(
+            ["pdftotext", "-enc", "UTF-8", str(path), "-"],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
     text = path.read_bytes().decode("utf-8", errors="replace")
     # embedded figures are base64 PNG: pixels, not text (their alt text stays in the scan)
     return re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", text)
@@ -58,8 +64,7 @@ def test_nothing_identifying_in_the_shareable_zone(scan_run):
     assert {".parquet", ".sav", ".csv", ".json", ".html", ".pdf"} <= suffixes
     secrets = identifying_values()
     # whole tokens only: a longitude such as 4.7085 must not match inside 14.708512 (a time)
-    alternatives = "|".join(re.escape(v) for v in sorted(secrets, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w.])(?:{alternatives})(?!\w)")
+    pattern = whole_tokens(secrets)
     assert all(pattern.search(f"leaked: {value}, oops") for value in secrets), "the scan can fail"
     scanned = set()  # _versions/ holds copies: each content is read once
     for path in files:
@@ -102,6 +107,28 @@ def test_panel_members_keep_their_person_id_across_waves(scan_run, truth_rows):
     assert (typed_right["code_variant"] == "1").sum() > 20, "case and space variants still link"
     persons_per_id = people.groupby("person_id")["person_uid"].nunique()
     assert (persons_per_id == 1).all(), "no two persons share a pseudonym"
+
+
+def test_linking_the_waves_shareable_files_finds_no_one_under_k(scan_run):
+    """The intruder of issue 16: reads every wave's responses.parquet, fills each person's
+    blanked background from their other waves (same person_id), and counts matches within wave
+    and company. Nobody falls under k; the pipeline's own cross-wave check says the same."""
+    data, *_ = scan_run
+    quasi = list(CB.anonymisation.suppression_order)
+    shared = pd.concat(
+        [pd.read_parquet(data / "processed" / w / "responses.parquet") for w in WAVES],
+        ignore_index=True,
+    )
+    panel = shared.groupby("person_id")["wave"].nunique()
+    assert (panel > 1).sum() > 100, "the attack links a real panel"
+    fk = np.array(linked_attack(shared, quasi))
+    size = shared.groupby(["wave", "company_id"])["wave"].transform("size").to_numpy()
+    k = CB.anonymisation.k
+    assert ((fk < k) & (size >= k)).sum() == 0
+    assert shared.loc[size < k, quasi].isna().all().all()
+    checked = pd.read_csv(data / "processed" / "all_waves" / "disclosure_linked.csv")
+    assert list(checked["wave"]) == WAVES
+    assert (checked["under_k"] == 0).all() and (checked["linked_records"] > 100).all()
 
 
 def test_scan_run_prints_the_disclosure_summary(scan_run):

@@ -86,7 +86,8 @@ def without_platform(tmp_path: Path) -> Path:
     text = CODEBOOK.read_text(encoding="utf-8")
     start, end = text.index("\nplatform:\n"), text.index("\nwaves:")
     text = text[:start] + text[end:]
-    text = text.replace("registers:\n  companies: company_register.csv", "")
+    start, end = text.index("\nregisters:\n"), text.index("\nquality:")
+    text = text[:start] + text[end:]
     text = text.replace("  test_company_codes: [TEST]", "").replace(
         "  test_respondent_codes: [test]", "  skip: [straightliner]"
     )

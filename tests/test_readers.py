@@ -4,6 +4,8 @@ import csv
 import datetime as dt
 import json
 import math
+import re
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -13,7 +15,14 @@ import pytest
 from conftest import CODEBOOK, DEMO_RAW
 
 from pipeline.codebook import load_codebook
-from pipeline.readers import ExportError, _convert, export_files, read_export, read_wave
+from pipeline.readers import (
+    ExportError,
+    _convert,
+    export_files,
+    read_export,
+    read_raw_export,
+    read_wave,
+)
 
 CB = load_codebook(CODEBOOK)
 WAVE = "2021-T1"
@@ -90,10 +99,31 @@ def read(path: Path, root: Path) -> pd.DataFrame:
 
 
 def error_of(path: Path, root: Path) -> str:
+    """The message of the error reading `path`: it names the file, and it is the whole story
+    (Dagster stores, and `scan run` prints, the innermost error of a chain)."""
     with pytest.raises(ExportError) as caught:
         read(path, root)
     assert path.name in str(caught.value)
+    assert is_innermost(caught.value)
     return str(caught.value)
+
+
+def is_innermost(error: BaseException) -> bool:
+    """No error behind it, as a traceback would show one."""
+    return error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def cells_of_first_row(path: Path) -> set[str]:
+    """The first data row of a demo export, as text: every cell that could mean something."""
+    frame = read_export(path, CB, path.parent.name, path.parent.parent).iloc[0]
+    values = {str(v) for v in frame.drop(["wave", "_source_file", "_source_row"]).dropna()}
+    return {v for v in values if len(v) >= 4}
+
+
+def whole_tokens(values: set[str]):
+    """A regex finding any of `values` as a whole token (not inside a longer number or word)."""
+    alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.])(?:{alternatives})(?![\w])")
 
 
 def assert_canonical(frame: pd.DataFrame) -> None:
@@ -305,16 +335,44 @@ def test_header_without_data_rows(tmp_path, write):
     assert "has a header but no data rows" in error_of(path, tmp_path)
 
 
-@pytest.mark.parametrize("suffix", [".sav", ".xlsx"])
-def test_truncated_sav_or_xlsx(tmp_path, suffix):
+@pytest.mark.parametrize(
+    ("suffix", "problem"),
+    [
+        (".sav", "not a readable SPSS .sav file (File did not contain the expected number"),
+        (".xlsx", "not a readable .xlsx workbook (BadZipFile: File is not a zip file)"),
+    ],
+)
+def test_truncated_sav_or_xlsx(tmp_path, suffix, problem):
+    """Before, the library's own error ("File is not a zip file") came last, without the file."""
     frame = export(*(record(i) for i in range(1, 40)))
     path = tmp_path / WAVE / f"export{suffix}"
     write_sav(path, frame) if suffix == ".sav" else write_xlsx(path, frame)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ExportError) as caught:
-        read(path, tmp_path)
-    assert path.name in str(caught.value) and "not a readable" in str(caught.value)
-    assert caught.value.__cause__ is not None
+    assert problem in error_of(path, tmp_path)
+
+
+def test_xlsx_with_a_damaged_sheet(tmp_path):
+    path = write_xlsx(tmp_path / WAVE / "export.xlsx", export(record(1), record(2)))
+    with zipfile.ZipFile(path) as workbook:
+        members = {name: workbook.read(name) for name in workbook.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    members[sheet] = members[sheet][: len(members[sheet]) // 2]  # cut inside the XML
+    with zipfile.ZipFile(path, "w") as workbook:
+        for name, data in members.items():
+            workbook.writestr(name, data)
+    assert "not a readable .xlsx workbook (ParseError: " in error_of(path, tmp_path)
+
+
+def test_utf8_csv_cut_inside_a_character(tmp_path):
+    """A file with a byte-order mark is UTF-8 or nothing: cut inside "Zoë" it ends in the middle
+    of a character, and the error names the file and the (physical) line."""
+    frame = export(record(1), record(2, comments=COMMENT))
+    path = write_csv(tmp_path / WAVE / "export.csv", frame, encoding="utf-8-sig")
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index("ë".encode()) + 1])
+    message = error_of(path, tmp_path)
+    assert "line 4: not readable as utf-8-sig (utf-8: byte" in message
+    assert message.endswith("unexpected end of data)")
 
 
 @pytest.mark.parametrize(
@@ -335,7 +393,47 @@ def test_truncated_csv_names_the_line(tmp_path, cut, problem):
 def test_csv_in_no_known_encoding(tmp_path):
     path = write_csv(tmp_path / WAVE / "export.csv", export(record(1)))
     path.write_bytes(path.read_bytes().replace(b"AB01CD", b"AB\x81CD"))  # undefined in cp1252
-    assert "not readable as utf-8 or cp1252" in error_of(path, tmp_path)
+    message = error_of(path, tmp_path)
+    assert "line 2: not readable as utf-8 or cp1252 (utf-8: byte " in message
+    assert "AB" not in message  # the cell is not quoted
+
+
+@pytest.mark.parametrize(
+    ("wave", "header_rows"), [("2021-T1", 3), ("2022-T2", 1)], ids=["qualtrics-csv", "xlsx"]
+)
+def test_an_export_without_its_header_rows_quotes_none_of_its_cells(tmp_path, wave, header_rows):
+    """Before, the first respondent's IP address, location, linkage and company codes came back
+    as "columns the codebook does not know", into the console and the Dagster event log."""
+    demo = next((DEMO_RAW / wave).iterdir())
+    path = tmp_path / wave / demo.name
+    path.parent.mkdir()
+    if demo.suffix == ".csv":
+        lines = demo.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[header_rows:]))
+    else:
+        workbook = openpyxl.load_workbook(demo)
+        workbook.active.delete_rows(1, header_rows)
+        workbook.save(path)
+    secrets = cells_of_first_row(demo)
+    pattern = whole_tokens(secrets)
+    assert len(secrets) > 5 and all(pattern.search(f"x {v} y") for v in secrets)
+    with pytest.raises(ExportError) as caught:
+        read_export(path, CB, wave, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{wave}/{demo.name}: the first row is not a header of codebook")
+    assert "were the header rows cut off" in message and is_innermost(caught.value)
+    assert not pattern.findall(message), message
+
+
+def test_the_codebook_draft_names_columns_by_position_only(tmp_path):
+    """Without its header, a file's first row is data: a repeated code must not be quoted."""
+    path = tmp_path / "export.csv"
+    path.write_text("R_5x,AB12CD,K9QX,K9QX,\nR_6y,EF34GH,4,2,1\n")
+    with pytest.raises(ExportError) as caught:
+        read_raw_export(path)
+    message = str(caught.value)
+    assert message.endswith("unnamed: columns 5; sharing a name: columns 3, 4")
+    assert not whole_tokens({"R_5x", "AB12CD", "K9QX"}).findall(message)
 
 
 def test_missing_required_and_unknown_columns_are_all_listed(tmp_path):

@@ -6,18 +6,28 @@ import shutil
 
 import dagster as dg
 
-from assets.definitions import WAVE_ASSETS
+from assets.anonymise import anonymised_responses
+from assets.definitions import (
+    ALL_ASSETS,
+    ALL_CHECKS,
+    INGEST_SELECTION,
+    WAVE_ASSETS,
+    build_definitions,
+)
+from assets.ingest import raw_responses
 from assets.partitions import waves
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor
 from pipeline.settings import Settings
 
+WAVES = ["2019-T0", "2021-T1", "2022-T2"]
+
 
 def tick(instance, settings, cursor):
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=resources_for(settings)
-    )
-    result = wave_files_sensor(context)
+    ) as context:
+        result = wave_files_sensor(context)
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
     return result
@@ -75,3 +85,63 @@ def test_sensor_skips_a_wave_already_materialized_from_the_same_inputs(
     )
     first = tick(instance, settings, None)
     assert requested(first) == ["2021-T1", "2022-T2"]
+
+
+def test_undeclared_or_reserved_wave_folders_are_refused_by_name(demo_data, instance, tmp_path):
+    """A folder the codebook does not declare would go without its fieldwork-window rule; one
+    called all_waves would overwrite the cross-wave results. The sensor leaves both out, and a
+    run started on such a partition from the UI fails up front, naming the folder."""
+    settings = Settings(demo_data, tmp_path / "reports")
+    export = next((demo_data / "raw" / "2021-T1").glob("*.csv"))
+    for stray in ("2024-T4", "all_waves"):
+        (demo_data / "raw" / stray).mkdir()
+        shutil.copy(export, demo_data / "raw" / stray / export.name)
+    first = tick(instance, settings, None)
+    assert added(first) == requested(first) == WAVES
+
+    instance.add_dynamic_partitions(waves.name, ["2024-T4", "all_waves"])
+    for stray, message in (("2024-T4", "not declared under the codebook's waves"),
+                           ("all_waves", "reserved for the cross-wave results")):  # fmt: skip
+        result = dg.materialize(
+            [raw_responses], partition_key=stray, instance=instance,
+            resources=resources_for(settings), raise_on_error=False,
+        )  # fmt: skip
+        assert not result.success
+        error = result.get_step_failure_events()[0].step_failure_data.error.cause
+        assert f"wave folder {stray!r}" in error.message and message in error.message
+    assert not (settings.processed_dir / "all_waves").exists()
+
+
+def test_the_automation_never_runs_on_past_a_wave_whose_last_run_failed(
+    demo_data, instance, tmp_path
+):
+    """The UI path (`dagster dev`'s automation sensor) as `scan run` does it: once every wave is
+    validated, each wave's protected data is requested; after a wave's new export failed,
+    nothing from the privacy boundary on is, so no report is rendered over the failed wave."""
+    for other in ("2019-T0", "2022-T2"):  # one wave is a study too, and costs a third
+        shutil.rmtree(demo_data / "raw" / other)
+    settings = Settings(demo_data, tmp_path / "reports")
+    definitions = build_definitions(settings)
+    instance.add_dynamic_partitions(waves.name, ["2021-T1"])
+    before = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+    assert before.get_requested_partitions(anonymised_responses.key) == set()
+    assert dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], selection=INGEST_SELECTION, partition_key="2021-T1",
+        instance=instance, resources=resources_for(settings),
+    ).success  # fmt: skip
+    ready = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, cursor=before.cursor
+    )
+    assert ready.get_requested_partitions(anonymised_responses.key) == {"2021-T1"}
+
+    export = next((demo_data / "raw" / "2021-T1").glob("*.csv"))
+    export.write_bytes(export.read_bytes()[:200])  # a cut-off export
+    failed = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS], selection=INGEST_SELECTION, partition_key="2021-T1",
+        instance=instance, resources=resources_for(settings), raise_on_error=False,
+    )  # fmt: skip
+    assert not failed.success
+    after = dg.evaluate_automation_conditions(
+        defs=definitions, instance=instance, cursor=before.cursor
+    )
+    assert after.total_requested == 0
