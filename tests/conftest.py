@@ -52,6 +52,25 @@ POSTGRES_START = (
 )
 
 
+# One BLAS thread in every process of the suite: the xdist workers and every `scan` they start
+# inherit it from the controller, which sets it before it starts them. Threads sum in another
+# order, so the last digits of a fit would otherwise differ between the in-process run and the
+# CLI's runs whose files must be byte-identical to it.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+
+def pytest_configure(config) -> None:
+    """Each pytest-xdist worker on a core of its own, with what it starts: `scan run` renders
+    the reports in as many processes as it has cores (`os.sched_getaffinity`), and two workers
+    that each spread over both cores of a 2-core machine lose more to waiting and to spawning
+    report workers than they gain (the suite took 18:50 so, 15:44 pinned)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    cores = sorted(os.sched_getaffinity(0))
+    if worker and count and int(count) <= len(cores):
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
+
+
 # The session fixtures that run the whole demo pipeline. With two pytest-xdist workers
 # (`--dist loadgroup`) every test that uses one of them goes to the worker of its group, so that
 # each runs once per session, not once per worker: the materializations and the killed run on
