@@ -120,7 +120,7 @@ def run(settings: Settings, force: bool, wait: bool) -> None:
     except CodebookError as exc:
         raise click.ClickException(str(exc)) from exc
     found = [w for w in settings.waves() if export_files(settings.wave_dir(w))]
-    if refused := [codebook.refused_wave(w) for w in found if codebook.refused_wave(w)]:
+    if refused := [why for w in found if (why := codebook.refused_wave(w))]:
         raise click.ClickException("nothing was run:\n" + "\n".join(refused))
     if not found:
         raise click.ClickException(

@@ -54,18 +54,9 @@ class RestrictedParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One partition's table; {wave: table} over the partitions mapped to the input when
         the input is annotated as a dict (anonymisation, which protects all waves together)."""
-        if (
-            context.has_asset_partitions
-            and typing.get_origin(context.dagster_type.typing_type) is dict
-        ):
-            return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
-        return self._read(self._path(context))
-
-    @staticmethod
-    def _read(path: Path) -> pd.DataFrame:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no stored output; materialize its wave first")
-        return pd.read_parquet(path)
+        if context.has_asset_partitions and reads_every_wave(context):
+            return {w: read_table(self._path(context, w)) for w in context.asset_partition_keys}
+        return read_table(self._path(context))
 
 
 class ShareableIOManager(dg.ConfigurableIOManager):
@@ -97,16 +88,22 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         """One wave's table; {wave: table} over the waves mapped to the input when the input is
         annotated as a dict (a cross-wave asset, or a report that compares with earlier waves)."""
         if not context.has_asset_partitions:
-            return self._read(self._path(context, ALL_WAVES))
-        if typing.get_origin(context.dagster_type.typing_type) is dict:
-            return {w: self._read(self._path(context, w)) for w in context.asset_partition_keys}
-        return self._read(self._path(context, context.asset_partition_key))
+            return read_table(self._path(context, ALL_WAVES))
+        if reads_every_wave(context):
+            return {w: read_table(self._path(context, w)) for w in context.asset_partition_keys}
+        return read_table(self._path(context, context.asset_partition_key))
 
-    @staticmethod
-    def _read(path: Path) -> pd.DataFrame:
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: not written yet; materialize its wave first")
-        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+def reads_every_wave(context: dg.InputContext) -> bool:
+    """Whether the input is annotated as a dict: {wave: table} over the waves mapped to it."""
+    return typing.get_origin(context.dagster_type.typing_type) is dict
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A stored table (parquet or csv), or an error that says which file is not there yet."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no stored output; materialize its wave first")
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def stored_metadata(path: Path, frame: pd.DataFrame, zone: Path) -> dict:
