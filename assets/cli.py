@@ -31,9 +31,14 @@ from assets.partitions import waves
 from assets.reports import company_report_numbers, company_reports
 from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import DATA_TAG, error_text, pipeline_status, short, stale_reasons
-from pipeline.codebook import Codebook, CodebookError, load_codebook
-from pipeline.codebook_draft import draft_codebook
-from pipeline.delivery import (
+from pipeline.demo.write import DEFAULT_SEED, write_demo
+from pipeline.ingest.codebook_draft import draft_codebook
+from pipeline.ingest.readers import ExportError, export_files
+from pipeline.instrument.codebook import Codebook, CodebookError, load_codebook
+from pipeline.lineage.files import RUN_LOCK, Busy, exclusive, remove_partial_files, write_atomic
+from pipeline.lineage.settings import Settings
+from pipeline.privacy.pseudonyms import PseudonymKeyError, load_key
+from pipeline.reporting.delivery import (
     DISTRIBUTION,
     DeliveryError,
     delivery_folder,
@@ -41,18 +46,13 @@ from pipeline.delivery import (
     register_companies,
     undeclared,
 )
-from pipeline.delivery import deliver as deliver_reports
-from pipeline.demo import DEFAULT_SEED, write_demo
-from pipeline.files import RUN_LOCK, Busy, exclusive, remove_partial_files, write_atomic
-from pipeline.pseudonyms import PseudonymKeyError, load_key
-from pipeline.quality import (
+from pipeline.reporting.delivery import deliver as deliver_reports
+from pipeline.validate.quality import (
     REASON_TEXT,
     ROW_NUMBERING_TEXT,
     describe_quality,
     quarantine_listing,
 )
-from pipeline.readers import ExportError, export_files
-from pipeline.settings import Settings
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"

@@ -2,15 +2,6 @@
 
 import dagster as dg
 
-from assets.anonymise import (
-    anonymised_responses,
-    k_anonymity,
-    k_anonymity_across_waves,
-    linked_disclosure,
-    no_identifier_values,
-    no_identifying_columns,
-    responses_sav,
-)
 from assets.ingest import raw_responses
 from assets.lineage import provenance_manifest
 from assets.models import (
@@ -18,6 +9,15 @@ from assets.models import (
     longitudinal_multilevel_models,
     models_converged,
     multilevel_models,
+)
+from assets.privacy import (
+    anonymised_responses,
+    k_anonymity,
+    k_anonymity_across_waves,
+    linked_disclosure,
+    no_identifier_values,
+    no_identifying_columns,
+    responses_sav,
 )
 from assets.psychometrics import (
     alpha_at_least_060,
@@ -36,7 +36,7 @@ from assets.resources import ALL_WAVES, resources_for
 from assets.scores import company_aggregates, scale_scores
 from assets.sensors import cross_wave_sensor, wave_files_sensor, wave_job
 from assets.validate import contract, expectations, raw_structure, rows_accounted_for, validation
-from pipeline.settings import Settings
+from pipeline.lineage.settings import Settings
 
 INGEST_ASSETS = [raw_responses, validation]  # per wave, up to the privacy boundary
 # per wave, from the privacy boundary on; anonymisation reads every wave's validated rows

@@ -9,7 +9,7 @@ import pandas as pd
 
 
 class GreatExpectations(dg.ConfigurableResource):
-    """Runs a suite given as plain data (`pipeline.expectations.expectation_suite`)."""
+    """Runs a suite given as plain data (`pipeline.validate.expectations.expectation_suite`)."""
 
     def validate(self, frame: pd.DataFrame, suite: dict) -> dict:
         """Validate `frame` in an ephemeral GX context; the result as JSON-ready dict.

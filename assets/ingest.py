@@ -5,16 +5,18 @@ import sys
 import dagster as dg
 import pandas as pd
 
-import pipeline.codebook
-import pipeline.readers
+import pipeline.ingest.readers
+import pipeline.instrument.codebook
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
-from pipeline.fingerprint import combine, file_hashes, sha256_file
-from pipeline.readers import export_files, read_wave
-from pipeline.settings import Settings
+from pipeline.ingest.readers import export_files, read_wave
+from pipeline.lineage.fingerprint import combine, file_hashes, sha256_file
+from pipeline.lineage.settings import Settings
 
-INGEST_CODE_VERSION = source_version(pipeline.codebook, pipeline.readers, sys.modules[__name__])
+INGEST_CODE_VERSION = source_version(
+    pipeline.instrument.codebook, pipeline.ingest.readers, sys.modules[__name__]
+)
 
 
 def wave_inputs(settings: Settings, wave: str) -> dict[str, str]:

@@ -9,12 +9,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.provenance
+import pipeline.lineage.provenance
 from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.reports import REPORTS, company_reports, wave_report
@@ -28,13 +27,12 @@ from assets.staleness import (
     run_check_logs,
 )
 from assets.versions import source_version
-from pipeline.fingerprint import sha256_file
-from pipeline.outputs import CHANGED, FILES, MISSING, file_state, output_path
-from pipeline.provenance import Provenance, write_crate
-from pipeline.render import engine_description
-from pipeline.settings import Settings
+from pipeline.lineage.fingerprint import sha256_file
+from pipeline.lineage.outputs import CHANGED, FILES, MISSING, file_state, output_path
+from pipeline.lineage.provenance import Provenance, write_crate
+from pipeline.lineage.settings import PROJECT_ROOT, Settings
+from pipeline.reporting.render import engine_description
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "ro-crate-metadata.json"
 ANONYMISATION_FACTS = ("k", "k_reached", "key_id", "key_source", "small_companies")
 
@@ -77,7 +75,7 @@ def _facts(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> Pr
             }
         )
         metadata = materialization.metadata
-        # as recorded (pipeline.outputs): relative to the data or reports folder, so that a
+        # as recorded (pipeline.lineage.outputs): relative to the data or reports folder, so that a
         # project moved with its instance names them right
         recorded = metadata[FILES].value if FILES in metadata else {}
         files = [{"path": path, "sha256": sha256} for path, sha256 in sorted(recorded.items())]
@@ -154,7 +152,7 @@ def _models(scan: ScanConfig, wave: str) -> list[dict]:
 @dg.asset(
     partitions_def=waves,
     group_name=REPORTS,
-    code_version=source_version(pipeline.provenance, sys.modules[__name__]),
+    code_version=source_version(pipeline.lineage.provenance, sys.modules[__name__]),
     kinds={"json"},
     deps=[wave_report, company_reports],
 )

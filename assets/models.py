@@ -6,14 +6,14 @@ import sys
 import dagster as dg
 import pandas as pd
 
-import pipeline.mixed_fit
-import pipeline.multilevel
-import pipeline.nested_lmm
+import pipeline.models.mixed_fit
+import pipeline.models.multilevel
+import pipeline.models.nested_lmm
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
-from pipeline.codebook import Codebook
-from pipeline.multilevel import (
+from pipeline.instrument.codebook import Codebook
+from pipeline.models.multilevel import (
     NotEstimable,
     coefficients_table,
     fit_table,
@@ -23,7 +23,10 @@ from pipeline.multilevel import (
 )
 
 MODELS_CODE_VERSION = source_version(
-    pipeline.multilevel, pipeline.nested_lmm, pipeline.mixed_fit, sys.modules[__name__]
+    pipeline.models.multilevel,
+    pipeline.models.nested_lmm,
+    pipeline.models.mixed_fit,
+    sys.modules[__name__],
 )
 
 

@@ -6,23 +6,23 @@ import sys
 import dagster as dg
 import pandas as pd
 
-import pipeline.cfa
-import pipeline.invariance
-import pipeline.reliability
-import pipeline.scoring
+import pipeline.instrument.scoring
+import pipeline.psychometrics.cfa
+import pipeline.psychometrics.invariance
+import pipeline.psychometrics.reliability
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
-from pipeline.cfa import measurement_tables
-from pipeline.invariance import invariance_table
-from pipeline.reliability import reliability_tables
-from pipeline.scoring import recode_items
+from pipeline.instrument.scoring import recode_items
+from pipeline.psychometrics.cfa import measurement_tables
+from pipeline.psychometrics.invariance import invariance_table
+from pipeline.psychometrics.reliability import reliability_tables
 
 PSYCHOMETRICS_CODE_VERSION = source_version(
-    pipeline.scoring,
-    pipeline.reliability,
-    pipeline.cfa,
-    pipeline.invariance,
+    pipeline.instrument.scoring,
+    pipeline.psychometrics.reliability,
+    pipeline.psychometrics.cfa,
+    pipeline.psychometrics.invariance,
     sys.modules[__name__],
 )
 ALPHA_WARNING = 0.60

@@ -9,31 +9,31 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-import pipeline.aggregation
-import pipeline.company_report
-import pipeline.figures
-import pipeline.render
-import pipeline.suppression
-import pipeline.wave_report
+import pipeline.privacy.suppression
+import pipeline.psychometrics.aggregation
+import pipeline.reporting.company_report
+import pipeline.reporting.figures
+import pipeline.reporting.render
+import pipeline.reporting.wave_report
 from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.resources import ScanConfig, files_metadata
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
-from pipeline.company_report import previous_wave, render_company_reports, report_numbers
-from pipeline.files import keep_version
-from pipeline.provenance import neutral_inputs
-from pipeline.render import REPORTS_DIR, Rendered, engine_description, render_report
-from pipeline.wave_report import WaveInputs, wave_context
+from pipeline.lineage.files import keep_version
+from pipeline.lineage.provenance import neutral_inputs
+from pipeline.reporting.company_report import previous_wave, render_company_reports, report_numbers
+from pipeline.reporting.render import REPORTS_DIR, Rendered, engine_description, render_report
+from pipeline.reporting.wave_report import WaveInputs, wave_context
 
 REPORTS = "reports"  # the asset group
 REPORTS_CODE_VERSION = source_version(
-    pipeline.aggregation,
-    pipeline.company_report,
-    pipeline.figures,
-    pipeline.render,
-    pipeline.suppression,
-    pipeline.wave_report,
+    pipeline.psychometrics.aggregation,
+    pipeline.reporting.company_report,
+    pipeline.reporting.figures,
+    pipeline.reporting.render,
+    pipeline.privacy.suppression,
+    pipeline.reporting.wave_report,
     sys.modules[__name__],
 )
 # reports wait for the attack on the waves' shareable files linked together to find nothing
@@ -178,7 +178,7 @@ def wave_report_numbers(
     wave = context.partition_key
     codebook = scan.codebook()
     previous = previous_wave(wave, scores_by_wave, codebook)
-    return pipeline.wave_report.report_numbers(
+    return pipeline.reporting.wave_report.report_numbers(
         anonymised_responses,
         scores_by_wave[wave],
         scores_by_wave[previous] if previous else None,
@@ -213,7 +213,7 @@ def wave_report(
     wave = context.partition_key
     codebook = scan.codebook()
     known = context.instance.get_dynamic_partitions(waves.name)
-    totals = pipeline.wave_report.numbers_of(wave_report_numbers, "totals")["n"]
+    totals = pipeline.reporting.wave_report.numbers_of(wave_report_numbers, "totals")["n"]
     reported = len(company_reports)
     inputs = WaveInputs(
         wave=wave,

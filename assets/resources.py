@@ -7,15 +7,15 @@ import dagster as dg
 import pandas as pd
 
 from assets.gx_resource import GreatExpectations
-from pipeline.codebook import Codebook, load_codebook
-from pipeline.files import keep_version, write_atomic
-from pipeline.fingerprint import sha256_file
-from pipeline.outputs import FILES, recorded
-from pipeline.settings import ALL_WAVES, Settings
+from pipeline.instrument.codebook import Codebook, load_codebook
+from pipeline.lineage.files import keep_version, write_atomic
+from pipeline.lineage.fingerprint import sha256_file
+from pipeline.lineage.outputs import FILES, recorded
+from pipeline.lineage.settings import ALL_WAVES, Settings
 
 
 class ScanConfig(dg.ConfigurableResource):
-    """Where the data and reports live; built from `pipeline.settings.Settings`."""
+    """Where the data and reports live; built from `pipeline.lineage.settings.Settings`."""
 
     data_dir: str
     reports_dir: str
@@ -122,8 +122,9 @@ def stored_metadata(path: Path, frame: pd.DataFrame, zone: Path) -> dict:
 
 def files_metadata(settings: Settings, paths, context: dg.OutputContext | None = None) -> dict:
     """The `files` entry of every materialization: {path relative to its folder: sha256} of
-    each file the asset wrote (`pipeline.outputs`), which `scan status`, `scan trace` and `scan
-    verify` check against disk. An IO manager adds its table to the files the asset recorded."""
+    each file the asset wrote (`pipeline.lineage.outputs`), which `scan status`, `scan trace`
+    and `scan verify` check against disk. An IO manager adds its table to the files the asset
+    recorded."""
     earlier = context.output_metadata.get(FILES) if context is not None else None
     files = {**(earlier.value if earlier else {}), **recorded(paths, settings)}
     return {FILES: dg.MetadataValue.json(files)}

@@ -5,16 +5,16 @@ import sys
 import dagster as dg
 import pandas as pd
 
-import pipeline.aggregation
-import pipeline.scoring
+import pipeline.instrument.scoring
+import pipeline.psychometrics.aggregation
 from assets.partitions import waves
 from assets.resources import ScanConfig
 from assets.versions import source_version
-from pipeline.scoring import recode_items, score_scales
+from pipeline.instrument.scoring import recode_items, score_scales
 
 SCORES_CODE_VERSION = source_version(
-    pipeline.scoring,
-    pipeline.aggregation,
+    pipeline.instrument.scoring,
+    pipeline.psychometrics.aggregation,
     sys.modules[__name__],
 )
 
@@ -68,7 +68,7 @@ def company_aggregates(
         axis=1,
     )
     options = {n: s.response_scale.max - s.response_scale.min + 1 for n, s in culture.items()}
-    companies, summary = pipeline.aggregation.company_aggregates(
+    companies, summary = pipeline.psychometrics.aggregation.company_aggregates(
         frame,
         {n: list(s.items) for n, s in culture.items()},
         "company_id",

@@ -4,12 +4,12 @@ import json
 
 import dagster as dg
 
-from assets.anonymise import anonymised_responses
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
+from assets.privacy import anonymised_responses
 from assets.resources import ScanConfig
 from assets.staleness import DATA_VERSION, latest_tags
-from pipeline.readers import export_files
+from pipeline.ingest.readers import export_files
 
 wave_job = dg.define_asset_job(
     "wave_job",

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.anonymise import anonymised_responses
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
-from pipeline.outputs import FILES, describe_problems, file_problems
-from pipeline.pseudonyms import PseudonymKeyError, load_key
-from pipeline.settings import Settings
+from assets.privacy import anonymised_responses
+from pipeline.lineage.outputs import FILES, describe_problems, file_problems
+from pipeline.lineage.settings import Settings
+from pipeline.privacy.pseudonyms import PseudonymKeyError, load_key
 
 DATA_VERSION = "dagster/data_version"
 CODE_VERSION = "dagster/code_version"

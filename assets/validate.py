@@ -6,15 +6,15 @@ import sys
 import dagster as dg
 import pandas as pd
 
-import pipeline.quality
-import pipeline.scoring
+import pipeline.instrument.scoring
+import pipeline.validate.quality
 from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig, files_metadata
 from assets.versions import source_version
-from pipeline.expectations import deidentified, expectation_suite, stable_result
-from pipeline.files import keep_version, write_atomic
-from pipeline.quality import (
+from pipeline.lineage.files import keep_version, write_atomic
+from pipeline.validate.expectations import deidentified, expectation_suite, stable_result
+from pipeline.validate.quality import (
     REASONS,
     StructureError,
     check_structure,
@@ -26,9 +26,11 @@ from pipeline.quality import (
     rule_status,
     split_quarantine,
 )
-from pipeline.validation_page import render_validation_page
+from pipeline.validate.validation_page import render_validation_page
 
-VALIDATE_CODE_VERSION = source_version(pipeline.quality, pipeline.scoring, sys.modules[__name__])
+VALIDATE_CODE_VERSION = source_version(
+    pipeline.validate.quality, pipeline.instrument.scoring, sys.modules[__name__]
+)
 
 
 def register_of(scan: ScanConfig) -> set[str]:

@@ -5,7 +5,7 @@
 a correlated company wave slope, `y ~ wave + x + z + (1 + wave | company) + (1 | company:person)`,
 with
 
-- `pipeline.nested_lmm.fit_nested` (best of 3 runs),
+- `pipeline.models.nested_lmm.fit_nested` (best of 3 runs),
 - statsmodels' MixedLM with `vc_formula` for persons (one run: model building and fit),
 - lme4's `lmer`, when Rscript is on PATH (best of 3 `system.time`s of the `lmer` call alone; the
   data reach R through a temporary CSV that is read before the clock starts).
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from pipeline.nested_lmm import fit_nested
+from pipeline.models.nested_lmm import fit_nested
 
 COMPANIES, EMPLOYEES, WAVES = 400, 25, 3
 TERMS = ["(Intercept)", "wave", "x", "z"]

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.codebook import Scale, load_codebook
-from pipeline.reliability import alpha, reliability_tables
-from pipeline.scoring import recode_items, score_scales
+from pipeline.instrument.codebook import Scale, load_codebook
+from pipeline.instrument.scoring import recode_items, score_scales
+from pipeline.psychometrics.reliability import alpha, reliability_tables
 
 CODEBOOK = Path(__file__).parents[1] / "data" / "raw" / "codebook.yaml"
 ITEMS_PER_SCALE = 5

@@ -19,10 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.aggregation import company_table
-from pipeline.codebook import load_codebook
-from pipeline.company_report import company_contexts, render_company_reports, report_numbers
-from pipeline.render import REPORTS_DIR, engine_description, render_reports
+from pipeline.instrument.codebook import load_codebook
+from pipeline.psychometrics.aggregation import company_table
+from pipeline.reporting.company_report import (
+    company_contexts,
+    render_company_reports,
+    report_numbers,
+)
+from pipeline.reporting.render import REPORTS_DIR, engine_description, render_reports
 
 CODEBOOK = Path(__file__).parents[1] / "data" / "raw" / "codebook.yaml"
 

@@ -2,7 +2,7 @@
 
     python bench/scale.py [--sizes demo,10x,national] [--keep] [--out bench/results]
 
-For each size, `pipeline.demo.write_demo` writes a scan into a temporary data folder (the demo
+For each size, `pipeline.demo.write.write_demo` writes a scan into a temporary data folder (the demo
 codebook, `Params` scaled: `demo` is the demo itself, 40 companies of about 22 employees; `10x`
 400 companies; `national` 1,000 companies of about 50 employees), then the real `scan run`
 command runs on it in a subprocess with a fresh DAGSTER_HOME, `--data-dir` and
@@ -49,7 +49,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.demo import Params, write_demo  # noqa: E402
+from pipeline.demo.simulation import Params  # noqa: E402
+from pipeline.demo.write import write_demo  # noqa: E402
 
 SIZES = {
     "demo": Params(),

@@ -27,8 +27,8 @@ from assets.definitions import (
 )
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
-from pipeline.files import RUN_LOCK, exclusive
-from pipeline.settings import Settings
+from pipeline.lineage.files import RUN_LOCK, exclusive
+from pipeline.lineage.settings import Settings
 
 SCAN = str(Path(sys.executable).parent / "scan")
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from conftest import DEMO_RAW, WAVES, scan, statuses
 
 from assets.definitions import build_definitions
 from assets.staleness import pipeline_status
-from pipeline.settings import Settings
+from pipeline.lineage.settings import Settings
 
 
 def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan_run, monkeypatch):

@@ -13,8 +13,8 @@ import pytest
 from conftest import DEMO_RAW, WAVES, scan, statuses
 from test_privacy import text_of as content_of
 
-from pipeline.invariance import TABLE_COLUMNS
-from pipeline.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
+from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
+from pipeline.psychometrics.invariance import TABLE_COLUMNS
 
 # With pytest-xdist (`--dist loadgroup`) these tests share one worker, so the run is made once.
 pytestmark = pytest.mark.xdist_group("one_wave")

@@ -15,7 +15,7 @@ from conftest import (
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from assets.definitions import build_definitions
-from pipeline.settings import Settings
+from pipeline.lineage.settings import Settings
 
 # a few assets of each stage: per wave, across the waves, the reports
 PER_WAVE = ["raw_responses", "validated_responses", "scale_scores", "reliability"]

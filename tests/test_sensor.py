@@ -6,7 +6,6 @@ import shutil
 
 import dagster as dg
 
-from assets.anonymise import anonymised_responses
 from assets.definitions import (
     ALL_ASSETS,
     ALL_CHECKS,
@@ -16,9 +15,10 @@ from assets.definitions import (
 )
 from assets.ingest import raw_responses
 from assets.partitions import waves
+from assets.privacy import anonymised_responses
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor
-from pipeline.settings import Settings
+from pipeline.lineage.settings import Settings
 
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 

@@ -10,7 +10,7 @@
 #   company     synthetic companies of 28 respondents each: rows 1-28 are c001, ..., c100
 #
 # Rows: the data set keeps all 2800 rows, and the statistics here are computed on exactly the rows
-# the pipeline keeps (pipeline/quality.py with tests/data/bfi/raw/codebook.yaml). Of its quality
+# the pipeline keeps (pipeline/validate/quality.py with tests/data/bfi/raw/codebook.yaml). Of its quality
 # rules only these apply to a scan without platform metadata, register or test codes:
 #   unreadable_value, out_of_range  none: every item is 1..6 or missing, gender 1/2, education
 #                                   1..5 or missing, age a whole number (checked below);
@@ -29,7 +29,7 @@
 #     items as max + min - x over the data (here 6 + 1 - x), which is the codebook's recoding;
 #     the script checks that alpha on the recoded items gives the same numbers.
 #   psych::omega(recoded items, nfactors = 1, plot = FALSE)$omega.tot, per scale: the call
-#     pipeline/reliability.py's omega_total reproduces (minres on pairwise correlations, flip).
+#     pipeline/psychometrics/reliability.py's omega_total reproduces (minres on pairwise correlations, flip).
 #   lavaan::cfa() of the measurement model the pipeline fits (assets/psychometrics.py,
 #     measurement_model): each scale a factor on its items, reverse-keyed items recoded 7 - x,
 #     factors correlated, estimator = "ML" (lavaan's defaults: likelihood "normal", marker

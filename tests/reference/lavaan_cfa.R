@@ -1,4 +1,4 @@
-# Reference values for pipeline/cfa.py, computed with R's lavaan on lavaan's own data.
+# Reference values for pipeline/psychometrics/cfa.py, computed with R's lavaan on lavaan's own data.
 #
 # Fits the classic three-factor model on lavaan::HolzingerSwineford1939 with lavaan's cfa()
 # defaults: ML estimator, likelihood = "normal" (sample covariance divided by N), marker-variable

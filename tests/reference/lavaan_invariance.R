@@ -1,4 +1,4 @@
-# Reference values for pipeline/invariance.py, computed with R's lavaan on lavaan's own data.
+# Reference values for pipeline/psychometrics/invariance.py, computed with R's lavaan on lavaan's own data.
 #
 # Fits the classic three-factor model on lavaan::HolzingerSwineford1939 with group = "school"
 # at three levels of measurement invariance, with lavaan's cfa() defaults otherwise (ML,

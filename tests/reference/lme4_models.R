@@ -1,4 +1,4 @@
-# Reference values for pipeline/multilevel.py (the statsmodels engine and the model layer),
+# Reference values for pipeline/models/multilevel.py (the statsmodels engine and the model layer),
 # computed with R's lme4.
 #
 # Fits, with tight optimiser tolerances:

@@ -1,4 +1,4 @@
-# Reference values for pipeline/nested_lmm.py, computed with lme4.
+# Reference values for pipeline/models/nested_lmm.py, computed with lme4.
 #
 # Fixtures committed here were generated with R 4.2.2 Patched and lme4 1.1-31; the script writes
 # the versions it ran with to lme4_nested_versions.json.

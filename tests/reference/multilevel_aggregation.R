@@ -1,4 +1,4 @@
-# Reference values for pipeline/aggregation.py, computed with R's multilevel package on its own data.
+# Reference values for pipeline/psychometrics/aggregation.py, computed with R's multilevel package on its own data.
 #
 # Fixtures committed here were generated with R 4.2.2 Patched and multilevel 2.7 (Debian's
 # r-cran-multilevel); the script writes the versions it ran with to aggregation_versions.json.

@@ -1,4 +1,4 @@
-# Reference values for pipeline/reliability.py, computed with R's psych on psych's own data.
+# Reference values for pipeline/psychometrics/reliability.py, computed with R's psych on psych's own data.
 #
 # Fixtures committed here were generated with R 4.2.2 Patched (2022-11-10 r83330) and psych 2.2.9
 # (Debian's r-cran-psych, which also installs psychTools for `epi`); the script writes the versions
@@ -15,7 +15,7 @@
 #   psych_reliability_versions.json  R and psych versions used
 #
 # Reverse-keyed items are recoded here (min + max - x) before psych sees them, because the
-# Python side receives recoded items (pipeline.scoring.recode_items). psych::alpha then needs no
+# Python side receives recoded items (pipeline.instrument.scoring.recode_items). psych::alpha then needs no
 # keys. The epi items are not a keyed scale: several load negatively, which exercises omega's
 # `flip` (items with a negative loading are reversed before omega.tot is computed).
 # Numbers are written with 17 significant digits (sprintf %.17g): a double survives the round trip.

@@ -1,0 +1,539 @@
+"""The content of the company feedback reports (`reports/company.qmd`), in plain Dutch.
+
+`report_numbers` computes every number of one wave's company reports from its shareable data, as
+a table the pipeline stores (`company_report_numbers`); `company_contexts` turns that table into
+one template context per company, and the template only lays the strings, numbers and figures
+out. The disclosure rules (k is the codebook's `anonymisation.k`):
+
+- A company gets a report only with at least k respondents in the wave.
+- A company mean (with its 95% t interval) is shown only when at least k respondents have a score
+  on that scale; otherwise the cell says there were too few answers.
+- The benchmark of a scale is the mean of the other companies' means, counting only companies
+  with at least k scores (suppressed companies never enter it), and is shown only when there are
+  at least 5 such companies. Strengths and points for improvement rest on these gaps.
+- Change since the previous wave is shown only when the company has at least 10 scores on that
+  scale in both waves (the `n` of `company_scores`).
+- Management (the codebook's `management`: a background variable and its management value)
+  against staff (any other value of that variable; a missing or suppressed value counts in
+  neither) is shown only as the difference of the two group means, only when both groups have
+  at least k scores on the scale; a single group's mean or size never appears. Without a
+  `management` declaration the section is left out.
+  With the company mean and the difference shown, the group means can at most be solved for when
+  every respondent is in a group, and then both rest on at least k respondents.
+"""
+
+import re
+import tempfile
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.instrument.codebook import Codebook
+from pipeline.psychometrics.aggregation import company_table
+from pipeline.reporting import figures
+from pipeline.reporting.figures import FigureFile
+from pipeline.reporting.render import REPORTS_DIR, Rendered, render_reports
+from pipeline.reporting.wave_report import number_id
+
+BENCHMARK_MIN_COMPANIES = 5
+CHANGE_MIN_N = 10
+TOP = 2
+MIN_RADAR_DIMENSIONS = 3
+CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
+NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
+CHUNK = 100  # companies rendered per pandoc process
+# What a report says instead of the sections a codebook without culture or outcome scales lacks.
+NO_CULTURE = (
+    "Dit rapport toont geen leercultuur, geen vergelijking met andere bedrijven, geen sterke "
+    "punten en verbeterpunten en geen verandering sinds de vorige meting, omdat de vragenlijst "
+    "van deze scan geen dimensies van de leercultuur meet."
+)
+NO_OUTCOMES = (
+    "Dit rapport toont geen opbrengsten van leren, omdat de vragenlijst van deze scan die niet "
+    "meet."
+)
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """One scale for one company; None where the disclosure rules hide a value."""
+
+    label: str
+    mean: float | None
+    ci: tuple[float, float] | None
+    benchmark: float | None
+
+    @property
+    def gap(self) -> float | None:
+        if self.mean is None or self.benchmark is None:
+            return None
+        return self.mean - self.benchmark
+
+
+NUMBER_COLUMNS = (
+    "company_id",
+    "scale",
+    "n_respondents",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "benchmark",
+    "benchmark_companies",
+    "gap",
+    "previous_wave",
+    "previous_mean",
+    "change",
+    "management_staff_gap",
+)
+
+
+def report_numbers(
+    wave: str,
+    scale_scores: pd.DataFrame,
+    responses: pd.DataFrame,
+    company_scores: Mapping[str, pd.DataFrame],
+    codebook: Codebook,
+) -> pd.DataFrame:
+    """Every number the company reports show: one row per company with at least k respondents
+    and scale (culture, then outcome, in codebook order), blank where the disclosure rules hide
+    it. The reports only lay these rows out, so each number has an id (`company_report_numbers
+    [wave](company,scale).column`) and `scan trace` follows it back to the raw files.
+
+    `scale_scores` and `responses` are this wave's shareable tables, row for row (the scores
+    are computed from the responses in their order; the management role comes from the
+    responses);
+    `company_scores` maps wave names to their company_scores tables, this wave and earlier ones.
+    `benchmark_companies` counts the other companies the benchmark could average over.
+    """
+    if len(responses) != len(scale_scores):
+        raise ValueError(
+            f"{len(scale_scores)} scored rows but {len(responses)} responses: the scale scores "
+            "are computed row by row from the responses and must align with them"
+        )
+    k = codebook.anonymisation.k
+    sizes = scale_scores.groupby("company_id").size()
+    companies = pd.Index(sorted(sizes.index[sizes >= k]), dtype=object)
+    culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
+    previous = previous_wave(wave, company_scores, codebook)
+    gaps = management_gaps(scale_scores, roles(responses, codebook), culture, k)
+    parts = {}
+    for scale in [*culture, *outcomes]:
+        table = company_table(scale_scores, scale, "company_id", k).set_index("company_id")
+        part = scale_numbers(table, companies)
+        if scale in culture:
+            part["management_staff_gap"] = gaps[scale]
+            if previous:
+                before = company_scores[previous]
+                part[["previous_mean", "change"]] = changes(
+                    table, before[before["scale"] == scale], companies
+                )
+        parts[scale] = part
+    if not parts:  # no culture or outcome scales: nothing to report to companies
+        return pd.DataFrame(columns=list(NUMBER_COLUMNS))
+    frame = pd.concat(parts, names=["scale", "company_id"]).swaplevel()
+    frame = frame.reindex(pd.MultiIndex.from_product([companies, list(parts)]))
+    frame = frame.reset_index(names=["company_id", "scale"])
+    frame["n_respondents"] = sizes.reindex(frame["company_id"]).to_numpy()
+    frame["previous_wave"] = previous or ""
+    floats = [c for c in NUMBER_COLUMNS[3:] if c not in ("benchmark_companies", "previous_wave")]
+    return frame.reindex(columns=list(NUMBER_COLUMNS)).astype({c: float for c in floats})
+
+
+def scale_numbers(table: pd.DataFrame, companies: pd.Index) -> pd.DataFrame:
+    """One scale for `companies` (`table`: its `company_table` indexed by company, NaN means
+    where suppressed): the mean and interval, and the benchmark, the mean of the other
+    companies' means, where there are at least BENCHMARK_MIN_COMPANIES of them."""
+    rows = table.reindex(companies)
+    means = table["mean"].dropna()
+    others = len(means) - rows["mean"].notna().astype(int)
+    benchmark = (means.sum() - rows["mean"].fillna(0.0)) / others
+    numbers = rows[["mean", "ci_low", "ci_high"]].copy()
+    numbers["benchmark"] = benchmark.where(others >= BENCHMARK_MIN_COMPANIES)
+    numbers["benchmark_companies"] = others
+    numbers["gap"] = numbers["mean"] - numbers["benchmark"]
+    return numbers
+
+
+def changes(now: pd.DataFrame, before: pd.DataFrame, companies: pd.Index) -> np.ndarray:
+    """Per company the previous wave's mean and the change since, NaN unless both waves hold
+    at least CHANGE_MIN_N scores (`now`: this wave's company_table indexed by company,
+    `before`: the previous wave's company_scores rows of the scale)."""
+    now = now.reindex(companies)
+    before = before.set_index("company_id").reindex(companies)
+    enough = (_n(now) >= CHANGE_MIN_N) & (_n(before) >= CHANGE_MIN_N)
+    previous_mean = before["mean"].where(enough)
+    return np.column_stack([previous_mean, now["mean"].where(enough) - previous_mean])
+
+
+def _n(table: pd.DataFrame) -> pd.Series:
+    """A company_table's n, 0 where suppressed or absent."""
+    return table["n"].where(table["suppressed"].eq(False)).fillna(0)
+
+
+def roles(responses: pd.DataFrame, codebook: Codebook) -> np.ndarray:
+    """Per response "management", "staff" or "" (role unknown, suppressed, or no `management`
+    in the codebook)."""
+    if codebook.management is None:
+        return np.full(len(responses), "", dtype=object)
+    values = responses[codebook.management.variable].astype("string")
+    role = np.where(values.eq(codebook.management.value).fillna(False), "management", "staff")
+    return np.where(values.isna(), "", role)
+
+
+def management_gaps(
+    scale_scores: pd.DataFrame, role: np.ndarray, scales: Sequence[str], k: int
+) -> pd.DataFrame:
+    """Per company (rows) and scale (columns): management minus staff mean, NaN unless both
+    groups have at least k scores (`role`: per row of `scale_scores`, see `roles`)."""
+
+    def group(value: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = scale_scores[role == value].groupby("company_id")[list(scales)]
+        return rows.mean(), rows.count()
+
+    (management, n_management), (staff, n_staff) = group("management"), group("staff")
+    gap = management.sub(staff).reindex(columns=list(scales))
+    n_management, n_staff = n_management.reindex_like(gap), n_staff.reindex_like(gap)
+    return gap.where(n_management.fillna(0).ge(k) & n_staff.fillna(0).ge(k))
+
+
+def company_contexts(
+    numbers: pd.DataFrame,
+    wave: str,
+    codebook: Codebook,
+    figures_dir: Path,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, dict]:
+    """A report context per company of `numbers` (rows of the `report_numbers` of `wave`),
+    titled by its pseudonym, or by its name in `names` (the restricted copies `scan deliver`
+    makes). Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
+    k = codebook.anonymisation.k
+    culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
+    contexts = {}
+    for company, rows in numbers.groupby("company_id", sort=True):
+        rows = rows.set_index("scale")
+        results = {s: _result(rows.loc[s], codebook.scales[s].label) for s in rows.index}
+        dimensions = [results[s] for s in culture]
+        previous = rows["previous_wave"].iloc[0]
+        previous = "" if pd.isna(previous) else previous  # blank in the first wave's CSV
+        n = int(rows["n_respondents"].iloc[0])
+        contexts[company] = {
+            "company_name": (names or {}).get(company, company),
+            "wave": wave,
+            "wave_label": codebook.waves[wave].label,
+            "n_respondents": n,
+            "k": k,
+            "reading_guide": reading_guide(
+                int(rows["n_respondents"].iloc[0]), k, codebook, [*culture, *outcomes]
+            ),
+            "culture_note": "" if culture else NO_CULTURE,
+            "benchmark_note": benchmark_note(results.values(), rows["benchmark_companies"]),
+            "dimensions_table": scale_table(dimensions, "Dimensie"),
+            **profile_figures(company, wave, dimensions, codebook, culture, figures_dir),
+            "strengths_text": strengths_text(dimensions),
+            "previous_wave": previous,
+            **change_section(rows.loc[culture], wave, previous, codebook),
+            **management_staff_section(rows.loc[culture], codebook, k),
+            "outcomes_note": "" if outcomes else NO_OUTCOMES,
+            "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
+            "number_ids_table": number_ids_table(company, wave, rows.index, codebook),
+        }
+    return contexts
+
+
+def _result(row: pd.Series, label: str) -> ScaleResult:
+    def value(column):
+        return None if pd.isna(row[column]) else float(row[column])
+
+    ci = (value("ci_low"), value("ci_high")) if value("mean") is not None else None
+    return ScaleResult(label=label, mean=value("mean"), ci=ci, benchmark=value("benchmark"))
+
+
+def render_company_reports(
+    numbers: pd.DataFrame,
+    wave: str,
+    codebook: Codebook,
+    out_dir: Path,
+    workers: int,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Rendered]:
+    """Every company's report written to `out_dir/<company>.{html,pdf}` from the wave's
+    `report_numbers` (titled as `company_contexts` does with `names`), the companies shared
+    out over `workers` processes (figures and rendering
+    are CPU-bound, and each report depends only on its numbers, so the files are the same
+    however the companies are shared out)."""
+    companies = sorted(numbers["company_id"].unique())
+    shares = [companies[i::workers] for i in range(workers) if companies[i::workers]]
+    data = (wave, codebook, out_dir, names)
+    rendered: dict[str, Rendered] = {}
+    if len(shares) <= 1:
+        rendered |= _render_share(numbers, *data)
+    else:
+        with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
+            parts = [
+                pool.submit(_render_share, numbers[numbers["company_id"].isin(share)], *data)
+                for share in shares
+            ]
+            for part in parts:
+                rendered |= part.result()
+    return dict(sorted(rendered.items()))
+
+
+def _render_share(numbers, wave, codebook, out_dir, names):
+    """The share's reports, CHUNK companies at a time (one pandoc process each, and their
+    figures on disk only until rendered)."""
+    companies = sorted(numbers["company_id"].unique())
+    rendered = {}
+    for start in range(0, len(companies), CHUNK):
+        chunk = numbers[numbers["company_id"].isin(companies[start : start + CHUNK])]
+        with tempfile.TemporaryDirectory(prefix="figures-") as figures:
+            contexts = company_contexts(chunk, wave, codebook, Path(figures), names)
+            rendered |= render_reports(REPORTS_DIR / "company.qmd", contexts, out_dir)
+    return rendered
+
+
+def _scales(codebook: Codebook, level: str) -> list[str]:
+    return [name for name, scale in codebook.scales.items() if scale.level == level]
+
+
+def previous_wave(wave: str, available: Collection[str], codebook: Codebook) -> str | None:
+    """The last wave before `wave`, in codebook order, that is among `available` (wave names,
+    or a mapping by wave name)."""
+    order = list(codebook.waves)
+    earlier = [w for w in order[: order.index(wave)] if w in available]
+    return earlier[-1] if earlier else None
+
+
+def number(x: float) -> str:
+    """Two decimals with a decimal comma, as Dutch readers expect."""
+    return f"{x:.2f}".replace(".", ",")
+
+
+def signed(x: float) -> str:
+    return ("+" if x >= 0 else "-") + number(abs(x))
+
+
+def escape(text: str) -> str:
+    """Codebook text as literal markdown (labels go into tables and sentences)."""
+    return re.sub(r"([\\`*_\[\]{}<>#|])", r"\\\1", text)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    align = ["|:--", *["|--:"] * (len(header) - 1)]
+    lines = ["| " + " | ".join(header) + " |", "".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def scale_table(results: Sequence[ScaleResult], first: str) -> str:
+    """Company mean, interval, benchmark and difference per scale; hidden cells say why."""
+    rows = []
+    for r in results:
+        mean = number(r.mean) if r.mean is not None else "te weinig antwoorden"
+        ci = f"{number(r.ci[0])} tot {number(r.ci[1])}" if r.ci else "–"
+        benchmark = number(r.benchmark) if r.benchmark is not None else "–"
+        gap = signed(r.gap) if r.gap is not None else "–"
+        rows.append([escape(r.label), mean, ci, benchmark, gap])
+    return _table([first, "Uw bedrijf", "95%-interval", "Andere bedrijven", "Verschil"], rows)
+
+
+def reading_guide(n: int, k: int, codebook: Codebook, scales: Sequence[str]) -> str:
+    """How to read the report; the first of the reported `scales` gives the range of scores."""
+    scale = codebook.scales[scales[0]].response_scale
+    low, high = (
+        f"{code} ({scale.labels[code]})" if code in scale.labels else str(code)
+        for code in (scale.min, scale.max)
+    )
+    culture = any(codebook.scales[s].level == "culture" for s in scales)
+    bullets = [
+        """\
+- **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
+  waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
+  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig.""",
+        f"""\
+- **Andere bedrijven.** De vergelijking is het gemiddelde van de gemiddelden van de andere
+  deelnemende bedrijven in deze meting. We tonen die alleen als er minstens
+  {BENCHMARK_MIN_COMPANIES} andere bedrijven zijn met genoeg antwoorden.""",
+        f"""\
+- **Privacy.** Elk getal, elke figuur en elke zin in dit rapport rust op minstens {k}
+  medewerkers. Waar minder mensen antwoordden, tonen we niets. Losse antwoorden tonen we nooit.""",
+    ]
+    if culture:  # change and the management-staff gap are shown for the culture scales
+        bullets.append(f"""\
+- **Verandering.** Een verandering sinds de vorige meting tonen we alleen als uw bedrijf in
+  beide metingen minstens {CHANGE_MIN_N} antwoorden op dat onderdeel had.""")
+    if culture and codebook.management is not None:
+        bullets.append(f"""\
+- **Leidinggevenden en medewerkers.** Dit verschil tonen we alleen als beide groepen minstens
+  {k} mensen tellen, en dan alleen het verschil: nooit het gemiddelde van één groep.""")
+    return f"""\
+{n} medewerkers van uw bedrijf vulden de vragenlijst in. De scores lopen van {low} tot
+{high}: hoe hoger de score, hoe sterker dat punt van de leercultuur in uw bedrijf.
+
+""" + "\n".join(bullets)
+
+
+def benchmark_note(results: Sequence[ScaleResult], counts: pd.Series) -> str:
+    """Which companies the benchmark averages over (`counts`: other companies per scale), or
+    why it is missing."""
+    if all(r.benchmark is None for r in results):
+        return (
+            f"Er is geen vergelijking met andere bedrijven: daarvoor zijn minstens "
+            f"{BENCHMARK_MIN_COMPANIES} andere bedrijven met genoeg antwoorden nodig, en die "
+            f"zijn er in deze meting niet."
+        )
+    shown = [int(c) for c in counts if c >= BENCHMARK_MIN_COMPANIES]
+    spread = f"{min(shown)}" if min(shown) == max(shown) else f"{min(shown)} tot {max(shown)}"
+    note = f"De kolom 'Andere bedrijven' is het gemiddelde van {spread} andere bedrijven."
+    if any(r.benchmark is None for r in results):
+        note += (
+            f" Waar een streepje staat, waren er minder dan {BENCHMARK_MIN_COMPANIES} andere "
+            f"bedrijven met genoeg antwoorden."
+        )
+    return note
+
+
+def profile_figures(
+    company: str,
+    wave: str,
+    results: Sequence[ScaleResult],
+    codebook: Codebook,
+    culture: Sequence[str],
+    figures_dir: Path,
+) -> dict[str, FigureFile | None]:
+    """Radar chart and its bar-chart alternative of the dimensions with both numbers shown."""
+    shown = [r for r in results if r.gap is not None]
+    if len(shown) < MIN_RADAR_DIMENSIONS:
+        return {"radar": None, "bars": None}
+    scale = codebook.scales[culture[0]].response_scale
+    args = (
+        [r.label for r in shown],
+        [r.mean for r in shown],
+        [r.benchmark for r in shown],
+    )
+    stem = figures_dir / re.sub(r"[^A-Za-z0-9_-]", "_", f"{company}_{wave}")
+    limits = (scale.min, scale.max)
+    radar = figures.radar_chart(*args, Path(f"{stem}_radar.svg"), limits, CHART_NAMES[:2])
+    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.svg"), limits, CHART_NAMES)
+    alt = profile_alt(shown, scale.min, scale.max)
+    return {
+        "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),
+        "bars": FigureFile(bars.path, f"Staafdiagram. {alt}"),
+    }
+
+
+def profile_alt(shown: Sequence[ScaleResult], low: int, high: int) -> str:
+    """Dutch alt text carrying every number of the chart."""
+    pairs = "; ".join(
+        f"{r.label}: uw bedrijf {number(r.mean)}, andere bedrijven {number(r.benchmark)}"
+        for r in shown
+    )
+    return (
+        f"Scores op {len(shown)} dimensies van de leercultuur (schaal {low} tot {high}). {pairs}."
+    )
+
+
+def strengths_text(results: Sequence[ScaleResult]) -> str:
+    """The largest positive and negative gaps to the benchmark, as sentences."""
+    gaps = [r for r in results if r.gap is not None]
+    if not gaps:
+        return (
+            "Sterke punten en verbeterpunten bepalen we door uw bedrijf met andere bedrijven te "
+            "vergelijken. Die vergelijking is er in deze meting niet, zie hierboven."
+        )
+    ranked = sorted(gaps, key=lambda r: r.gap, reverse=True)
+    strengths = [r for r in ranked if r.gap > 0][:TOP]
+    weaknesses = [r for r in reversed(ranked) if r.gap < 0][:TOP]
+    lines = ["**Sterke punten** (het meest boven andere bedrijven):", ""]
+    lines += [_gap_sentence(r) for r in strengths] or [
+        "- Op geen enkele dimensie scoort uw bedrijf hoger dan andere bedrijven."
+    ]
+    lines += ["", "**Verbeterpunten** (het meest onder andere bedrijven):", ""]
+    lines += [_gap_sentence(r) for r in weaknesses] or [
+        "- Op geen enkele dimensie scoort uw bedrijf lager dan andere bedrijven."
+    ]
+    return "\n".join(lines)
+
+
+def _gap_sentence(r: ScaleResult) -> str:
+    direction = "hoger" if r.gap > 0 else "lager"
+    return (
+        f"- **{escape(r.label)}**: uw bedrijf scoort {number(r.mean)}, dat is "
+        f"{number(abs(r.gap))} {direction} dan andere bedrijven ({number(r.benchmark)})."
+    )
+
+
+def change_section(
+    rows: pd.DataFrame, wave: str, previous: str, codebook: Codebook
+) -> dict[str, str]:
+    """Change per dimension (`rows`: report_numbers by scale) where both waves hold at least
+    CHANGE_MIN_N scores."""
+    if not previous:
+        note = "Dit is de eerste meting; er is nog geen eerdere meting om mee te vergelijken."
+        return {"change_note": note, "change_table": ""}
+    shown = rows[rows["change"].notna()]
+    table_rows = [
+        [
+            escape(codebook.scales[s].label),
+            number(r.previous_mean),
+            number(r.mean),
+            signed(r.change),
+        ]
+        for s, r in zip(shown.index, shown.itertuples(), strict=True)
+    ]
+    hidden = [escape(codebook.scales[s].label) for s in rows.index[rows["change"].isna()]]
+    before_label, now_label = codebook.waves[previous].label, codebook.waves[wave].label
+    note = (
+        f"Vergeleken met de vorige meting ({before_label}). Kleine veranderingen kunnen toeval "
+        f"zijn; kijk vooral naar grotere verschuivingen."
+    )
+    if hidden:
+        note += (
+            f" Niet getoond voor {', '.join(hidden)}: een verandering tonen we alleen als uw "
+            f"bedrijf in beide metingen minstens {CHANGE_MIN_N} antwoorden had."
+        )
+    header = ["Dimensie", f"Meting {before_label}", f"Meting {now_label}", "Verandering"]
+    return {"change_note": note, "change_table": _table(header, table_rows) if table_rows else ""}
+
+
+def management_staff_section(rows: pd.DataFrame, codebook: Codebook, k: int) -> dict[str, str]:
+    """Only the difference management - staff, and only where both groups reach k (`rows`:
+    report_numbers by scale); nothing without a `management` role in the codebook."""
+    if codebook.management is None:
+        return {"management_staff_note": "", "management_staff_table": ""}
+    gaps = rows["management_staff_gap"]
+    shown = [[escape(codebook.scales[s].label), signed(g)] for s, g in gaps.items() if pd.notna(g)]
+    hidden = [escape(codebook.scales[s].label) for s, g in gaps.items() if pd.isna(g)]
+    rule = (
+        f"We tonen dit verschil alleen als er minstens {k} leidinggevenden én {k} medewerkers "
+        f"een score hebben. Wie niet als leidinggevende of medewerker bekend is, telt in geen van "
+        f"beide groepen mee."
+    )
+    if not shown:
+        note = f"Het verschil tussen leidinggevenden en medewerkers wordt niet getoond. {rule}"
+        return {"management_staff_note": note, "management_staff_table": ""}
+    note = (
+        "Het verschil is de gemiddelde score van leidinggevenden min die van medewerkers: een "
+        "plus betekent dat leidinggevenden dat punt positiever zien."
+    )
+    if hidden:
+        note += f" Niet getoond voor {', '.join(hidden)}. {rule}"
+    table = _table(["Dimensie", "Verschil leidinggevenden - medewerkers"], shown)
+    return {"management_staff_note": note, "management_staff_table": table}
+
+
+def number_ids_table(company: str, wave: str, scales: Sequence[str], codebook: Codebook) -> str:
+    """Per scale, the id of its numbers in the stored table `company_report_numbers`, which
+    `scan trace <id>` follows back to the raw files."""
+    rows = [
+        [
+            escape(codebook.scales[s].label),
+            f"`{number_id(NUMBERS_ASSET, wave, [company, s], '<kolom>')}`",
+        ]
+        for s in scales
+    ]
+    return _table(["Onderdeel", "Id van de getallen"], rows)

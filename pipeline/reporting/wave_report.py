@@ -1,0 +1,722 @@
+"""The wave report's context: one wave's tables turned into what `reports/wave.qmd` lays out.
+
+Every number comes from an asset's table; this module only selects, suppresses and formats:
+markdown pipe tables (captions live in the template), plain numbers and figures. The rules:
+
+- Nothing resting on fewer than k respondents (`codebook.anonymisation.k`) is printed:
+  statistics go through `format_stat`, group counts through `suppress_counts`, and companies
+  flagged `suppressed` (or with n < k) are left out of the company distribution.
+- No company is named; data-derived text is escaped so markdown cannot interpret it.
+- Means and differences have 2 decimals, alpha, omega, ICC, rwg, loadings and fit indices 3,
+  percentages 1, counts none.
+"""
+
+import math
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.instrument.codebook import Codebook
+from pipeline.lineage.settings import ALL_WAVES
+from pipeline.privacy.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
+from pipeline.psychometrics.invariance import MIN_GROUPS
+from pipeline.reporting.figures import coefficient_plot, distribution_plot
+
+NOT_REPORTED = "not reported"
+NUMBER_WORDS = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+ABSENT = "–"
+PANDOC_COLUMNS = 72  # pandoc's --columns default, which decides how it sizes a table
+# ASCII punctuation that pandoc markdown could read inline; the rest of it is left as it is.
+_ESCAPED = set(string.punctuation) - set(",;:/?%=")
+
+REASON_TEXT = {
+    "unreadable_value": "a value could not be read",
+    "preview": "survey preview",
+    "test": "test response",
+    "unknown_company": "company not in the register",
+    "outside_window": "outside the fieldwork window",
+    "out_of_range": "answer code out of range",
+    "incomplete": "incomplete: no scale scorable",
+    "speeder": "answered too fast",
+    "straightliner": "straight-lining",
+    "duplicate": "earlier submission of the same person",
+}
+
+
+@dataclass(frozen=True)
+class WaveInputs:
+    """One wave's shareable tables (README, output contract) and what the caller knows besides.
+
+    `numbers` is the wave's `report_numbers`, `previous_wave` None for the first wave,
+    `invariance` the cross-wave table (not estimable with one wave), `provenance` a JSON-like
+    dict.
+    """
+
+    wave: str
+    quality_summary: pd.DataFrame
+    numbers: pd.DataFrame
+    reliability: pd.DataFrame
+    item_statistics: pd.DataFrame
+    cfa_fit: pd.DataFrame
+    cfa_loadings: pd.DataFrame
+    aggregation: pd.DataFrame
+    company_scores: pd.DataFrame
+    multilevel: pd.DataFrame
+    multilevel_fit: pd.DataFrame
+    previous_wave: str | None
+    invariance: pd.DataFrame
+    companies_reported: int
+    companies_without_report: int
+    provenance: dict
+
+
+def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
+    """Everything `reports/wave.qmd` needs; figures are written under `figures_dir`."""
+    k = codebook.anonymisation.k
+    wave = codebook.waves.get(inputs.wave)
+    return {
+        "title": yaml_string(f"Learning-culture scan: wave report {inputs.wave}"),
+        "subtitle": yaml_string(f"Wave {wave.label if wave else inputs.wave}, for researchers"),
+        "k": k,
+        **response_section(inputs),
+        "sample_table": sample_table(numbers_of(inputs.numbers, "sample"), codebook),
+        "descriptives_table": descriptives_table(
+            numbers_of(inputs.numbers, "descriptives"), codebook
+        ),
+        "reliability_table": reliability_table(inputs.reliability, codebook),
+        "reliability_notes": reliability_notes(inputs.reliability, codebook),
+        "item_table": item_table(inputs.item_statistics, k),
+        "cfa_table": cfa_table(inputs.cfa_fit, k),
+        "loadings_table": loadings_table(inputs.cfa_loadings),
+        "cfa_note": " ".join(
+            f"{escape(note)}." for note in inputs.cfa_fit.get("note", pd.Series()).dropna() if note
+        ),
+        **invariance_section(inputs.invariance, k),
+        **aggregation_section(inputs, codebook, figures_dir),
+        **models_section(inputs, codebook, figures_dir),
+        "company_reports_note": company_reports_note(codebook),
+        **change_section(numbers_of(inputs.numbers, "change"), inputs.previous_wave, codebook),
+        "provenance_table": provenance_table(inputs.provenance),
+        "number_ids_table": number_ids_table(inputs),
+    }
+
+
+# --- markdown and numbers -----------------------------------------------------------------------
+
+
+def escape(text) -> str:
+    """Data text as literal markdown: punctuation backslash-escaped, newlines as spaces."""
+    flat = " ".join(str(text).split())
+    return "".join(f"\\{c}" if c in _ESCAPED else c for c in flat)
+
+
+def yaml_string(text: str) -> str:
+    """Escaped markdown in a double-quoted YAML scalar, for the front matter."""
+    return '"' + escape(text).replace("\\", "\\\\") + '"'
+
+
+def pipe_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[str]]) -> str:
+    """A pipe table; `columns` are (header, "l" or "r"). Cells must already be markdown.
+
+    Pandoc gives a table whose lines fit in 72 characters its natural column widths; a wider
+    one fills the page, its columns sized in proportion to the dashes of the rule. So the rule
+    is short when the table fits and follows the cells' widths when it does not.
+    """
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(cells) + " |" for cells in [[h for h, _ in columns], *rows]]
+    if max(len(line) for line in lines) <= PANDOC_COLUMNS:
+        widths = [3] * len(columns)
+    else:
+        widths = [_rule_width(h, a, [row[i] for row in rows]) for i, (h, a) in enumerate(columns)]
+    rule = [
+        f"{'-' * w}:" if a == "r" else f":{'-' * w}"
+        for w, (_, a) in zip(widths, columns, strict=True)
+    ]
+    lines.insert(1, "|" + "|".join(rule) + "|")
+    return "\n".join(lines)
+
+
+def _rule_width(header: str, align: str, cells: list[str]) -> int:
+    """Dashes for a column: numbers (right-aligned) must not wrap, text may (capped at 30)."""
+    widest = max(len(header), *(len(c) for c in cells))
+    return widest + 6 if align == "r" else min(widest, 30) + 3
+
+
+def num(value, digits: int = 2) -> str:
+    if value is None or pd.isna(value) or not math.isfinite(float(value)):
+        return ABSENT
+    return fixed(float(value), digits)
+
+
+def count(value) -> str:
+    return ABSENT if value is None or pd.isna(value) else f"{int(value)}"
+
+
+def p_value(p) -> str:
+    if p is None or pd.isna(p):
+        return ABSENT
+    return "< .001" if p < 0.001 else f"{p:.3f}"
+
+
+def interval(low, high, digits: int = 2) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return ABSENT
+    return f"[{num(low, digits)}, {num(high, digits)}]"
+
+
+def n_cell(n, k: int) -> str:
+    """A number of respondents, or "n < k" below the reporting minimum."""
+    return count(n) if shown(n, k) else f"n < {k}"
+
+
+def _stat_row(values: Sequence, n, k: int, digits: Sequence[int]) -> list[str]:
+    """Several statistics that rest on the same n, each suppressed when n < k."""
+    return [format_stat(v, n, k, d) for v, d in zip(values, digits, strict=True)]
+
+
+def _scale_name(codebook: Codebook, scale: str) -> str:
+    known = codebook.scales.get(scale)
+    return f"{escape(scale)} ({escape(known.label)})" if known else escape(scale)
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+# --- the numbers computed for the report, stored by the wave_report_numbers asset ---------------
+
+NUMBERS_ASSET = "wave_report_numbers"
+
+
+def report_numbers(
+    responses: pd.DataFrame,
+    scale_scores: pd.DataFrame,
+    previous_scores: pd.DataFrame | None,
+    company_scores: pd.DataFrame,
+    codebook: Codebook,
+) -> pd.DataFrame:
+    """The numbers of the report's tables that no other asset stores, one per row (`table,
+    row, statistic, value`; blank where a disclosure rule hides it): the totals, the sample,
+    the scale descriptives, the distribution of company means and the change since the previous
+    wave (`previous_scores`, None in the first wave). The report only lays them out, and
+    `wave_report_numbers[wave](table,row,statistic).value` identifies each one."""
+    k = codebook.anonymisation.k
+    parts = {
+        "totals": pd.DataFrame(
+            {"n": [len(responses), responses["company_id"].nunique()]},
+            index=["respondents", "companies"],
+        ),
+        "sample": sample_numbers(responses, codebook),
+        "descriptives": descriptives_numbers(scale_scores, codebook),
+        "companies": company_numbers(company_scores, k),
+        "change": change_numbers(scale_scores, previous_scores, codebook),
+    }
+    rows = [
+        (table, row, statistic, value)
+        for table, frame in parts.items()
+        for row, values in frame.iterrows()
+        for statistic, value in values.items()
+    ]
+    numbers = pd.DataFrame(rows, columns=["table", "row", "statistic", "value"])
+    return numbers.astype({"value": float})
+
+
+def numbers_of(numbers: pd.DataFrame, table: str) -> pd.DataFrame:
+    """One table of `report_numbers` in its shape again: a row per row key, in stored order."""
+    part = numbers[numbers["table"] == table]
+    rows, statistics = list(dict.fromkeys(part["row"])), list(dict.fromkeys(part["statistic"]))
+    return part.pivot(index="row", columns="statistic", values="value").loc[rows, statistics]
+
+
+def sample_numbers(responses: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """Respondents per level of each background variable (row `variable/level`) and their % of
+    all, both blank where `suppress_counts` hides the count."""
+    k, total = codebook.anonymisation.k, len(responses)
+    rows = {}
+    for name, variable in codebook.background.items():
+        if name not in responses.columns:
+            continue
+        published = suppress_counts(background_counts(responses[name], variable.levels), k)
+        for level, n in published.items():
+            hidden = n == SUPPRESSED
+            rows[f"{name}/{level}"] = {
+                "n": np.nan if hidden else n,
+                "percent": np.nan if hidden else 100 * n / total,
+            }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "percent"])
+
+
+def descriptives_numbers(scale_scores: pd.DataFrame, codebook: Codebook) -> pd.DataFrame:
+    """n, mean and SD of each scale score, blank under k respondents."""
+    k = codebook.anonymisation.k
+    rows = {}
+    for name in codebook.scales:
+        if name not in scale_scores.columns:
+            continue
+        scores = scale_scores[name].dropna()
+        visible = shown(len(scores), k)
+        rows[name] = [len(scores), scores.mean(), scores.std()] if visible else [np.nan] * 3
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["n", "mean", "sd"])
+
+
+def company_numbers(company_scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per scale, how many company means are shown and not, and the lowest, median and highest
+    shown one. A company is shown when it is not flagged `suppressed` and its n is at least k;
+    none is named."""
+    rows = {}
+    for scale, means in _visible_company_means(company_scores, k).items():
+        total = int((company_scores["scale"] == scale).sum())
+        rows[scale] = [len(means), total - len(means), means.min(), means.median(), means.max()]
+    columns = ["shown", "not_shown", "lowest", "median", "highest"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def _visible_company_means(company_scores: pd.DataFrame, k: int) -> dict[str, pd.Series]:
+    means = {}
+    for scale, group in company_scores.groupby("scale", sort=False):
+        visible = ~group["suppressed"].map(_is_true) & group["n"].map(lambda n: shown(n, k))
+        means[scale] = group.loc[visible, "mean"].dropna()
+    return means
+
+
+def change_numbers(
+    scale_scores: pd.DataFrame, previous_scores: pd.DataFrame | None, codebook: Codebook
+) -> pd.DataFrame:
+    """Per scale: previous and current n and mean, and the difference with its Welch 95%
+    interval; blank unless both waves have at least k scores. The waves are treated as
+    independent samples: persons who answered both times are not paired."""
+    columns = ["n_before", "mean_before", "n_now", "mean_now", "difference", "ci_low", "ci_high"]
+    if previous_scores is None:
+        return pd.DataFrame(columns=columns)
+    k = codebook.anonymisation.k
+    rows = {}
+    for name in codebook.scales:
+        if name not in scale_scores.columns or name not in previous_scores.columns:
+            continue
+        now, before = scale_scores[name].dropna(), previous_scores[name].dropna()
+        rows[name] = [np.nan] * len(columns)
+        if shown(len(now), k) and shown(len(before), k):
+            diff, low, high = welch_difference(now, before)
+            rows[name] = [len(before), before.mean(), len(now), now.mean(), diff, low, high]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+
+
+def response_section(inputs: WaveInputs) -> dict:
+    """Totals of the validation stage and the quarantine by reason (counts of rows, no data)."""
+    table = inputs.quality_summary.set_index("reason")
+    summary = table["rows"]
+    totals = {"raw_rows", "validated", "quarantined"}
+    reasons = table.drop(index=[r for r in totals if r in table.index])
+    applied = reasons["rule_status"].fillna("").eq("applied")
+    rows = [
+        [escape(r), escape(REASON_TEXT.get(r, "")), count(n)]
+        for r, n in reasons.loc[applied, "rows"].items()
+        if n > 0
+    ]
+    not_applied = [
+        [escape(r), escape(REASON_TEXT.get(r, "")), escape(why)]
+        for r, why in reasons.loc[~applied, "rule_status"].items()
+    ]
+    return {
+        "n_raw": count(summary.get("raw_rows")),
+        "n_validated": count(summary.get("validated")),
+        "n_quarantined": count(summary.get("quarantined")),
+        "n_companies": count(numbers_of(inputs.numbers, "totals").loc["companies", "n"]),
+        "companies_reported": inputs.companies_reported,
+        "companies_without_report": inputs.companies_without_report,
+        "quarantine_table": pipe_table(
+            [("Reason", "l"), ("Description", "l"), ("Rows", "r")], rows
+        ),
+        "rules_not_applied_table": pipe_table(
+            [("Rule", "l"), ("Description", "l"), ("Why not applied", "l")], not_applied
+        ),
+    }
+
+
+def background_counts(values: pd.Series, levels: Sequence[str]) -> pd.Series:
+    """Respondents per level in codebook order, then everyone else as "not reported"."""
+    counts = values.value_counts().reindex(list(levels), fill_value=0).astype(int)
+    missing = len(values) - int(counts.sum())
+    return pd.concat([counts, pd.Series({NOT_REPORTED: missing})])
+
+
+def sample_table(sample: pd.DataFrame, codebook: Codebook) -> str:
+    """Counts per level of each background variable, suppressed per variable; % of all."""
+    rows, named = [], set()
+    for key, r in sample.iterrows():
+        name, level = key.split("/", 1)
+        label = (
+            "" if name in named else f"{escape(codebook.background[name].label)} ({escape(name)})"
+        )
+        named.add(name)
+        hidden = pd.isna(r["n"])
+        rows.append(
+            [label, escape(level)]
+            + ([SUPPRESSED] * 2 if hidden else [count(r["n"]), num(r["percent"], 1)])
+        )
+    return pipe_table([("Variable", "l"), ("Level", "l"), ("n", "r"), ("%", "r")], rows)
+
+
+def descriptives_table(descriptives: pd.DataFrame, codebook: Codebook) -> str:
+    k = codebook.anonymisation.k
+    rows = [
+        [_scale_name(codebook, name), escape(codebook.scales[name].level), n_cell(r["n"], k)]
+        + _stat_row([r["mean"], r["sd"]], r["n"], k, [2, 2])
+        for name, r in descriptives.iterrows()
+    ]
+    return pipe_table(
+        [("Scale", "l"), ("Level", "l"), ("n", "r"), ("Mean", "r"), ("SD", "r")], rows
+    )
+
+
+def reliability_table(reliability: pd.DataFrame, codebook: Codebook) -> str:
+    k = codebook.anonymisation.k
+    rows = []
+    for r in reliability.itertuples():
+        ci = interval(r.alpha_ci_low, r.alpha_ci_high, 3) if shown(r.n, k) else f"n < {k}"
+        stat = _stat_row([r.alpha, r.alpha_std, r.omega_total, r.mean_r], r.n, k, [3] * 4)
+        rows.append(
+            [_scale_name(codebook, r.scale), n_cell(r.n, k), count(r.k), stat[0], ci, *stat[1:]]
+        )
+    columns = [("Scale", "l"), ("n", "r"), ("Items", "r"), ("α", "r"), ("α 95% CI", "r")]
+    columns += [("Std. α", "r"), ("ω total", "r"), ("Mean r", "r")]
+    return pipe_table(columns, rows)
+
+
+def reliability_notes(reliability: pd.DataFrame, codebook: Codebook) -> str:
+    """Why a statistic is blank ("–") for a scale, one sentence per scale with too few items."""
+    notes = reliability.dropna(subset=["note"])
+    return " ".join(
+        f"{_scale_name(codebook, r.scale)}: {escape(r.note)}." for r in notes.itertuples() if r.note
+    )
+
+
+def item_table(item_statistics: pd.DataFrame, k: int) -> str:
+    rows = [
+        [escape(r.scale), escape(r.item), "yes" if _is_true(r.reversed) else "no", n_cell(r.n, k)]
+        + _stat_row([r.mean, r.sd, r.r_drop, r.alpha_if_dropped], r.n, k, [2, 2, 3, 3])
+        for r in item_statistics.itertuples()
+    ]
+    columns = [("Scale", "l"), ("Item", "l"), ("Reversed", "l"), ("n", "r"), ("Mean", "r")]
+    columns += [("SD", "r"), ("r drop", "r"), ("α if dropped", "r")]
+    return pipe_table(columns, rows)
+
+
+def cfa_table(cfa_fit: pd.DataFrame, k: int) -> str:
+    rows = [
+        [escape(r.model), n_cell(r.n, k), *_stat_row([r.chisq], r.n, k, [2]), count(r.df)]
+        + _stat_row([r.cfi, r.tli, r.rmsea, r.srmr], r.n, k, [3] * 4)
+        for r in cfa_fit.itertuples()
+    ]
+    columns = [("Model", "l"), ("n", "r"), ("χ²", "r"), ("df", "r"), ("CFI", "r")]
+    columns += [("TLI", "r"), ("RMSEA", "r"), ("SRMR", "r")]
+    return pipe_table(columns, rows)
+
+
+def loadings_table(cfa_loadings: pd.DataFrame) -> str:
+    """Standardised loadings per factor: the number of items and their range."""
+    rows = [
+        [escape(factor), count(len(group)), num(group.min(), 3), num(group.max(), 3)]
+        for factor, group in cfa_loadings.groupby("factor", sort=False)["std_loading"]
+    ]
+    return pipe_table([("Factor", "l"), ("Items", "r"), ("Lowest", "r"), ("Highest", "r")], rows)
+
+
+def in_words(n: int) -> str:
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+def _level_scales(codebook: Codebook, level: str) -> list[str]:
+    return [name for name, scale in codebook.scales.items() if scale.level == level]
+
+
+def company_reports_note(codebook: Codebook) -> str:
+    """Why no company gets a report, when the codebook has nothing to report to companies."""
+    if _level_scales(codebook, "culture") or _level_scales(codebook, "outcome"):
+        return ""
+    return (
+        "none of them receives a company report, because the codebook has no culture or "
+        "outcome scales to report on."
+    )
+
+
+def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
+    """The invariance steps across the waves and what they allow (means need scalar); with
+    fewer than MIN_GROUPS waves (the table has no fit), a sentence that says so."""
+    if invariance["chisq"].isna().all():
+        groups = invariance["groups"].dropna()
+        waves = [g for g in groups.iloc[0].split("; ") if g] if len(groups) else []
+        status = (
+            f"Measurement invariance across the waves needs at least {in_words(MIN_GROUPS)} "
+            f"waves; this study has {in_words(len(waves))} so far, so it is not tested yet."
+        )
+        return {"invariance_table": "", "invariance_groups": "", "invariance_status": status}
+    rows = [
+        [escape(r.model), *_stat_row([r.chisq], r.n, k, [2])]
+        + [count(r.df)]
+        + _stat_row([r.cfi, r.rmsea, r.delta_cfi, r.delta_rmsea], r.n, k, [3] * 4)
+        + [escape(r.decision)]
+        for r in invariance.itertuples()
+    ]
+    columns = [("Model", "l"), ("χ²", "r"), ("df", "r")]
+    columns += [("CFI", "r"), ("RMSEA", "r"), ("ΔCFI", "r"), ("ΔRMSEA", "r"), ("Decision", "l")]
+    decisions = dict(zip(invariance["model"], invariance["decision"], strict=True))
+    if decisions.get("scalar") == "holds":
+        status = "Scalar invariance holds across the waves: wave means can be compared."
+    else:
+        status = (
+            "Scalar invariance is not supported across the waves: compare wave means with care."
+        )
+    return {
+        "invariance_table": pipe_table(columns, rows),
+        "invariance_groups": "; ".join(escape(g) for g in invariance["groups"].unique()),
+        "invariance_status": status,
+    }
+
+
+def aggregation_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
+    """ICC and rwg(j) per culture scale and the distribution of company means; without culture
+    scales, a sentence that says why there are none."""
+    if not _level_scales(codebook, "culture"):
+        note = (
+            "The codebook has no culture scales, so nothing is aggregated to companies: there "
+            "are no ICCs, no agreement indices and no company means."
+        )
+        empty = {"aggregation_table": "", "company_table": "", "company_figures": []}
+        return {"aggregation_note": note, **empty}
+    return {
+        "aggregation_note": "",
+        "aggregation_table": aggregation_table(inputs.aggregation, codebook),
+        **company_section(
+            numbers_of(inputs.numbers, "companies"), inputs.company_scores, codebook, figures_dir
+        ),
+    }
+
+
+def aggregation_table(aggregation: pd.DataFrame, codebook: Codebook) -> str:
+    rows = [
+        [_scale_name(codebook, r.scale), num(r.icc1, 3), num(r.icc2, 3)]
+        + [num(r.mean_group_size, 1), num(r.rwg_mean, 3)]
+        for r in aggregation.itertuples()
+    ]
+    columns = [("Scale", "l"), ("ICC(1)", "r"), ("ICC(2)", "r"), ("Mean group size", "r")]
+    return pipe_table([*columns, ("Mean rwg(j)", "r")], rows)
+
+
+def company_section(
+    companies: pd.DataFrame, company_scores: pd.DataFrame, codebook: Codebook, figures_dir: Path
+) -> dict:
+    """The distribution of company means per scale (`companies`: `company_numbers`) and a
+    figure of each, over the same companies."""
+    k = codebook.anonymisation.k
+    rows = [
+        [_scale_name(codebook, scale), count(r["shown"]), count(r["not_shown"])]
+        + ([num(r["lowest"]), num(r["median"]), num(r["highest"])] if r["shown"] else [ABSENT] * 3)
+        for scale, r in companies.iterrows()
+    ]
+    figures = []
+    for scale, means in _visible_company_means(company_scores, k).items():
+        if len(means):
+            path = figures_dir / f"company_means_{_file_part(scale)}.png"
+            figure = distribution_plot(means.tolist(), f"company mean of {scale}", path)
+            caption = f"Distribution of company means: {_scale_name(codebook, scale)}"
+            figures.append({"figure": figure, "caption": caption})
+    columns = [("Scale", "l"), ("Companies shown", "r"), (f"Not shown (n < {k})", "r")]
+    columns += [("Lowest mean", "r"), ("Median", "r"), ("Highest mean", "r")]
+    return {"company_table": pipe_table(columns, rows), "company_figures": figures}
+
+
+def _file_part(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in str(name))
+
+
+def models_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
+    """The multilevel results, or a sentence on why there are none: the models explain an
+    outcome scale by the culture scales, and the codebook's models may lack either."""
+    models = codebook.models
+    kinds = [("outcome", models.outcomes), ("culture", models.culture)]
+    missing = [kind for kind, names in kinds if not names]
+    if not missing:
+        k = codebook.anonymisation.k
+        section = multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir)
+        return {"multilevel_note": "", **section}
+    note = (
+        "There are no multilevel models: they explain an outcome scale by the culture scales, "
+        f"and the codebook's models have no {' and no '.join(missing)} scale."
+    )
+    empty = {"multilevel_fit_table": "", "multilevel_table": "", "coefficient_figures": []}
+    return {"multilevel_note": note, **empty}
+
+
+def multilevel_section(
+    multilevel: pd.DataFrame, multilevel_fit: pd.DataFrame, k: int, figures_dir: Path
+) -> dict:
+    """Fit per model, fixed effects of the published full models and their coefficient plots.
+
+    A model with `blocking` set publishes nothing but the reason; so does one under k rows.
+    """
+    published = {
+        r.model
+        for r in multilevel_fit.itertuples()
+        if not _is_true(r.blocking) and shown(r.n_obs, k)
+    }
+    full = [m for m in multilevel_fit["model"] if str(m).endswith("/full") and m in published]
+    terms = multilevel[multilevel["model"].isin(full)]
+    figures = []
+    for model in full:
+        table = terms[terms["model"] == model]
+        table = table[(table["term"] != "Intercept") & table["estimate"].notna()]
+        if table.empty:
+            continue
+        path = figures_dir / f"coefficients_{_file_part(model)}.png"
+        figure = coefficient_plot(table[["term", "estimate", "ci_low", "ci_high"]], path)
+        caption = f"Fixed effects of {escape(model)} with 95% confidence intervals"
+        figures.append({"figure": figure, "caption": caption})
+    return {
+        "multilevel_fit_table": _fit_table(multilevel_fit, published),
+        "multilevel_table": _terms_table(terms),
+        "coefficient_figures": figures,
+    }
+
+
+def _is_true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
+def _fit_table(multilevel_fit: pd.DataFrame, published: set) -> str:
+    """Fit per model; a Status column says why a model is not published, when one is not."""
+    rows = []
+    for r in multilevel_fit.itertuples():
+        if r.model not in published:
+            problems = escape(r.problems) if pd.notna(r.problems) and r.problems else "blocked"
+            rows.append([escape(r.model), *[ABSENT] * 7, f"not published: {problems}"])
+            continue
+        lr = f"{num(r.lr_chisq)} ({count(r.lr_df)})" if pd.notna(r.lr_chisq) else ABSENT
+        rows.append(
+            [escape(r.model), count(r.n_obs), count(r.n_groups), num(r.icc, 3)]
+            + [num(r.r2_marginal, 3), num(r.r2_conditional, 3), lr, p_value(r.lr_p), ""]
+        )
+    columns = [("Model", "l"), ("n", "r"), ("Companies", "r"), ("ICC", "r"), ("R² marg.", "r")]
+    columns += [("R² cond.", "r"), ("LR χ² (df)", "r"), ("LR p", "r"), ("Status", "l")]
+    if len(published) == len(multilevel_fit):
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    return pipe_table(columns, rows)
+
+
+def _terms_table(terms: pd.DataFrame) -> str:
+    rows = [
+        [escape(r.model), escape(r.term), num(r.estimate, 3), num(r.std_error, 3)]
+        + [num(r.df, 0), interval(r.ci_low, r.ci_high, 3), p_value(r.p_value)]
+        for r in terms.itertuples()
+    ]
+    columns = [("Model", "l"), ("Term", "l"), ("Estimate", "r"), ("SE", "r"), ("df", "r")]
+    return pipe_table([*columns, ("95% CI", "r"), ("p", "r")], rows)
+
+
+def welch_difference(current: pd.Series, previous: pd.Series) -> tuple[float, float, float]:
+    """Difference of means (current - previous) with its Welch 95% interval."""
+    a, b = current.to_numpy(float), previous.to_numpy(float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = a.mean() - b.mean()
+    if va + vb == 0:  # no variation in either wave: the difference is exact
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    return diff, diff - half, diff + half
+
+
+def change_section(change: pd.DataFrame, previous_wave: str | None, codebook: Codebook) -> dict:
+    """Per scale: previous and current mean with the Welch interval of the difference
+    (`change`: `change_numbers`), "n < k" where either wave has fewer scores."""
+    if previous_wave is None:
+        return {"previous_wave": "", "change_table": ""}
+    k = codebook.anonymisation.k
+    rows = []
+    for name, r in change.iterrows():
+        label = _scale_name(codebook, name)
+        if pd.isna(r["n_now"]):
+            rows.append([label, *[f"n < {k}"] * 6])
+            continue
+        rows.append(
+            [label, count(r["n_before"]), num(r["mean_before"]), count(r["n_now"])]
+            + [num(r["mean_now"]), num(r["difference"]), interval(r["ci_low"], r["ci_high"])]
+        )
+    columns = [("Scale", "l"), ("n before", "r"), ("Mean before", "r"), ("n now", "r")]
+    columns += [("Mean now", "r"), ("Difference", "r"), ("95% CI (Welch)", "r")]
+    return {"previous_wave": escape(previous_wave), "change_table": pipe_table(columns, rows)}
+
+
+# The report's tables and where their numbers are stored: (section, asset, the WaveInputs field
+# holding its table, how many leading columns identify a row, the column of the example id).
+SOURCES = (
+    ("Response and data quality", "quality_summary", "quality_summary", 1, "rows"),
+    ("Reliability", "reliability", "reliability", 1, "alpha"),
+    ("Item statistics", "item_statistics", "item_statistics", 2, "r_drop"),
+    ("CFA fit", "cfa_fit", "cfa_fit", 1, "cfi"),
+    ("CFA loadings", "cfa_loadings", "cfa_loadings", 2, "std_loading"),
+    ("Measurement invariance", "measurement_invariance", "invariance", 1, "cfi"),
+    ("Company aggregation", "aggregation", "aggregation", 1, "icc1"),
+    ("Multilevel models", "multilevel", "multilevel", 2, "estimate"),
+    ("Multilevel model fit", "multilevel_fit", "multilevel_fit", 1, "loglik"),
+)
+# The tables of report_numbers: (section, table).
+NUMBER_TABLES = (
+    ("Totals", "totals"),
+    ("Sample", "sample"),
+    ("Scale descriptives", "descriptives"),
+    ("Company means", "companies"),
+    ("Change since the previous wave", "change"),
+)
+CROSS_WAVE = {"measurement_invariance"}
+
+
+def number_id(asset: str, partition: str, row: Sequence[object], column: str) -> str:
+    """The id of one number: `asset[partition](row key).column`, the row key being the values of
+    the table's leading columns, comma-separated; `scan trace <id>` follows it to the raw files."""
+    return f"{asset}[{partition}]({','.join(str(v) for v in row)}).{column}"
+
+
+def number_ids_table(inputs: WaveInputs) -> str:
+    """Per table, how its numbers are identified, with one example id from the stored table."""
+    rows = []
+    for section, asset, field, keys, column in SOURCES:
+        frame = getattr(inputs, field)
+        numbers = frame[frame[column].notna()]  # none in a table that only says why it is empty
+        if numbers.empty:
+            continue
+        partition = ALL_WAVES if asset in CROSS_WAVE else inputs.wave
+        pattern = number_id(asset, partition, [f"<{c}>" for c in frame.columns[:keys]], "<column>")
+        example = number_id(asset, partition, numbers.iloc[0, :keys].tolist(), column)
+        rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
+    for section, table in NUMBER_TABLES:
+        part = inputs.numbers[inputs.numbers["table"] == table]
+        if part.empty:
+            continue
+        pattern = number_id(NUMBERS_ASSET, inputs.wave, [table, "<row>", "<statistic>"], "value")
+        example = number_id(NUMBERS_ASSET, inputs.wave, part.iloc[0, :3].tolist(), "value")
+        rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
+    return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
+
+
+def provenance_table(provenance: dict) -> str:
+    """The caller's provenance record flattened to (item, value) rows; nested keys joined by /."""
+    rows = [[escape(key), escape(value)] for key, value in _flatten(provenance, "")]
+    return pipe_table([("Item", "l"), ("Value", "l")], rows)
+
+
+def _flatten(value, prefix: str) -> list[tuple[str, object]]:
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = ((str(i + 1), v) for i, v in enumerate(value))
+    else:
+        return [(prefix, value)]
+    rows = []
+    for key, inner in items:
+        rows += _flatten(inner, f"{prefix} / {key}" if prefix else str(key))
+    return rows

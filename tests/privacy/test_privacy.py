@@ -1,0 +1,158 @@
+"""The privacy invariant, end to end: after the whole pipeline runs on the demo, no file in the
+shareable zone holds a name, e-mail address, linkage code, company code or IP address of the
+demo exports, and pseudonyms link each panel member across waves.
+
+The scan covers every file under data/processed/ and reports/output/, whatever later stages add.
+"""
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyreadstat
+from conftest import DEMO_RAW, linked_attack, whole_tokens
+
+from pipeline.ingest.readers import read_wave
+from pipeline.instrument.codebook import load_codebook
+
+WAVES = ["2019-T0", "2021-T1", "2022-T2"]
+CB = load_codebook(DEMO_RAW / "codebook.yaml")
+
+
+def identifying_values() -> set[str]:
+    """Every identifying value in the demo exports, as typed and trimmed."""
+    values: set[str] = set()
+    for wave in WAVES:
+        raw = read_wave(DEMO_RAW / wave, CB, DEMO_RAW)
+        for column in [CB.respondent_id, CB.company_id, *CB.direct_identifiers]:
+            for value in raw[column].dropna().astype(str):
+                values.update({value, value.strip()})
+    truth = pd.read_csv(DEMO_RAW / "_demo_truth" / "rows.csv", dtype=str, keep_default_na=False)
+    values.update(v for ids in truth["planted_identifiers"] for v in ids.split(";"))
+    # the codebook's test codes are not persons; drop empties and lone digits
+    values -= {*CB.quality.test_company_codes, *CB.quality.test_respondent_codes}
+    return {v for v in values if len(v) >= 3}
+
+
+def text_of(path: Path) -> str:
+    """Everything a file holds, as text, read with the format's own library."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).astype("string").to_csv()
+    if path.suffix == ".sav":
+        frame, meta = pyreadstat.read_sav(path)
+        return frame.astype("string").to_csv() + json.dumps(meta.column_names_to_labels)
+    if path.suffix == ".pdf":  # poppler-utils (README, Install)
+        return subprocess.run(
+            ["pdftotext", "-enc", "UTF-8", str(path), "-"],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    # embedded figures are base64 PNG: pixels, not text (their alt text stays in the scan)
+    return re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", text)
+
+
+def test_nothing_identifying_in_the_shareable_zone(scan_run):
+    data, reports, *_ = scan_run
+    files = [p for zone in (data / "processed", reports) for p in zone.rglob("*") if p.is_file()]
+    suffixes = {p.suffix for p in files}
+    assert {".parquet", ".sav", ".csv", ".json", ".html", ".pdf"} <= suffixes
+    secrets = identifying_values()
+    # whole tokens only: a longitude such as 4.7085 must not match inside 14.708512 (a time)
+    pattern = whole_tokens(secrets)
+    assert all(pattern.search(f"leaked: {value}, oops") for value in secrets), "the scan can fail"
+    scanned = set()  # _versions/ holds copies: each content is read once
+    for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in scanned:
+            continue
+        scanned.add(digest)
+        hits = sorted(set(pattern.findall(text_of(path))))
+        assert not hits, f"{path.relative_to(data.parent)}: {hits[:5]}"
+
+
+def test_panel_members_keep_their_person_id_across_waves(scan_run, truth_rows):
+    data, *_ = scan_run
+    linked = []
+    for wave in WAVES:
+        shared = pd.read_parquet(data / "processed" / wave / "responses.parquet")
+        staged = pd.read_parquet(
+            data / "raw" / "_staging" / "validated_responses" / f"{wave}.parquet"
+        )
+        assert len(shared) == len(staged)
+        truth = truth_rows.set_index(["source_file", "source_row"])
+        keys = list(zip(staged["_source_file"], staged["_source_row"].astype(str), strict=True))
+        linked.append(
+            pd.DataFrame(
+                {
+                    "wave": wave,
+                    "person_id": shared["person_id"].to_numpy(),
+                    "person_uid": truth.loc[keys, "person_uid"].to_numpy(),
+                    "code_typo": truth.loc[keys, "code_typo"].to_numpy(),
+                    "code_variant": truth.loc[keys, "code_variant"].to_numpy(),
+                }
+            )
+        )
+    people = pd.concat(linked)
+    typed_right = people[people["code_typo"] == "0"]
+    ids_per_person = typed_right.groupby("person_uid")["person_id"].nunique()
+    assert (ids_per_person == 1).all()
+    panel = typed_right.groupby("person_uid")["wave"].nunique()
+    assert (panel >= 2).sum() > 100, "the demo has a real panel"
+    assert (typed_right["code_variant"] == "1").sum() > 20, "case and space variants still link"
+    persons_per_id = people.groupby("person_id")["person_uid"].nunique()
+    assert (persons_per_id == 1).all(), "no two persons share a pseudonym"
+
+
+def test_linking_the_waves_shareable_files_finds_no_one_under_k(scan_run):
+    """The intruder of issue 16: reads every wave's responses.parquet, fills each person's
+    blanked background from their other waves (same person_id), and counts matches within wave
+    and company. Nobody falls under k; the pipeline's own cross-wave check says the same."""
+    data, *_ = scan_run
+    quasi = list(CB.anonymisation.suppression_order)
+    shared = pd.concat(
+        [pd.read_parquet(data / "processed" / w / "responses.parquet") for w in WAVES],
+        ignore_index=True,
+    )
+    panel = shared.groupby("person_id")["wave"].nunique()
+    assert (panel > 1).sum() > 100, "the attack links a real panel"
+    fk = np.array(linked_attack(shared, quasi))
+    size = shared.groupby(["wave", "company_id"])["wave"].transform("size").to_numpy()
+    k = CB.anonymisation.k
+    assert ((fk < k) & (size >= k)).sum() == 0
+    assert shared.loc[size < k, quasi].isna().all().all()
+    checked = pd.read_csv(data / "processed" / "all_waves" / "disclosure_linked.csv")
+    assert list(checked["wave"]) == WAVES
+    assert (checked["under_k"] == 0).all() and (checked["linked_records"] > 100).all()
+
+
+def test_scan_run_prints_the_disclosure_summary(scan_run):
+    stdout = scan_run.stdout
+    assert stdout.count("k=5 reached") == 3
+    disclosure = json.loads(
+        (scan_run.data / "processed" / "2021-T1" / "disclosure.json").read_text()
+    )
+    assert disclosure["key_source"] == "demo key" and "key" not in disclosure
+
+
+def test_responses_sav_opens_with_the_codebooks_labels(scan_run):
+    data, *_ = scan_run
+    folder = data / "processed" / "2021-T1"
+    frame, meta = pyreadstat.read_sav(folder / "responses.sav")
+    shared = pd.read_parquet(folder / "responses.parquet")
+    assert list(frame.columns) == list(shared.columns)
+    assert len(frame) == len(shared)
+    labels = meta.column_names_to_labels
+    assert labels["LT1"] == CB.item_text["LT1"]
+    assert labels["education"] == CB.background["education"].label
+    education = meta.variable_value_labels["education"]
+    assert "hbo/wo" in education.values() and "hbo" not in education.values()
+    assert meta.variable_value_labels["LT1"][5.0] == "helemaal eens"
+    decoded = frame["education"].map(education)
+    assert decoded.fillna("").tolist() == shared["education"].fillna("").tolist()
+    assert frame["LT1"].isin([1, 2, 3, 4, 5]).sum() == shared["LT1"].notna().sum()

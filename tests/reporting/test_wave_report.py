@@ -1,0 +1,411 @@
+"""The wave report's context: suppression rules, nothing under k printed, the first-wave path,
+blocked models, figures with alt text, and one HTML rendering of the real template."""
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from pipeline.instrument.codebook import Codebook, load_codebook
+from pipeline.privacy.suppression import SUPPRESSED, format_stat, shown, suppress_counts
+from pipeline.psychometrics.invariance import TABLE_COLUMNS
+from pipeline.reporting.render import REPORTS_DIR, fill_template, render_report
+from pipeline.reporting.wave_report import (
+    WaveInputs,
+    escape,
+    pipe_table,
+    report_numbers,
+    wave_context,
+    welch_difference,
+)
+
+CODEBOOK_PATH = Path(__file__).resolve().parents[2] / "data" / "raw" / "codebook.yaml"
+CODEBOOK = load_codebook(CODEBOOK_PATH)
+K = CODEBOOK.anonymisation.k
+TEMPLATE = REPORTS_DIR / "wave.qmd"
+
+# Values that belong to groups under k; none of them may reach the report.
+TINY_COMPANY_MEAN = 1.37  # company c_small, 3 respondents
+TINY_SCALE_MEAN = "4.83"  # PL, scored for 3 respondents only
+TINY_ALPHA = "0.917"  # PL's alpha, n = 3
+BLOCKED_ESTIMATE = "9.876"  # a term of the blocked SL/full model
+PUBLISHED_ESTIMATE = "0.432"  # a term of the published EM/full model
+
+
+def published(counts: list[int]) -> list:
+    return suppress_counts(pd.Series(counts), K).tolist()
+
+
+# --- suppression --------------------------------------------------------------------------------
+
+
+def test_cells_at_or_above_k_and_zeros_are_shown():
+    assert published([10, 0, 20, 5]) == [10, 0, 20, 5]
+    assert published([0, 0, 0]) == [0, 0, 0]
+
+
+def test_two_small_cells_summing_to_k_protect_each_other():
+    assert published([3, 4, 50]) == [SUPPRESSED, SUPPRESSED, 50]
+
+
+def test_a_single_small_cell_takes_the_next_smallest_with_it():
+    assert published([2, 20, 30, 0]) == [SUPPRESSED, SUPPRESSED, 30, 0]
+
+
+def test_small_cells_summing_below_k_take_another_cell():
+    assert published([1, 2, 60, 50]) == [SUPPRESSED, SUPPRESSED, 60, SUPPRESSED]
+
+
+def test_zero_cells_are_never_used_as_complement():
+    assert published([0, 3, 40, 8]) == [0, SUPPRESSED, 40, SUPPRESSED]
+
+
+def test_ties_are_broken_in_table_order_and_labels_kept():
+    counts = pd.Series([7, 3, 7], index=["a", "b", "c"], name="x")
+    out = suppress_counts(counts, K, marker="<5")
+    assert out.dtype == object and out.name == "x"
+    assert out.to_dict() == {"a": "<5", "b": "<5", "c": 7}
+
+
+@pytest.mark.parametrize("bad", [[1.0, np.nan], [-1, 10], [2.5, 10]])
+def test_suppress_counts_refuses_what_is_not_a_count(bad):
+    with pytest.raises(ValueError, match="suppress_counts"):
+        suppress_counts(pd.Series(bad, name="v"), K)
+
+
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=8))
+def test_no_small_cell_shown_and_hidden_cells_cannot_be_recovered(counts):
+    out = suppress_counts(pd.Series(counts), K)
+    hidden = [c for c, o in zip(counts, out, strict=True) if o == SUPPRESSED]
+    assert not any(1 <= o < K for o in out if o != SUPPRESSED)
+    if hidden and sum(counts) >= K:
+        assert len(hidden) >= 2 and sum(hidden) >= K
+
+
+def test_statistics_need_k_respondents():
+    assert shown(K, K) and not shown(K - 1, K) and not shown(np.nan, K) and not shown(None, K)
+    assert format_stat(3.14159, K, K) == "3.14"
+    assert format_stat(0.91234, K, K, digits=3) == "0.912"
+    assert format_stat(3.14159, K - 1, K) == f"n < {K}"
+    assert format_stat(np.nan, 100, K) == "–"
+    assert format_stat(-0.0001, 100, K) == "0.00"
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+
+def test_data_text_is_escaped_for_markdown():
+    assert escape("a|b *c* <35 [x](y)\nz") == r"a\|b \*c\* \<35 \[x\]\(y\) z"
+    assert pipe_table([("A", "l")], []) == ""
+    assert pipe_table([("A", "l"), ("n", "r")], [["x", "1"]]).splitlines()[1] == "|:---|---:|"
+
+
+# --- the crafted wave ---------------------------------------------------------------------------
+
+
+def crafted_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Scale scores, responses and company scores of 24 respondents in three companies (12, 9
+    and a tiny one of 3); PL scored for 3 only."""
+    companies = ["c_big"] * 12 + ["c_mid"] * 9 + ["c_small"] * 3
+    n = len(companies)
+    rng = np.random.default_rng(7)
+    lt = np.concatenate([rng.uniform(3, 5, 21), [1.2, 1.4, 1.51]])
+    pl = [np.nan] * 21 + [5.0, 5.0, 4.5]
+    scores = pd.DataFrame(
+        {
+            "person_id": [f"p_{i:02d}" for i in range(n)],
+            "company_id": companies,
+            "wave": "2021-T1",
+            "LT": lt,
+            "PL": pl,
+        }
+    )
+    responses = scores[["person_id", "company_id", "wave"]].assign(
+        gender=["man"] * 17 + ["vrouw"] * 4 + [pd.NA] * 3,
+        leader=["nee"] * 14 + ["ja"] * 10,
+    )
+    company_scores = pd.DataFrame(
+        {
+            "company_id": ["c_big", "c_mid", "c_small", "c_gone"],
+            "scale": "LT",
+            "n": [12, 9, 3, np.nan],
+            "mean": [4.01, 3.89, TINY_COMPANY_MEAN, np.nan],  # c_small unflagged: n decides too
+            "sd": [0.5, 0.6, 0.2, np.nan],
+            "ci_low": [3.7, 3.4, 0.9, np.nan],
+            "ci_high": [4.3, 4.3, 1.8, np.nan],
+            "rwg": [0.8, 0.7, 0.9, np.nan],
+            "suppressed": [False, False, False, True],
+        }
+    )
+    return scores, responses, company_scores
+
+
+def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> WaveInputs:
+    """The inputs of a wave report of `crafted_tables`, its numbers computed as the
+    wave_report_numbers asset does (with the change since `previous_scores`, when given)."""
+    scores, responses, company_scores = crafted_tables()
+    n = len(scores)
+    numbers = report_numbers(responses, scores, previous_scores, company_scores, CODEBOOK)
+    fit_columns = {
+        "outcome": ["SL", "SL", "EM", "EM"],
+        "n_obs": n,
+        "loglik": [-30.1, -28.2, -25.0, -20.3],
+        "n_groups": 3,
+        "icc": [0.02, 0.01, 0.03, 0.02],
+        "r2_marginal": [0.0, np.nan, 0.0, 0.15],
+        "r2_conditional": [0.02, np.nan, 0.03, 0.16],
+        "lr_chisq": [np.nan, np.nan, np.nan, 12.5],
+        "lr_df": [np.nan, np.nan, np.nan, 2],
+        "lr_p": [np.nan, np.nan, np.nan, 0.0019],
+        "problems": [np.nan, "not_converged: gradient too large", np.nan, np.nan],
+        "blocking": [False, True, False, False],
+    }
+    multilevel_fit = pd.DataFrame({"model": ["SL/empty", "SL/full", "EM/empty", "EM/full"]})
+    multilevel_fit = multilevel_fit.assign(**fit_columns)
+    multilevel = pd.DataFrame(
+        {
+            "model": ["SL/full"] * 2 + ["EM/full"] * 3,
+            "term": ["Intercept", "LT_within", "Intercept", "LT_within", "LT_between"],
+            "estimate": [1.0, float(BLOCKED_ESTIMATE), 1.1, float(PUBLISHED_ESTIMATE), 0.2],
+            "std_error": [0.1, 0.2, 0.1, 0.05, 0.1],
+            "df": [1, 20, 1, 20, 1],
+            "ci_low": [0.8, 9.5, 0.9, 0.33, -1.07],
+            "ci_high": [1.2, 10.2, 1.3, 0.53, 1.47],
+            "p_value": [0.01, 0.001, 0.01, 0.0004, 0.5],
+        }
+    )
+    inputs = WaveInputs(
+        wave="2021-T1",
+        quality_summary=pd.DataFrame(
+            {
+                "wave": "2021-T1",
+                "reason": ["raw_rows", "validated", "quarantined", "preview", "speeder"],
+                "rows": [27, 24, 3, 0, 3],
+                "rule_status": ["", "", "", "not applicable: needs platform.preview", "applied"],
+            }
+        ),
+        numbers=numbers,
+        reliability=pd.DataFrame(
+            {
+                "scale": ["LT", "PL"],
+                "n": [24, 3],
+                "k": [4, 5],
+                "alpha": [0.8123, float(TINY_ALPHA)],
+                "alpha_ci_low": [0.7, 0.6],
+                "alpha_ci_high": [0.9, 0.99],
+                "alpha_std": [0.81, 0.91],
+                "omega_total": [0.82, 0.92],
+                "mean_r": [0.5, 0.7],
+                "note": ["", ""],
+            }
+        ),
+        item_statistics=pd.DataFrame(
+            {
+                "scale": ["LT", "PL"],
+                "item": ["LT1", "PL1"],
+                "reversed": [False, True],
+                "n": [24, 3],
+                "mean": [3.9, float(TINY_SCALE_MEAN)],
+                "sd": [0.8, 0.3],
+                "r_drop": [0.6, 0.7],
+                "alpha_if_dropped": [0.75, 0.8],
+            }
+        ),
+        cfa_fit=pd.DataFrame(
+            [["scales", 24, 30.2, 20, 0.95, 0.94, 0.05, 0.06]],
+            columns=["model", "n", "chisq", "df", "cfi", "tli", "rmsea", "srmr"],
+        ),
+        cfa_loadings=pd.DataFrame(
+            {"factor": ["LT", "LT"], "item": ["LT1", "LT2"], "std_loading": [0.61, 0.72]}
+        ),
+        aggregation=pd.DataFrame(
+            [["LT", 0.1234, 0.5678, 8.0, 0.81]],
+            columns=["scale", "icc1", "icc2", "mean_group_size", "rwg_mean"],
+        ),
+        company_scores=company_scores,
+        multilevel=multilevel,
+        multilevel_fit=multilevel_fit,
+        previous_wave=None,
+        invariance=pd.DataFrame(
+            {
+                "model": ["configural", "metric", "scalar"],
+                "groups": "2021-T1 (24)",
+                "n": 24,
+                "decision": "not estimable: needs 2 waves (1 in the data)",
+            }
+        ).reindex(columns=list(TABLE_COLUMNS)),
+        companies_reported=2,
+        companies_without_report=1,
+        provenance={
+            "inputs": [{"path": "scale_scores.parquet", "sha256": "ab" * 32}],
+            "code_version": "v1",
+            "run_id": "run-42",
+        },
+    )
+    return dataclasses.replace(inputs, **changes)
+
+
+@pytest.fixture
+def filled(tmp_path) -> tuple[dict, str]:
+    context = wave_context(crafted_inputs(), CODEBOOK, tmp_path / "figures")
+    return context, fill_template(TEMPLATE, context)
+
+
+def test_nothing_from_a_group_under_k_is_printed(filled):
+    context, markdown = filled
+    for tiny in [f"{TINY_COMPANY_MEAN:.2f}", TINY_SCALE_MEAN, TINY_ALPHA]:
+        assert tiny not in markdown
+    assert "| LT | LT1 | no | 24 | 3.90 | 0.80 | 0.600 | 0.750 |" in markdown
+    assert f"| PL | PL1 | yes | n < {K} | n < {K} |" in markdown
+
+
+def test_group_counts_are_suppressed_with_their_complement(filled):
+    _, markdown = filled
+    assert f"|  | vrouw | {SUPPRESSED} | {SUPPRESSED} |" in markdown
+    assert f"|  | not reported | {SUPPRESSED} | {SUPPRESSED} |" in markdown
+    assert "| Gender (gender) | man | 17 | 70.8 |" in markdown
+    assert "|  | anders/zeg ik liever niet | 0 | 0.0 |" in markdown  # a zero may be shown
+    assert "|  | ja | 10 | 41.7 |" in markdown
+
+
+def test_company_distribution_leaves_out_small_companies(filled):
+    context, markdown = filled
+    assert "| LT (Leerrijk werk) | 2 | 2 | 3.89 | 3.95 | 4.01 |" in markdown
+    (item,) = context["company_figures"]
+    path, alt = item["figure"]
+    assert path.is_file() and "over 2 companies" in alt and "1.37" not in alt
+    assert "c_big" not in markdown and "c_small" not in markdown
+
+
+def test_blocked_models_are_not_published(filled):
+    context, markdown = filled
+    assert BLOCKED_ESTIMATE not in markdown
+    assert "| SL/full | – | – |" in markdown
+    assert r"not published: not\_converged: gradient too large" in markdown
+    assert f"| EM/full | LT\\_within | {PUBLISHED_ESTIMATE} |" in markdown
+    (item,) = context["coefficient_figures"]
+    assert item["figure"].path.is_file() and "LT_within: 0.43" in item["figure"].alt
+
+
+def test_first_wave_has_no_change_and_untested_invariance(filled):
+    context, markdown = filled
+    assert context["change_table"] == ""
+    assert "This is the first wave" in markdown
+    assert (
+        "Measurement invariance across the waves needs at least two waves; this study has one "
+        "so far, so it is not tested yet." in markdown
+    )
+    assert context["invariance_table"] == "" and "Waves compared" not in markdown
+    assert "measurement_invariance[" not in markdown  # a table without numbers has no ids
+
+
+def individual_codebook(tmp_path) -> Codebook:
+    """The demo codebook with every scale `level: individual` (so its models have no outcome
+    and no culture scales)."""
+    raw = yaml.safe_load(CODEBOOK_PATH.read_text(encoding="utf-8"))
+    for scale in raw["scales"].values():
+        scale["level"] = "individual"
+    raw["models"] = {"controls": raw["models"]["controls"]}
+    path = tmp_path / "codebook.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_codebook(path)
+
+
+def test_without_culture_and_outcome_scales_the_sections_say_why(tmp_path):
+    """The tables of such a codebook: no companies, one aggregation row and one model row
+    that say why (as the assets write them)."""
+    aggregation = pd.DataFrame(
+        [{"note": "not estimable: the codebook has no culture scales"}],
+        columns=["scale", "icc1", "icc2", "mean_group_size", "rwg_mean", "note"],
+    )
+    inputs = crafted_inputs(
+        aggregation=aggregation,
+        company_scores=crafted_tables()[2].iloc[0:0],
+        multilevel=crafted_inputs().multilevel.iloc[0:0],
+        multilevel_fit=pd.DataFrame(
+            [{"blocking": False, "notes": "not estimable: the codebook's models have ..."}],
+            columns=["model", "outcome", "n_obs", "loglik", "blocking", "notes"],
+        ),
+        companies_reported=0,
+        companies_without_report=3,
+    )
+    context = wave_context(inputs, individual_codebook(tmp_path), tmp_path / "figures")
+    markdown = fill_template(TEMPLATE, context)
+    assert (
+        "come from 3 companies;\nnone of them receives a company report, because the codebook "
+        "has no culture or outcome scales to report on." in markdown
+    )
+    assert "The codebook has no culture scales, so nothing is aggregated to companies" in markdown
+    assert (
+        "There are no multilevel models: they explain an outcome scale by the culture scales, "
+        "and the codebook's models have no outcome and no culture scale." in markdown
+    )
+    for left_out in ("ICC(1)", "tbl-companies", "tbl-multilevel", "No full model"):
+        assert left_out not in markdown
+    assert not re.search(r"\bnan\b", markdown)
+    ids = context["number_ids_table"]
+    assert "aggregation[" not in ids and "multilevel_fit[" not in ids and "reliability[" in ids
+
+
+def test_change_since_the_previous_wave_needs_k_in_both_waves(tmp_path):
+    previous = crafted_tables()[0].assign(LT=lambda d: d["LT"] - 0.5)
+    inputs = crafted_inputs(previous, previous_wave="2019-T0")
+    markdown = fill_template(TEMPLATE, wave_context(inputs, CODEBOOK, tmp_path))
+    assert "This is the first wave" not in markdown
+    change = markdown[markdown.index("| Scale | n before") :]
+    lt_row = next(line for line in change.splitlines() if line.startswith("| LT (Leerrijk"))
+    cells = [c.strip() for c in lt_row.strip("|").split("|")]
+    assert cells[1] == "24" and cells[3] == "24" and cells[5] == "0.50"
+    low, high = (float(x) for x in cells[6].strip("[]").split(","))
+    assert low < 0.5 < high
+    assert f"| PL (Proactief leren) | n < {K} |" in markdown
+    assert "Change since wave 2019\\-T0" in markdown
+
+
+def test_welch_interval_agrees_with_scipy():
+    rng = np.random.default_rng(1)
+    now, before = pd.Series(rng.normal(3.6, 0.7, 40)), pd.Series(rng.normal(3.4, 0.9, 25))
+    diff, low, high = welch_difference(now, before)
+    expected = stats.ttest_ind(now, before, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(now.mean() - before.mean())
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=1e-12)
+    assert welch_difference(pd.Series([4.0] * 6), pd.Series([3.0] * 6)) == (1.0, 1.0, 1.0)
+
+
+def test_provenance_is_laid_out(filled):
+    _, markdown = filled
+    assert "| inputs / 1 / sha256 | " + "ab" * 32 + " |" in markdown
+    assert r"| run\_id | run\-42 |" in markdown
+
+
+def test_computed_numbers_are_stored_as_shown_and_blank_where_hidden(filled):
+    context, markdown = filled
+    numbers = crafted_inputs().numbers.set_index(["table", "row", "statistic"])["value"]
+    numbers = numbers.sort_index()
+    assert numbers[("totals", "companies", "n")] == 3
+    assert f"{numbers[('descriptives', 'LT', 'mean')]:.2f}" in context["descriptives_table"]
+    assert numbers.loc[("descriptives", "PL")].isna().all()  # 3 scores: blank, as in the report
+    assert f"| PL (Proactief leren) | individual | n < {K} |" in context["descriptives_table"]
+    assert numbers.loc[("sample", "gender/vrouw")].isna().all()  # suppressed with its complement
+    assert numbers[("companies", "LT", "lowest")] == 3.89  # c_small's mean is in no number
+    assert TINY_COMPANY_MEAN not in numbers.to_numpy()
+    assert "`wave_report_numbers[2021-T1](totals,respondents,n).value`" in markdown
+
+
+def test_renders_to_html(tmp_path):
+    context = wave_context(crafted_inputs(), CODEBOOK, tmp_path / "figures")
+    rendered = render_report(
+        TEMPLATE, context, tmp_path / "out", "wave-2021-T1", formats=("html",), engine="pandoc"
+    )
+    html = rendered.files[0].path.read_text(encoding="utf-8")
+    assert "wave report 2021-T1" in html
+    assert "0.123" in html and "0.568" in html  # ICC(1) and ICC(2)
+    assert "<img" in html and 'alt="Histogram of company mean of LT over 2 companies' in html
+    assert TINY_ALPHA not in html
