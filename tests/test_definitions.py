@@ -1,12 +1,15 @@
-"""The code location loads, and its asset graph matches the committed snapshot.
+"""The code location loads, and its asset graph matches the committed snapshot and the diagram
+in the developer guide.
 
 A change to the graph (an asset, a dependency, a partitioning, a check, a job or a sensor)
-shows here as a failing diff. When the change is intended, refresh the snapshot with
-`UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py` and commit it with the change.
+shows here as a failing diff. When the change is intended, refresh the snapshot and the diagram
+with `UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py` and commit them with the change.
 """
 
 import json
 import os
+import re
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +17,8 @@ import dagster as dg
 from assets.definitions import defs
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+GUIDE = Path(__file__).parents[1] / "docs" / "developer.md"
+DIAGRAM = re.compile(r"(## The asset graph\n.*?```mermaid\n)(.*?)(```)", re.DOTALL)
 
 
 def graph_of(definitions: dg.Definitions) -> dict:
@@ -44,3 +49,43 @@ def test_asset_graph_matches_snapshot():
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
     assert current == json.loads(SNAPSHOT.read_text())
+
+
+def mermaid_of(graph: dict) -> str:
+    """The asset graph as a Mermaid flowchart: one box per asset in its group, the groups in the
+    order the data flows through them (their assets' mean depth in the graph), a cross-wave
+    asset (not partitioned) in a double box."""
+    assets = graph["assets"]
+
+    @cache
+    def depth(name: str) -> int:
+        return 1 + max((depth(dep) for dep in assets[name]["deps"]), default=-1)
+
+    def mean_depth(group: str) -> float:
+        depths = [depth(name) for name, a in assets.items() if a["group"] == group]
+        return sum(depths) / len(depths)
+
+    groups = sorted({a["group"] for a in assets.values()}, key=lambda g: (mean_depth(g), g))
+    lines = ["graph LR"]
+    for group in groups:
+        lines.append(f"  subgraph {group}")
+        for name, asset in sorted(assets.items()):
+            if asset["group"] == group:
+                lines.append(
+                    f"    {name}[{name}]" if asset["partitions"] else f"    {name}[[{name}]]"
+                )
+        lines.append("  end")
+    lines += [f"  {dep} --> {name}" for name, a in sorted(assets.items()) for dep in a["deps"]]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_developer_guide_draws_the_asset_graph():
+    diagram = mermaid_of(graph_of(defs))
+    assert "raw_responses --> validated_responses" in diagram
+    guide = GUIDE.read_text()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        guide = DIAGRAM.sub(lambda m: m[1] + diagram + m[3], guide)
+        GUIDE.write_text(guide)
+    shown = DIAGRAM.search(guide)
+    assert shown, f"{GUIDE.name} has no mermaid block under '## The asset graph'"
+    assert shown[2] == diagram, "refresh it: UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py"
