@@ -51,7 +51,7 @@ class CfaResult:
 
 
 @dataclass(frozen=True)
-class _Layout:
+class Layout:
     """Where each free parameter goes: Lambda (p x m), Phi (m x m, symmetric), Theta (diagonal)."""
 
     p: int
@@ -89,20 +89,20 @@ class _Layout:
         )
 
 
-def _layout(items: list[str], model: dict[str, list[str]]) -> _Layout:
+def layout_of(items: list[str], model: dict[str, list[str]]) -> Layout:
     factor_of = np.array([i for i, its in enumerate(model.values()) for _ in its])
     starts = np.cumsum([0] + [len(its) for its in model.values()])[:-1]
     free = np.setdiff1d(np.arange(len(items)), starts)
     rows, cols = np.tril_indices(len(model))
-    return _Layout(len(items), len(model), factor_of, free, starts, rows, cols)
+    return Layout(len(items), len(model), factor_of, free, starts, rows, cols)
 
 
-def _implied(layout: _Layout, theta: np.ndarray) -> np.ndarray:
+def implied(layout: Layout, theta: np.ndarray) -> np.ndarray:
     lam, phi, psi = layout.unpack(theta)
     return lam @ phi @ lam.T + np.diag(psi)
 
 
-def _discrepancy(theta: np.ndarray, layout: _Layout, s: np.ndarray, logdet_s: float):
+def _discrepancy(theta: np.ndarray, layout: Layout, s: np.ndarray, logdet_s: float):
     """ML discrepancy F = log|Sigma| + tr(S Sigma^-1) - log|S| - p and its gradient."""
     lam, phi, psi = layout.unpack(theta)
     sigma = lam @ phi @ lam.T + np.diag(psi)
@@ -117,7 +117,7 @@ def _discrepancy(theta: np.ndarray, layout: _Layout, s: np.ndarray, logdet_s: fl
     return f, grad
 
 
-def _start_values(layout: _Layout, s: np.ndarray) -> np.ndarray:
+def start_values(layout: Layout, s: np.ndarray) -> np.ndarray:
     """Half of each marker's variance to its factor, the rest to its residual; other loadings
     from their covariance with the marker (lambda_j * phi = cov(x_j, marker))."""
     phi_diag = s[layout.markers, layout.markers] / 2
@@ -129,7 +129,7 @@ def _start_values(layout: _Layout, s: np.ndarray) -> np.ndarray:
     return np.concatenate([lam, phi, psi])
 
 
-def _srmr_bentler(s: np.ndarray, sigma: np.ndarray) -> float:
+def srmr_bentler(s: np.ndarray, sigma: np.ndarray) -> float:
     """lavaan's default "srmr": residuals standardised by the sample standard deviations."""
     d = 1 / np.sqrt(np.diag(s))
     r = (s - sigma) * np.outer(d, d)
@@ -137,7 +137,7 @@ def _srmr_bentler(s: np.ndarray, sigma: np.ndarray) -> float:
     return float(np.sqrt(np.mean(lower**2)))
 
 
-def _fit_indices(chisq: float, df: int, base_chisq: float, base_df: int, n: int):
+def fit_indices(chisq: float, df: int, base_chisq: float, base_df: int, n: int):
     """CFI, TLI and RMSEA as lavaan 0.6 computes them (lav_fit_cfi, lav_fit_nnfi,
     lav_fit_rmsea): RMSEA with N, not N - 1; CFI and TLI are 1 for a saturated model."""
     t1 = max(chisq - df, 0.0)
@@ -150,9 +150,9 @@ def _fit_indices(chisq: float, df: int, base_chisq: float, base_df: int, n: int)
     return cfi, tli, rmsea
 
 
-def _standardized_loadings(layout: _Layout, theta: np.ndarray, model, items) -> pd.DataFrame:
+def standardized_loadings(layout: Layout, theta: np.ndarray, model, items) -> pd.DataFrame:
     lam, phi, _ = layout.unpack(theta)
-    sigma = _implied(layout, theta)
+    sigma = implied(layout, theta)
     std = lam * np.sqrt(np.diag(phi))[None, :] / np.sqrt(np.diag(sigma))[:, None]
     factors = list(model)
     return pd.DataFrame(
@@ -164,7 +164,7 @@ def _standardized_loadings(layout: _Layout, theta: np.ndarray, model, items) -> 
     )
 
 
-def _check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
+def check_model(data: pd.DataFrame, model: dict[str, list[str]]) -> list[str]:
     items = [item for its in model.values() for item in its]
     if any(len(its) == 0 for its in model.values()):
         raise ValueError("every factor needs at least one item")
@@ -205,30 +205,30 @@ def minimise(objective, start: np.ndarray, args: tuple) -> optimize.OptimizeResu
 
 def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]) -> CfaResult:
     """Fit `model` ({factor: [items]}) to `data` by ML; rows with a missing item are dropped."""
-    items = _check_model(data, model)
+    items = check_model(data, model)
     x = data[items].dropna().to_numpy(dtype=float)
     n, p = x.shape
-    layout = _layout(items, model)
+    layout = layout_of(items, model)
     df = p * (p + 1) // 2 - layout.n_params
     if n <= p:
         raise ValueError(f"{n} complete rows for {p} items: too few to fit")
 
     s, logdet_s = sample_covariance(x, items, f"{n} complete rows")
-    result = minimise(_discrepancy, _start_values(layout, s), (layout, s, logdet_s))
+    result = minimise(_discrepancy, start_values(layout, s), (layout, s, logdet_s))
     grad_ok = np.max(np.abs(result.jac)) < GRADIENT_TOLERANCE
     chisq = float(n * result.fun)
     base_chisq = float(n * (np.sum(np.log(np.diag(s))) - logdet_s))
-    cfi, tli, rmsea = _fit_indices(chisq, df, base_chisq, p * (p - 1) // 2, n)
+    cfi, tli, rmsea = fit_indices(chisq, df, base_chisq, p * (p - 1) // 2, n)
     return CfaResult(
         chisq=chisq,
         df=df,
         cfi=cfi,
         tli=tli,
         rmsea=rmsea,
-        srmr=_srmr_bentler(s, _implied(layout, result.x)),
+        srmr=srmr_bentler(s, implied(layout, result.x)),
         n=n,
         converged=bool(result.success or grad_ok),
-        loadings=_standardized_loadings(layout, result.x, model, items),
+        loadings=standardized_loadings(layout, result.x, model, items),
     )
 
 
@@ -240,7 +240,7 @@ def degrees_of_freedom(model: dict[str, list[str]]) -> int:
     """The model's df: distinct (co)variances of its items minus its free parameters."""
     items = [item for its in model.values() for item in its]
     p = len(items)
-    return p * (p + 1) // 2 - _layout(items, model).n_params
+    return p * (p + 1) // 2 - layout_of(items, model).n_params
 
 
 def scale_model(scales: dict[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:

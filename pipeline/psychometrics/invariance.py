@@ -29,13 +29,13 @@ import pandas as pd
 
 from pipeline.psychometrics.cfa import (
     GRADIENT_TOLERANCE,
-    _check_model,
-    _fit_indices,
-    _Layout,
-    _layout,
-    _start_values,
+    Layout,
+    check_model,
+    fit_indices,
+    layout_of,
     minimise,
     sample_covariance,
+    start_values,
 )
 
 EQUALITY_WORDS = ("loadings", "intercepts", "residuals", "lv.variances", "lv.covariances", "means")
@@ -83,7 +83,7 @@ class _MultiLayout:
     """Where each free parameter goes, per group: an index into the parameter vector for every
     free entry of a block, or -1 where the entry is fixed (factor means fixed to 0)."""
 
-    single: _Layout
+    single: Layout
     groups: int
     lam: np.ndarray  # (G, free loadings)
     phi: np.ndarray  # (G, lower-triangle entries of Phi)
@@ -104,7 +104,7 @@ class _MultiLayout:
         return lam, phi, theta[self.psi[g]], theta[self.nu[g]], alpha
 
 
-def _multi_layout(single: _Layout, groups: int, equal: tuple[str, ...]) -> _MultiLayout:
+def _multi_layout(single: Layout, groups: int, equal: tuple[str, ...]) -> _MultiLayout:
     counter = iter(range(10**9))
 
     def block(size: int, shared: bool) -> np.ndarray:
@@ -188,7 +188,7 @@ def _start(layout: _MultiLayout, stats) -> np.ndarray:
     count = np.zeros(layout.n_params)
     k, q = len(s_.free_loadings), len(s_.phi_rows)
     for g, (_, s, m, _) in enumerate(stats):
-        sv = _start_values(s_, s)
+        sv = start_values(s_, s)
         for idx, val in (
             (layout.lam[g], sv[:k]),
             (layout.phi[g], sv[k : k + q]),
@@ -204,7 +204,7 @@ def _complete_rows(
     data: pd.DataFrame, model: dict[str, list[str]], group: str
 ) -> tuple[list[str], pd.DataFrame]:
     """The model's items and the rows with every item and the group (lavaan's listwise)."""
-    items = _check_model(data, model)
+    items = check_model(data, model)
     if group not in data.columns:
         raise ValueError(f"group column not in the data: {group!r}")
     return items, data[items + [group]].dropna()
@@ -229,7 +229,7 @@ def fit_multigroup(
     labels = tuple(pd.unique(complete[group]))
     if len(labels) < MIN_GROUPS:
         raise ValueError("multi-group CFA needs at least two groups")
-    single = _layout(items, model)
+    single = layout_of(items, model)
     p = single.p
     n = len(complete)
     stats = []
@@ -252,7 +252,7 @@ def fit_multigroup(
     for ng, (_, s, _, logdet_s) in zip(sizes, stats, strict=True):
         base_chisq += float(ng * (np.sum(np.log(np.diag(s))) - logdet_s))
     base_df = n_groups * p * (p - 1) // 2
-    cfi, tli, rmsea = _fit_indices(chisq, df, base_chisq, base_df, n)
+    cfi, tli, rmsea = fit_indices(chisq, df, base_chisq, base_df, n)
     return MultiGroupResult(
         chisq=chisq,
         df=df,
