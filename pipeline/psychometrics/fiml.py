@@ -39,56 +39,102 @@ EM_MAX_STEPS = 500
 
 @dataclass(frozen=True)
 class Pattern:
-    """The rows that answered the same items: `observed` (a mask over the items), their values
-    (rows x observed items), and their mean and covariance (divided by the rows)."""
+    """The rows that answered the same items: `observed` (a mask over the items, and `o`, `m` as
+    indices of the observed and the missing items), their values (rows x observed items), and
+    their mean and covariance (divided by the rows)."""
 
     observed: np.ndarray
+    o: np.ndarray
+    m: np.ndarray
     values: np.ndarray
     mean: np.ndarray
     cov: np.ndarray
 
 
-def patterns(x: np.ndarray) -> list[Pattern]:
+@dataclass(frozen=True)
+class Patterns:
+    """All patterns, also stacked for the work done at every step of the fit: per pattern its
+    rows, its observed mask, mean and covariance embedded in all items (zero where missing),
+    and the patterns grouped by how many items they miss (`groups`: indices, missing items)."""
+
+    items: list[Pattern]
+    rows: np.ndarray
+    masks: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    groups: list[tuple[np.ndarray, np.ndarray]]
+
+
+def patterns(x: np.ndarray) -> Patterns:
     """The missing-data patterns of `x` (NaN = missing); rows without any answer are left out,
     as lavaan leaves them out."""
     present = ~np.isnan(x)
     x, present = x[present.any(axis=1)], present[present.any(axis=1)]
     masks, which = np.unique(present, axis=0, return_inverse=True)
-    found = []
+    items = []
+    p = x.shape[1]
+    means, covs = np.zeros((len(masks), p)), np.zeros((len(masks), p, p))
     for k, mask in enumerate(masks):
         values = x[which.ravel() == k][:, mask]
         mean = values.mean(axis=0)
         centred = values - mean
-        found.append(Pattern(mask, values, mean, centred.T @ centred / len(values)))
-    return found
+        cov = centred.T @ centred / len(values)
+        o = np.flatnonzero(mask)
+        items.append(Pattern(mask, o, np.flatnonzero(~mask), values, mean, cov))
+        means[k, o] = mean
+        covs[k][np.ix_(o, o)] = cov
+    missing = (~masks).sum(axis=1)
+    groups = [
+        (np.flatnonzero(missing == r), np.array([pat.m for pat in items if len(pat.m) == r]))
+        for r in np.unique(missing)
+    ]
+    rows = np.array([len(pat.values) for pat in items])
+    return Patterns(items, rows, masks, means, covs, groups)
 
 
-def loglik(mu: np.ndarray, sigma: np.ndarray, pats: list[Pattern]) -> float:
+def _embedded_inverses(sigma: np.ndarray, pats: Patterns) -> tuple[np.ndarray, np.ndarray]:
+    """Per pattern, the inverse of Sigma's observed block embedded in all items (zero rows and
+    columns where missing) and its log-determinant, all patterns at once: from P = Sigma^-1 by
+    removing the missing items m, P - P[:, m] P_mm^-1 P[m, :], and
+    log|Sigma_oo| = log|Sigma| + log|P_mm|."""
+    whole = np.linalg.inv(sigma)
+    logdet = np.linalg.slogdet(sigma)[1]
+    inverses = np.empty((len(pats.items), *sigma.shape))
+    logdets = np.empty(len(pats.items))
+    for index, m in pats.groups:
+        if m.shape[1] == 0:
+            inverses[index], logdets[index] = whole, logdet
+            continue
+        p_mm = whole[m[:, :, None], m[:, None, :]]
+        p_m = whole[m]  # patterns x missing x items
+        inverses[index] = whole - np.swapaxes(p_m, 1, 2) @ np.linalg.solve(p_mm, p_m)
+        logdets[index] = logdet + np.linalg.slogdet(p_mm)[1]
+    inverses[~pats.masks] = 0  # rounding: the removed rows are zero up to it
+    inverses.transpose(0, 2, 1)[~pats.masks] = 0
+    return inverses, logdets
+
+
+def loglik(mu: np.ndarray, sigma: np.ndarray, pats: Patterns) -> float:
     """The FIML log-likelihood of the rows under means `mu` and covariances `sigma`."""
-    total = 0.0
-    for pat in pats:
-        o = pat.observed
-        n, p = pat.values.shape
-        inv = np.linalg.inv(sigma[np.ix_(o, o)])
-        d = pat.mean - mu[o]
-        total -= 0.5 * n * (
-            p * LOG_2PI + np.linalg.slogdet(sigma[np.ix_(o, o)])[1]
-            + np.sum(inv * pat.cov) + d @ inv @ d
-        )  # fmt: skip
-    return float(total)
+    inverses, logdets = _embedded_inverses(sigma, pats)
+    d = (pats.means - mu) * pats.masks
+    quad = np.einsum("kij,kij->k", inverses, pats.covs) + np.einsum("ki,kij,kj->k", d, inverses, d)
+    sizes = pats.masks.sum(axis=1)
+    return float(-0.5 * np.sum(pats.rows * (sizes * LOG_2PI + logdets + quad)))
 
 
-def _moment_gradient(mu: np.ndarray, sigma: np.ndarray, pats: list[Pattern]):
+def _moment_gradient(mu: np.ndarray, sigma: np.ndarray, pats: Patterns):
     """The log-likelihood's derivatives by the means and by each element of the covariance
     matrix (as an unconstrained matrix: symmetric, each of Sigma_ij and Sigma_ji counted)."""
-    d_mu, d_sigma = np.zeros_like(mu), np.zeros_like(sigma)
-    for pat in pats:
-        o = pat.observed
-        n = len(pat.values)
-        inv = np.linalg.inv(sigma[np.ix_(o, o)])
-        d = pat.mean - mu[o]
-        d_mu[o] += n * inv @ d
-        d_sigma[np.ix_(o, o)] -= 0.5 * n * (inv - inv @ (pat.cov + np.outer(d, d)) @ inv)
+    inverses, _ = _embedded_inverses(sigma, pats)
+    d = (pats.means - mu) * pats.masks
+    inv_d = np.einsum("kij,kj->ki", inverses, d)
+    n = pats.rows
+    d_mu = n @ inv_d
+    inv_s_inv = inverses @ pats.covs @ inverses
+    d_sigma = -0.5 * (
+        np.einsum("k,kij->ij", n, inverses - inv_s_inv) - np.einsum("k,ki,kj->ij", n, inv_d, inv_d)
+    )
     return d_mu, d_sigma
 
 
@@ -104,7 +150,7 @@ def saturated_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lower = np.tril_indices(p)
     for _ in range(EM_MAX_STEPS):
         t1, t2 = np.zeros(p), np.zeros((p, p))
-        for pat in pats:
+        for pat in pats.items:
             o, m = pat.observed, ~pat.observed
             filled = np.empty((len(pat.values), p))
             filled[:, o] = pat.values
@@ -133,7 +179,7 @@ def _structured(theta: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarr
     return theta[-layout.p :], implied(layout, theta[: -layout.p])
 
 
-def _gradient(theta: np.ndarray, layout: Layout, pats: list[Pattern]) -> np.ndarray:
+def _gradient(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
     """log L's gradient by the parameters, through its derivatives by the implied moments."""
     mu, sigma = _structured(theta, layout)
     d_mu, d_sigma = _moment_gradient(mu, sigma, pats)
@@ -144,7 +190,7 @@ def _gradient(theta: np.ndarray, layout: Layout, pats: list[Pattern]) -> np.ndar
     )
 
 
-def _objective(theta: np.ndarray, layout: Layout, pats: list[Pattern], n: int):
+def _objective(theta: np.ndarray, layout: Layout, pats: Patterns, n: int):
     """-2 log L / N and its gradient, the scale the CFA's optimiser works on."""
     mu, sigma = _structured(theta, layout)
     if np.linalg.eigvalsh(sigma)[0] <= 0:
@@ -152,26 +198,27 @@ def _objective(theta: np.ndarray, layout: Layout, pats: list[Pattern], n: int):
     return -2 / n * loglik(mu, sigma, pats), -2 / n * _gradient(theta, layout, pats)
 
 
-def _casewise_scores(theta: np.ndarray, layout: Layout, pats: list[Pattern]) -> np.ndarray:
-    """Each row's derivative of its own log-likelihood by the parameters (rows x parameters)."""
+def _casewise_scores(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
+    """Each row's derivative of its own log-likelihood by the parameters (rows x parameters):
+    by its implied moments, d l_i / d mu = r and d l_i / d Sigma = (r r' - inv) / 2 with
+    r = inv (x_o - mu_o) scattered over the items, then through the model as `_gradient`."""
     mu, sigma = _structured(theta, layout)
     lam, phi, _ = layout.unpack(theta[: -layout.p])
-    rows = []
-    for pat in pats:
-        o = pat.observed
-        inv = np.zeros((layout.p, layout.p))
-        inv[np.ix_(o, o)] = np.linalg.inv(sigma[np.ix_(o, o)])
-        resid = np.zeros((len(pat.values), layout.p))
-        resid[:, o] = pat.values - mu[o]
-        r = resid @ inv  # Sigma_oo^-1 (x_o - mu_o), scattered over the items
-        for case in r:
-            g = -0.5 * (inv - np.outer(case, case))  # d l_i / d Sigma
-            rows.append(
-                np.concatenate(
-                    [layout.pack_gradient(2 * g @ lam @ phi, lam.T @ g @ lam, np.diag(g)), case]
-                )
-            )
-    return np.array(rows)
+    free, factor = layout.free_loadings, layout.factor_of[layout.free_loadings]
+    blocks = []
+    for pat, inv in zip(pats.items, _embedded_inverses(sigma, pats)[0], strict=True):
+        inv_oo = inv[np.ix_(pat.o, pat.o)]
+        r = np.zeros((len(pat.values), layout.p))
+        r[:, pat.o] = (pat.values - mu[pat.o]) @ inv_oo
+        g = 0.5 * (r[:, :, None] * r[:, None, :] - inv[None])
+        loadings = 2 * (g @ (lam @ phi))[:, free, factor]
+        d_phi = np.einsum("ia,kij,jb->kab", lam, g, lam)
+        d_phi = d_phi + d_phi.transpose(0, 2, 1) - d_phi * np.eye(layout.m)
+        d_psi = np.diagonal(g, axis1=1, axis2=2)
+        blocks.append(
+            np.concatenate([loadings, d_phi[:, layout.phi_rows, layout.phi_cols], d_psi, r], 1)
+        )
+    return np.concatenate(blocks)
 
 
 def _jacobian(function, x: np.ndarray, step: float = 1e-6) -> np.ndarray:
@@ -192,7 +239,7 @@ def _hessian(gradient, x: np.ndarray) -> np.ndarray:
     return (hessian + hessian.T) / 2
 
 
-def observed_information(theta: np.ndarray, layout: Layout, pats: list[Pattern]) -> np.ndarray:
+def observed_information(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
     """The Hessian of -log L by the parameters (lavaan's observed information, as a sum)."""
     return -_hessian(lambda x: _gradient(x, layout, pats), theta)
 
@@ -229,41 +276,39 @@ class SaturatedInformation:
     n: int
 
 
-def saturated_information(mu, sigma, pats: list[Pattern]) -> SaturatedInformation:
-    """Per pattern, with d its mean minus mu and C its covariance plus d d' (Savalei 2010):
-    -d2l/dmu2 = n inv, -d2l/dmu dvecSigma = n (d' inv x inv),
-    -d2l/dvecSigma2 = n/2 [(inv C inv x inv) + (inv x inv C inv) - (inv x inv)]."""
-    p = len(mu)
+def saturated_information(mu, sigma, pats: Patterns) -> SaturatedInformation:
+    """Per pattern k, with Q_k its embedded inverse, v_k = Q_k d_k (d_k its mean minus mu) and
+    X_k = Q_k S_k Q_k + v_k v_k' - Q_k / 2 (Savalei 2010): -d2l/dmu2 = sum n_k Q_k,
+    -d2l/dmu dvecSigma = sum n_k (v_k' x Q_k) and -d2l/dvecSigma2 = D' (sum n_k X_k x Q_k) D,
+    the sums over all patterns at once (a sum of Kronecker products is one matrix product).
+    The first-order information sums each row's score outer product, in chunks of rows."""
+    p, n = len(mu), pats.rows
+    inverses, _ = _embedded_inverses(sigma, pats)
+    d = (pats.means - mu) * pats.masks
+    v = np.einsum("kij,kj->ki", inverses, d)
+    x = inverses @ pats.covs @ inverses + v[:, :, None] * v[:, None, :] - inverses / 2
+    cross = np.einsum("k,ki,kab->aib", n, v, inverses).reshape(p, p * p)
+    products = (n[:, None, None] * x).reshape(len(n), -1).T @ inverses.reshape(len(n), -1)
+    kron = products.reshape(p, p, p, p).transpose(0, 2, 1, 3).reshape(p * p, p * p)
     q = p + p * (p + 1) // 2
-    observed, first_order, n = np.zeros((q, q)), np.zeros((q, q)), 0
-    for pat in pats:
-        o = np.flatnonzero(pat.observed)
-        k = len(pat.values)
-        inv = np.zeros((p, p))
-        inv[np.ix_(o, o)] = np.linalg.inv(sigma[np.ix_(o, o)])
-        d = np.zeros(p)
-        d[o] = pat.mean - mu[o]
-        c = np.zeros((p, p))
-        c[np.ix_(o, o)] = pat.cov
-        c += np.outer(d, d)
-        inv_c_inv = inv @ c @ inv
-        block = np.zeros((q, q))
-        block[:p, :p] = k * inv
-        cross = k * np.kron((d @ inv)[None, :], inv)  # p x p^2
-        block[:p, p:] = _to_vech(cross, p, axis=1)
-        block[p:, :p] = block[:p, p:].T
-        sig = k / 2 * (np.kron(inv_c_inv, inv) + np.kron(inv, inv_c_inv) - np.kron(inv, inv))
-        block[p:, p:] = _to_vech(_to_vech(sig, p, axis=0), p, axis=1)
-        observed += block
-        resid = np.zeros((k, p))
-        resid[:, o] = pat.values - mu[o]
-        r = resid @ inv
-        # each row's score: r for the means; vech of -1/2 (inv - r r') with covariances doubled
-        g = 0.5 * (r[:, :, None] * r[:, None, :] - inv[None])
-        scores = np.concatenate([r, _to_vech(g.reshape(k, p * p), p, axis=1)], axis=1)
-        first_order += scores.T @ scores
-        n += k
-    return SaturatedInformation(observed, first_order, n)
+    observed = np.empty((q, q))
+    observed[:p, :p] = np.einsum("k,kij->ij", n, inverses)
+    observed[:p, p:] = _to_vech(cross, p, axis=1)
+    observed[p:, :p] = observed[:p, p:].T
+    observed[p:, p:] = _to_vech(_to_vech(kron, p, axis=0), p, axis=1)
+
+    rows, cols = np.tril_indices(p)
+    weight = np.where(rows == cols, 0.5, 1.0)  # a covariance's score counts both its entries
+    first_order, chunk = np.zeros((q, q)), []
+    for k, pat in enumerate(pats.items):
+        r = np.zeros((len(pat.values), p))
+        r[:, pat.o] = (pat.values - mu[pat.o]) @ inverses[k][np.ix_(pat.o, pat.o)]
+        chunk.append(np.hstack([r, weight * (r[:, rows] * r[:, cols] - inverses[k][rows, cols])]))
+        if sum(map(len, chunk)) >= 4096 or k == len(pats.items) - 1:
+            scores = np.vstack(chunk)
+            first_order += scores.T @ scores
+            chunk = []
+    return SaturatedInformation(observed, first_order, int(n.sum()))
 
 
 def yuan_bentler_scaling(
