@@ -179,15 +179,25 @@ def _structured(theta: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarr
     return theta[-layout.p :], implied(layout, theta[: -layout.p])
 
 
-def _gradient(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
-    """log L's gradient by the parameters, through its derivatives by the implied moments."""
-    mu, sigma = _structured(theta, layout)
-    d_mu, d_sigma = _moment_gradient(mu, sigma, pats)
+def _through_model(theta: np.ndarray, layout: Layout, d_mu, d_sigma) -> np.ndarray:
+    """The chain rule from the implied moments to the parameters: given a function's
+    derivatives by the means and by each covariance element, its gradient by theta."""
     lam, phi, _ = layout.unpack(theta[: -layout.p])
     loadings = 2 * d_sigma @ lam @ phi
     return np.concatenate(
         [layout.pack_gradient(loadings, lam.T @ d_sigma @ lam, np.diag(d_sigma)), d_mu]
     )
+
+
+def _gradient(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
+    """log L's gradient by the parameters, through its derivatives by the implied moments."""
+    return _through_model(theta, layout, *_moment_gradient(*_structured(theta, layout), pats))
+
+
+def _moments(theta: np.ndarray, layout: Layout) -> np.ndarray:
+    """The implied means and vech(Sigma): the saturated model's parameters."""
+    mu, sigma = _structured(theta, layout)
+    return np.concatenate([mu, _vech(sigma)])
 
 
 def _objective(theta: np.ndarray, layout: Layout, pats: Patterns, n: int):
@@ -233,15 +243,17 @@ def _jacobian(function, x: np.ndarray, step: float = 1e-6) -> np.ndarray:
     return np.array(columns).T
 
 
-def _hessian(gradient, x: np.ndarray) -> np.ndarray:
-    """The Hessian of a function by central differences of its analytic `gradient`."""
-    hessian = _jacobian(gradient, x, 1e-5)
-    return (hessian + hessian.T) / 2
-
-
 def observed_information(theta: np.ndarray, layout: Layout, pats: Patterns) -> np.ndarray:
-    """The Hessian of -log L by the parameters (lavaan's observed information, as a sum)."""
-    return -_hessian(lambda x: _gradient(x, layout, pats), theta)
+    """The Hessian of -log L by the parameters (lavaan's observed information, as a sum), by
+    the chain rule through the implied moments m(theta): Delta' W Delta minus the sum of
+    dl/dm_j times m_j's own curvature, W the saturated model's observed information at m(theta)
+    and Delta = dm/dtheta. Both derivatives of m are of polynomials, by central differences."""
+    mu, sigma = _structured(theta, layout)
+    d_mu, d_sigma = _moment_gradient(mu, sigma, pats)
+    delta = _jacobian(lambda x: _moments(x, layout), theta)
+    curvature = _jacobian(lambda x: _through_model(x, layout, d_mu, d_sigma), theta, 1e-5)
+    information = delta.T @ _saturated_observed(mu, sigma, pats) @ delta - curvature
+    return (information + information.T) / 2
 
 
 def _vech(matrix: np.ndarray) -> np.ndarray:
@@ -276,12 +288,12 @@ class SaturatedInformation:
     n: int
 
 
-def saturated_information(mu, sigma, pats: Patterns) -> SaturatedInformation:
-    """Per pattern k, with Q_k its embedded inverse, v_k = Q_k d_k (d_k its mean minus mu) and
+def _saturated_observed(mu, sigma, pats: Patterns) -> np.ndarray:
+    """The saturated model's observed information at (mu, sigma), by the means and vech(Sigma).
+    Per pattern k, with Q_k its embedded inverse, v_k = Q_k d_k (d_k its mean minus mu) and
     X_k = Q_k S_k Q_k + v_k v_k' - Q_k / 2 (Savalei 2010): -d2l/dmu2 = sum n_k Q_k,
     -d2l/dmu dvecSigma = sum n_k (v_k' x Q_k) and -d2l/dvecSigma2 = D' (sum n_k X_k x Q_k) D,
-    the sums over all patterns at once (a sum of Kronecker products is one matrix product).
-    The first-order information sums each row's score outer product, in chunks of rows."""
+    the sums over all patterns at once (a sum of Kronecker products is one matrix product)."""
     p, n = len(mu), pats.rows
     inverses, _ = _embedded_inverses(sigma, pats)
     d = (pats.means - mu) * pats.masks
@@ -296,19 +308,30 @@ def saturated_information(mu, sigma, pats: Patterns) -> SaturatedInformation:
     observed[:p, p:] = _to_vech(cross, p, axis=1)
     observed[p:, :p] = observed[:p, p:].T
     observed[p:, p:] = _to_vech(_to_vech(kron, p, axis=0), p, axis=1)
+    return observed
 
+
+def saturated_information(mu, sigma, pats: Patterns) -> SaturatedInformation:
+    """The saturated model's observed information and its first-order information, the sum of
+    each row's score outer product (in chunks of rows)."""
+    p = len(mu)
+    inverses, _ = _embedded_inverses(sigma, pats)
+    q = p + p * (p + 1) // 2
     rows, cols = np.tril_indices(p)
     weight = np.where(rows == cols, 0.5, 1.0)  # a covariance's score counts both its entries
     first_order, chunk = np.zeros((q, q)), []
     for k, pat in enumerate(pats.items):
         r = np.zeros((len(pat.values), p))
         r[:, pat.o] = (pat.values - mu[pat.o]) @ inverses[k][np.ix_(pat.o, pat.o)]
-        chunk.append(np.hstack([r, weight * (r[:, rows] * r[:, cols] - inverses[k][rows, cols])]))
+        covariances = weight * (r[:, rows] * r[:, cols] - inverses[k][rows, cols])
+        chunk.append(np.hstack([r, covariances]))
         if sum(map(len, chunk)) >= 4096 or k == len(pats.items) - 1:
             scores = np.vstack(chunk)
             first_order += scores.T @ scores
             chunk = []
-    return SaturatedInformation(observed, first_order, int(n.sum()))
+    return SaturatedInformation(
+        _saturated_observed(mu, sigma, pats), first_order, int(pats.rows.sum())
+    )
 
 
 def yuan_bentler_scaling(
@@ -359,18 +382,16 @@ def fiml_corrected(
     wc[:p, :p] = inv1
     wc[p:, p:] = _to_vech(_to_vech(0.5 * np.kron(inv1, inv1), p, axis=0), p, axis=1)
 
-    def chisq_and_scaling(mu, sigma, delta: np.ndarray) -> tuple[float, float]:
+    def chisq_and_scaling(mu, sigma, delta: np.ndarray) -> tuple[float, float, int]:
         e_inv = np.linalg.inv(delta.T @ wm @ delta)
         u = wm - wm @ delta @ e_inv @ delta.T @ wm
         k = np.trace(u @ wm_inv @ wc @ wm_inv @ u @ gamma)
         dof = len(wm) - delta.shape[1]
         return _complete_data_chisq(mu, sigma, mu1, sigma1, n), float(k / dof), dof
 
-    def model_moments(x: np.ndarray) -> np.ndarray:
-        mu, sigma = _structured(x, layout)
-        return np.concatenate([mu, _vech(sigma)])
-
-    x2, c, df = chisq_and_scaling(*_structured(theta, layout), _jacobian(model_moments, theta))
+    x2, c, df = chisq_and_scaling(
+        *_structured(theta, layout), _jacobian(lambda x: _moments(x, layout), theta)
+    )
     means, variances = baseline
     delta_b = np.zeros((len(wm), 2 * p))
     delta_b[:p, :p] = np.eye(p)
