@@ -8,21 +8,30 @@ import pandas as pd
 
 import pipeline.instrument.scoring
 import pipeline.psychometrics.cfa
+import pipeline.psychometrics.estimation
+import pipeline.psychometrics.fiml
 import pipeline.psychometrics.invariance
+import pipeline.psychometrics.layout
 import pipeline.psychometrics.reliability
+import pipeline.psychometrics.validity
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
-from pipeline.instrument.scoring import recode_items
-from pipeline.psychometrics.cfa import measurement_tables
+from pipeline.instrument.scoring import recode_items, score_scales
+from pipeline.psychometrics.cfa import measurement_tables, scale_model
 from pipeline.psychometrics.invariance import invariance_table
 from pipeline.psychometrics.reliability import reliability_tables
+from pipeline.psychometrics.validity import pair_table, scale_table
 
 PSYCHOMETRICS_CODE_VERSION = source_version(
     pipeline.instrument.scoring,
     pipeline.psychometrics.reliability,
     pipeline.psychometrics.cfa,
+    pipeline.psychometrics.estimation,
+    pipeline.psychometrics.fiml,
     pipeline.psychometrics.invariance,
+    pipeline.psychometrics.layout,
+    pipeline.psychometrics.validity,
     sys.modules[__name__],
 )
 ALPHA_WARNING = 0.60
@@ -81,7 +90,8 @@ class CfaNotConverged(RuntimeError):
             io_manager_key="shareable_io",
             kinds={"csv"},
             metadata={"file": "cfa_fit.csv"},
-            description="Fit of the scan's measurement model (ML CFA, as lavaan's cfa()).",
+            description="Fit of the scan's measurement model (CFA as lavaan's cfa(), with the "
+            "codebook's estimator and missing-data treatment; by default FIML with MLR).",
         ),
         "cfa_loadings": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -89,21 +99,61 @@ class CfaNotConverged(RuntimeError):
             metadata={"file": "cfa_loadings.csv"},
             description="Standardised loadings of the measurement model.",
         ),
+        "validity_scales": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "validity_scales.csv"},
+            description="Per scale: composite reliability, AVE and the Fornell-Larcker criterion "
+            "from the measurement model.",
+        ),
+        "validity_pairs": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "validity_pairs.csv"},
+            description="Per pair of scales: HTMT (semTools) and the correlation of the scale "
+            "scores with its 95% CI (culture-outcome rows: the culture scales' association "
+            "with the outcomes).",
+        ),
     },
 )
 def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
     """Each item on its scale, every scale of at least two items a factor, factors correlated;
-    complete rows only. What cannot be estimated is said in the fit table's `note`."""
+    estimated as the codebook's `cfa:` says. What cannot be estimated is said in the fit table's
+    `note`. The validity evidence rests on this fit (CR, AVE and Fornell-Larcker from its
+    loadings and factor correlations); its HTMT uses pairwise item correlations, so every
+    answer counts there too."""
     codebook = scan.codebook()
     scales = {name: list(scale.items) for name, scale in codebook.scales.items()}
     data = recode_items(anonymised_responses, codebook)
-    fit, loadings, result = measurement_tables(data, scales)
+    fit, loadings, result = measurement_tables(
+        data, scales, codebook.cfa.estimator, codebook.cfa.missing
+    )
     if result is not None and not result.converged:
         raise CfaNotConverged(f"the CFA of the scales on {result.n} rows did not converge")
     yield dg.Output(
-        fit, "cfa_fit", metadata={"n": int(fit["n"].iat[0]), "note": str(fit["note"].iat[0])}
+        fit,
+        "cfa_fit",
+        metadata={
+            "n": int(fit["n"].iat[0]),
+            "estimator": codebook.cfa.estimator,
+            "missing": codebook.cfa.missing,
+            "note": str(fit["note"].iat[0]),
+        },
     )
     yield dg.Output(loadings, "cfa_loadings", metadata={"dagster/row_count": len(loadings)})
+    correlations = result.factor_correlations if result is not None else pd.DataFrame()
+    validity = scale_table(scales, loadings, correlations)
+    yield dg.Output(validity, "validity_scales", metadata={"dagster/row_count": len(validity)})
+    levels = {
+        level: [n for n, s in codebook.scales.items() if s.level == level]
+        for level in (
+            "culture",
+            "outcome",
+        )
+    }
+    scores = score_scales(anonymised_responses, codebook)
+    pairs = pair_table(data, scales, scores, levels["culture"], levels["outcome"], "pairwise")
+    yield dg.Output(pairs, "validity_pairs", metadata={"dagster/row_count": len(pairs)})
 
 
 @dg.asset(
@@ -117,15 +167,16 @@ def measurement_invariance(
     scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance of the measurement model across the waves
-    (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`),
-    with Chen's (2007) decision rules. With fewer than two waves `decision` says it is not
-    estimable."""
+    (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`,
+    estimated as the codebook's `cfa:` says), with Chen's (2007) decision rules. With fewer
+    than two waves `decision` says it is not estimable."""
     codebook = scan.codebook()
-    model = {name: list(scale.items) for name, scale in codebook.scales.items()}
+    model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
     responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
     data = recode_items(responses.reset_index(drop=True), codebook)
     data["wave"] = responses["wave"].to_numpy()
-    table = invariance_table(data, model, "wave", unit="waves")
+    cfa = codebook.cfa
+    table = invariance_table(data, model, "wave", cfa.estimator, cfa.missing, unit="waves")
     return dg.Output(
         table,
         metadata={

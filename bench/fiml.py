@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--no-lavaan", action="store_true", help="time the pipeline's fit only")
     args = parser.parse_args()
     frame, model = simulate(args.respondents, args.missing, args.seed)
-    n_patterns = len(patterns(frame.to_numpy(dtype=float)).items)
+    n_patterns = len(patterns(frame.to_numpy(dtype=float)).rows)
     start = time.perf_counter()
     ours = fit_fiml(frame, model, "MLR")
     seconds = time.perf_counter() - start

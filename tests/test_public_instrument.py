@@ -145,6 +145,8 @@ def test_cfa_fit_agrees_with_lavaan(bfi_run):
     assert len(ours) == 1
     fit = ours.iloc[0]
     assert fit["n"] == theirs["nobs"] == 2432  # complete rows, listwise as lavaan
+    assert (fit["estimator"], fit["missing"]) == ("ML", "listwise")  # as the codebook asks
+    assert np.isnan(fit["chisq_scaled"]) and np.isnan(fit["cfi_robust"])  # no MLR: not robust
     assert fit["df"] == theirs["df"] == 265
     for measure in ["chisq", "cfi", "tli", "rmsea", "srmr"]:
         assert fit[measure] == pytest.approx(theirs[measure], rel=0, abs=TOLERANCE), measure

@@ -34,6 +34,8 @@ QUALITY_RULES = (
 )
 # The rules that guard the data contract itself: always applied, they cannot be switched off.
 CONTRACT_RULES = ("unreadable_value", "out_of_range")
+CFA_ESTIMATORS = ("ML", "MLR")
+CFA_MISSING = ("fiml", "listwise")
 # The roles a platform metadata column can play for the quality rules, and the type it must have.
 PLATFORM_ROLES = {
     "started": "datetime",  # when the response began: outside_window; the duplicate order
@@ -174,6 +176,16 @@ class Models:
 
 
 @dataclass(frozen=True)
+class Cfa:
+    """How the measurement model and its invariance are estimated: `estimator` ML or MLR
+    (robust: sandwich SEs, scaled chi-square, robust CFI/TLI/RMSEA), `missing` "fiml" (every
+    answer counts, lavaan's missing = "ml") or "listwise" (complete rows only)."""
+
+    estimator: str = "MLR"
+    missing: str = "fiml"
+
+
+@dataclass(frozen=True)
 class Codebook:
     path: Path
     instrument: str
@@ -198,6 +210,7 @@ class Codebook:
     quality: Quality = field(default_factory=Quality)
     anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
     models: Models = field(default_factory=lambda: Models((), (), ()))
+    cfa: Cfa = field(default_factory=Cfa)
     unscaled: dict[str, ResponseScale] = field(default_factory=dict)  # items in no scale
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -313,6 +326,7 @@ SECTIONS = (
     "management",
     "anonymisation",
     "models",
+    "cfa",
 )
 
 
@@ -454,6 +468,7 @@ class _Parser:
             **self.registers(self.optional(raw, "registers", dict, {})),
             management=self.management(raw.get("management"), background),
             quality=self.quality(self.optional(raw, "quality", dict, {})),
+            cfa=self.cfa(self.optional(raw, "cfa", dict, {})),
             anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
             models=self.models(raw.get("models", {}), scales, background),
             unscaled=unscaled,
@@ -547,6 +562,16 @@ class _Parser:
                 "quality.skip", f"{guarding[0]} guards the data contract: always applied"
             )
         return Quality(**values)
+
+    def cfa(self, raw: dict) -> Cfa:
+        choices = {"estimator": CFA_ESTIMATORS, "missing": CFA_MISSING}
+        unknown = set(raw) - set(choices)
+        if unknown:
+            raise self.fail(f"cfa.{sorted(unknown)[0]}", "unknown setting")
+        for key, allowed in choices.items():
+            if key in raw and raw[key] not in allowed:
+                raise self.fail(f"cfa.{key}", f"expected one of {', '.join(allowed)}")
+        return Cfa(**raw)
 
     def anonymisation(self, raw: Any, background: dict[str, Background]) -> Anonymisation:
         if not isinstance(raw, dict):

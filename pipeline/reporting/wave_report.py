@@ -92,6 +92,7 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         "reliability_notes": reliability_notes(inputs.reliability, codebook),
         "item_table": item_table(inputs.item_statistics, k),
         "cfa_table": cfa_table(inputs.cfa_fit, k),
+        "cfa_method": escape(cfa_method(inputs.cfa_fit)),
         "loadings_table": loadings_table(inputs.cfa_loadings),
         "cfa_note": " ".join(
             f"{escape(note)}." for note in inputs.cfa_fit.get("note", pd.Series()).dropna() if note
@@ -407,14 +408,39 @@ def item_table(item_statistics: pd.DataFrame, k: int) -> str:
     return pipe_table(columns, rows)
 
 
+def _robust(fit: pd.DataFrame) -> bool:
+    return bool((fit["estimator"] == "MLR").any())
+
+
+def cfa_method(fit: pd.DataFrame) -> str:
+    """How the fit table was estimated, in words, from its estimator and missing columns."""
+    row = fit.iloc[0]
+    rows = (
+        "full-information ML: every respondent with an answer counts"
+        if row["missing"] == "fiml"
+        else "complete rows only"
+    )
+    if row["estimator"] == "MLR":
+        return f"MLR, {rows}; Yuan-Bentler scaled χ², robust CFI, TLI and RMSEA"
+    return f"ML, {rows}"
+
+
 def cfa_table(cfa_fit: pd.DataFrame, k: int) -> str:
+    """The fit of the measurement model: the scaled chi-square and robust indices under MLR."""
+    robust = _robust(cfa_fit)
+    chisq, cfi, tli, rmsea = (
+        ("chisq_scaled", "cfi_robust", "tli_robust", "rmsea_robust")
+        if robust
+        else ("chisq", "cfi", "tli", "rmsea")
+    )
     rows = [
-        [escape(r.model), n_cell(r.n, k), *_stat_row([r.chisq], r.n, k, [2]), count(r.df)]
-        + _stat_row([r.cfi, r.tli, r.rmsea, r.srmr], r.n, k, [3] * 4)
-        for r in cfa_fit.itertuples()
+        [escape(r["model"]), n_cell(r["n"], k), *_stat_row([r[chisq]], r["n"], k, [2])]
+        + [count(r["df"])]
+        + _stat_row([r[cfi], r[tli], r[rmsea], r["srmr"]], r["n"], k, [3] * 4)
+        for _, r in cfa_fit.iterrows()
     ]
-    columns = [("Model", "l"), ("n", "r"), ("χ²", "r"), ("df", "r"), ("CFI", "r")]
-    columns += [("TLI", "r"), ("RMSEA", "r"), ("SRMR", "r")]
+    columns = [("Model", "l"), ("n", "r"), ("χ² scaled" if robust else "χ²", "r"), ("df", "r")]
+    columns += [("CFI", "r"), ("TLI", "r"), ("RMSEA", "r"), ("SRMR", "r")]
     return pipe_table(columns, rows)
 
 
@@ -455,15 +481,30 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
             f"Measurement invariance across the waves needs at least {in_words(MIN_GROUPS)} "
             f"waves; this study has {in_words(len(waves))} so far, so it is not tested yet."
         )
-        return {"invariance_table": "", "invariance_groups": "", "invariance_status": status}
+        return {
+            "invariance_table": "",
+            "invariance_groups": "",
+            "invariance_method": "",
+            "invariance_status": status,
+        }
+    robust = _robust(invariance)
+    chisq, cfi, rmsea = (
+        ("chisq_scaled", "cfi_robust", "rmsea_robust")
+        if robust
+        else (
+            "chisq",
+            "cfi",
+            "rmsea",
+        )
+    )
     rows = [
-        [escape(r.model), *_stat_row([r.chisq], r.n, k, [2])]
-        + [count(r.df)]
-        + _stat_row([r.cfi, r.rmsea, r.delta_cfi, r.delta_rmsea], r.n, k, [3] * 4)
-        + [escape(r.decision)]
-        for r in invariance.itertuples()
+        [escape(r["model"]), *_stat_row([r[chisq]], r["n"], k, [2])]
+        + [count(r["df"])]
+        + _stat_row([r[cfi], r[rmsea], r["delta_cfi"], r["delta_rmsea"]], r["n"], k, [3] * 4)
+        + [escape(r["decision"])]
+        for _, r in invariance.iterrows()
     ]
-    columns = [("Model", "l"), ("χ²", "r"), ("df", "r")]
+    columns = [("Model", "l"), ("χ² scaled" if robust else "χ²", "r"), ("df", "r")]
     columns += [("CFI", "r"), ("RMSEA", "r"), ("ΔCFI", "r"), ("ΔRMSEA", "r"), ("Decision", "l")]
     decisions = dict(zip(invariance["model"], invariance["decision"], strict=True))
     if decisions.get("scalar") == "holds":
@@ -475,6 +516,7 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
     return {
         "invariance_table": pipe_table(columns, rows),
         "invariance_groups": "; ".join(escape(g) for g in invariance["groups"].unique()),
+        "invariance_method": escape(cfa_method(invariance)),
         "invariance_status": status,
     }
 

@@ -1,4 +1,5 @@
-"""CFA agrees with R's lavaan (fixtures from tests/reference/lavaan_cfa.R; no R needed).
+"""The listwise ML CFA agrees with R's lavaan (fixtures from tests/reference/lavaan_cfa.R; no R
+needed): `fit_fiml(..., missing="listwise")`, the complete-data ML.
 
 Model: the classic three-factor model on lavaan::HolzingerSwineford1939, lavaan's cfa() defaults.
 Tolerances:
@@ -17,9 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.psychometrics.cfa import SingularCovariance, fit_cfa
+from pipeline.psychometrics.estimation import SingularCovariance
+from pipeline.psychometrics.fiml import fit_fiml
 
 REFERENCE = Path(__file__).parents[1] / "reference"
+
+
+def fit_cfa(data: pd.DataFrame, model: dict[str, list[str]]):
+    return fit_fiml(data, model, missing="listwise")
+
+
 MODEL = {
     "visual": ["x1", "x2", "x3"],
     "textual": ["x4", "x5", "x6"],

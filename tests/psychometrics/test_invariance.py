@@ -1,5 +1,5 @@
-"""Multi-group CFA agrees with R's lavaan (fixtures from tests/reference/lavaan_invariance.R; no R
-needed).
+"""Listwise multi-group ML CFA (`fit_fiml(..., group=, missing="listwise")`) agrees with R's
+lavaan (fixtures from tests/reference/lavaan_invariance.R; no R needed).
 
 Model: the classic three-factor model on lavaan::HolzingerSwineford1939 with group = "school",
 fitted as configural, metric (group.equal = "loadings") and scalar (group.equal = c("loadings",
@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.psychometrics.invariance import (
-    LEVELS,
-    TABLE_COLUMNS,
-    fit_multigroup,
-    invariance_table,
-)
+from pipeline.psychometrics.fiml import fit_fiml
+from pipeline.psychometrics.invariance import LEVELS, TABLE_COLUMNS, invariance_table
 
 REFERENCE = Path(__file__).parents[1] / "reference"
+
+
+def fit_multigroup(data, model, group, equal):
+    return fit_fiml(data, model, "ML", group=group, equal=equal, missing="listwise")
+
+
 MODEL = {
     "visual": ["x1", "x2", "x3"],
     "textual": ["x4", "x5", "x6"],
@@ -53,7 +55,7 @@ def results(data):
 
 @pytest.fixture(scope="module")
 def table(data):
-    return invariance_table(data, MODEL, "school")
+    return invariance_table(data, MODEL, "school", "ML", "listwise")
 
 
 def test_groups_and_sizes_match_lavaan(results):
@@ -102,21 +104,17 @@ def test_rejects_unknown_constraint(data):
         fit_multigroup(data, MODEL, "school", ("slopes",))
 
 
-def test_needs_two_groups(data):
-    with pytest.raises(ValueError, match="two groups"):
-        fit_multigroup(data.assign(school="one"), MODEL, "school", ())
-
-
 def test_one_group_is_not_estimable_and_the_table_says_why(data):
     one = data.assign(school="Pasteur")
     one.loc[0, "x1"] = np.nan  # listwise: the group's complete rows are counted
-    table = invariance_table(one, MODEL, "school", unit="schools")
+    table = invariance_table(one, MODEL, "school", "ML", "listwise", unit="schools")
     assert list(table.columns) == list(TABLE_COLUMNS)
     assert list(table["model"]) == list(LEVELS)
     assert (table["groups"] == f"Pasteur ({len(data) - 1})").all()
     assert (table["n"] == len(data) - 1).all()
     assert (table["decision"] == "not estimable: needs 2 schools (1 in the data)").all()
-    assert table[list(TABLE_COLUMNS[3:-1])].isna().all().all()
+    assert table[list(TABLE_COLUMNS[5:-1])].isna().all().all()
+    assert (table["estimator"] == "ML").all() and (table["missing"] == "listwise").all()
 
 
 def test_missing_group_column(data):

@@ -219,8 +219,9 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
             }
         ),
         cfa_fit=pd.DataFrame(
-            [["scales", 24, 30.2, 20, 0.95, 0.94, 0.05, 0.06]],
-            columns=["model", "n", "chisq", "df", "cfi", "tli", "rmsea", "srmr"],
+            [["scales", "ML", "fiml", 24, 30.2, 20, 0.95, 0.94, 0.05, 0.06]],
+            columns=["model", "estimator", "missing", "n", "chisq", "df", "cfi", "tli", "rmsea"]
+            + ["srmr"],
         ),
         cfa_loadings=pd.DataFrame(
             {"factor": ["LT", "LT"], "item": ["LT1", "LT2"], "std_loading": [0.61, 0.72]}
@@ -236,6 +237,8 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
         invariance=pd.DataFrame(
             {
                 "model": ["configural", "metric", "scalar"],
+                "estimator": "ML",
+                "missing": "fiml",
                 "groups": "2021-T1 (24)",
                 "n": 24,
                 "decision": "not estimable: needs 2 waves (1 in the data)",
@@ -409,3 +412,22 @@ def test_renders_to_html(tmp_path):
     assert "0.123" in html and "0.568" in html  # ICC(1) and ICC(2)
     assert "<img" in html and 'alt="Histogram of company mean of LT over 2 companies' in html
     assert TINY_ALPHA not in html
+
+
+def test_the_cfa_table_says_how_it_was_estimated_and_shows_the_robust_fit(tmp_path):
+    """Under MLR the table shows the scaled chi-square and the robust indices, not the naive
+    ones, and its caption names the estimator and the missing-data treatment."""
+    robust = pd.DataFrame(
+        [["scales", "MLR", "fiml", 24, 30.2, 20, 0.95, 0.94, 0.05, 0.06, 27.4, 1.1, 0.97, 0.96]],
+        columns=["model", "estimator", "missing", "n", "chisq", "df", "cfi", "tli", "rmsea"]
+        + ["srmr", "chisq_scaled", "scaling_factor", "cfi_robust", "tli_robust"],
+    ).assign(rmsea_robust=0.04)
+    context = wave_context(crafted_inputs(cfa_fit=robust), CODEBOOK, tmp_path / "figures")
+    table = context["cfa_table"]
+    assert "χ² scaled" in table and "27.40" in table and "0.970" in table and "0.040" in table
+    assert "30.20" not in table and "0.950" not in table
+    assert context["cfa_method"].replace("\\", "").startswith("MLR, full-information ML")
+    listwise = robust.assign(estimator="ML", missing="listwise")
+    context = wave_context(crafted_inputs(cfa_fit=listwise), CODEBOOK, tmp_path / "figures")
+    assert "30.20" in context["cfa_table"] and "χ² scaled" not in context["cfa_table"]
+    assert context["cfa_method"].replace("\\", "") == "ML, complete rows only"

@@ -1,0 +1,224 @@
+"""Where the parameters of a CFA sit in its matrices, in one group and in several.
+
+A model {factor: [items]} loads each item on one factor; the first item of each factor is its
+marker (loading fixed to 1, lavaan's default identification). `Layout` maps a single group's
+parameter vector (free loadings, the factor (co)variances Phi, the residual variances) onto
+Lambda, Phi and Theta. `GroupLayout` does so for several groups with a mean structure (item
+intercepts nu, factor means alpha), each block either shared by all groups or free per group, as
+lavaan's `group.equal` words name them. Both give the implied moments and take a function's
+derivatives by those moments back to the parameters (the chain rule every estimator here uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EQUALITY_WORDS = ("loadings", "intercepts", "residuals", "lv.variances", "lv.covariances", "means")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each free parameter goes: Lambda (p x m), Phi (m x m, symmetric), Theta (diagonal)."""
+
+    p: int
+    m: int
+    factor_of: np.ndarray  # factor index of each item
+    free_loadings: np.ndarray  # item indices whose loading is free (not a marker)
+    markers: np.ndarray  # item index of each factor's marker
+    phi_rows: np.ndarray  # lower-triangle (incl. diagonal) indices of Phi
+    phi_cols: np.ndarray
+
+    @property
+    def n_params(self) -> int:
+        return len(self.free_loadings) + len(self.phi_rows) + self.p
+
+    def unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k = len(self.free_loadings)
+        q = len(self.phi_rows)
+        return self.matrices(theta[:k], theta[k : k + q]) + (theta[k + q :],)
+
+    def matrices(self, loadings: np.ndarray, phi_lower: np.ndarray):
+        """Lambda and Phi from the free loadings and Phi's lower triangle (also for a batch of
+        parameter vectors: leading axes carry over)."""
+        batch = loadings.shape[:-1]
+        lam = np.zeros((*batch, self.p, self.m))
+        lam[..., self.markers, np.arange(self.m)] = 1.0
+        lam[..., self.free_loadings, self.factor_of[self.free_loadings]] = loadings
+        phi = np.zeros((*batch, self.m, self.m))
+        phi[..., self.phi_rows, self.phi_cols] = phi_lower
+        phi[..., self.phi_cols, self.phi_rows] = phi_lower
+        return lam, phi
+
+    def block_gradients(self, lam, phi, d_sigma, d_mu=None, alpha=None):
+        """A function's gradient by the free loadings, Phi's lower triangle and the residual
+        variances, given its derivatives by Sigma's elements (`d_sigma`, as an unconstrained
+        symmetric matrix) and, with a mean structure mu = nu + Lambda alpha, by mu."""
+        d_lam = 2 * d_sigma @ lam @ phi
+        if d_mu is not None:
+            d_lam = d_lam + np.outer(d_mu, alpha)
+        d_phi = lam.T @ d_sigma @ lam
+        d_phi = d_phi + d_phi.T - np.diag(np.diag(d_phi))  # an off-diagonal entry counts twice
+        return (
+            d_lam[self.free_loadings, self.factor_of[self.free_loadings]],
+            d_phi[self.phi_rows, self.phi_cols],
+            np.diag(d_sigma),
+        )
+
+    def pack_gradient(self, d_sigma: np.ndarray, lam, phi) -> np.ndarray:
+        return np.concatenate(self.block_gradients(lam, phi, d_sigma))
+
+
+def layout_of(items: list[str], model: dict[str, list[str]]) -> Layout:
+    factor_of = np.array([i for i, its in enumerate(model.values()) for _ in its])
+    starts = np.cumsum([0] + [len(its) for its in model.values()])[:-1]
+    free = np.setdiff1d(np.arange(len(items)), starts)
+    rows, cols = np.tril_indices(len(model))
+    return Layout(len(items), len(model), factor_of, free, starts, rows, cols)
+
+
+def implied(layout: Layout, theta: np.ndarray) -> np.ndarray:
+    lam, phi, psi = layout.unpack(theta)
+    return lam @ phi @ lam.T + np.diag(psi)
+
+
+def start_values(layout: Layout, s: np.ndarray) -> np.ndarray:
+    """Half of each marker's variance to its factor, the rest to its residual; other loadings
+    from their covariance with the marker (lambda_j * phi = cov(x_j, marker))."""
+    phi_diag = s[layout.markers, layout.markers] / 2
+    free = layout.free_loadings
+    factor = layout.factor_of[free]
+    lam = s[free, layout.markers[factor]] / phi_diag[factor]
+    phi = np.where(layout.phi_rows == layout.phi_cols, phi_diag[layout.phi_rows], 0.0)
+    psi = np.diag(s) / 2
+    return np.concatenate([lam, phi, psi])
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Where each free parameter goes, per group: an index into the parameter vector for every
+    entry of a block, shared entries having the same index in every group, or -1 where the
+    entry is fixed (factor means fixed to 0). Group g's moments: Sigma_g = Lambda_g Phi_g
+    Lambda_g' + Theta_g, mu_g = nu_g + Lambda_g alpha_g."""
+
+    single: Layout
+    groups: int
+    lam: np.ndarray  # (G, free loadings)
+    phi: np.ndarray  # (G, lower-triangle entries of Phi)
+    psi: np.ndarray  # (G, p)
+    nu: np.ndarray  # (G, p)
+    alpha: np.ndarray  # (G, m); -1 where fixed to 0
+    n_params: int
+
+    def unpack(self, theta: np.ndarray, g: int):
+        """Group g's Lambda, Phi, residual variances, intercepts and factor means (for a batch
+        of parameter vectors too: theta's leading axes carry over)."""
+        lam, phi = self.single.matrices(theta[..., self.lam[g]], theta[..., self.phi[g]])
+        alpha = np.where(self.alpha[g] >= 0, theta[..., np.maximum(self.alpha[g], 0)], 0.0)
+        return lam, phi, theta[..., self.psi[g]], theta[..., self.nu[g]], alpha
+
+    def moments(self, theta: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Group g's implied means and covariances (per parameter vector of a batch)."""
+        lam, phi, psi, nu, alpha = self.unpack(theta, g)
+        sigma = lam @ phi @ np.swapaxes(lam, -1, -2)
+        sigma[..., np.arange(self.single.p), np.arange(self.single.p)] += psi
+        return nu + (lam @ alpha[..., None])[..., 0], sigma
+
+    def chain_rule(self, theta: np.ndarray, d_mu: list, d_sigma: list) -> np.ndarray:
+        """A function's gradient by theta, given per group its derivatives by the implied means
+        and by each element of the implied covariance matrix (an unconstrained symmetric
+        matrix); shared parameters sum over the groups."""
+        grad = np.zeros(len(theta))
+        for g in range(self.groups):
+            lam, phi, _, _, alpha = self.unpack(theta, g)
+            d_lam, d_phi, d_psi = self.single.block_gradients(lam, phi, d_sigma[g], d_mu[g], alpha)
+            np.add.at(grad, self.lam[g], d_lam)
+            np.add.at(grad, self.phi[g], d_phi)
+            np.add.at(grad, self.psi[g], d_psi)
+            np.add.at(grad, self.nu[g], d_mu[g])
+            free = self.alpha[g] >= 0
+            np.add.at(grad, self.alpha[g][free], (lam.T @ d_mu[g])[free])
+        return grad
+
+    def start(self, moments: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Single-group start values per group from its (mean, covariance), averaged over the
+        groups where shared; intercepts from the means; factor means 0."""
+        s_ = self.single
+        total, count = np.zeros(self.n_params), np.zeros(self.n_params)
+        k, q = len(s_.free_loadings), len(s_.phi_rows)
+        for g, (m, s) in enumerate(moments):
+            sv = start_values(s_, s)
+            for idx, val in (
+                (self.lam[g], sv[:k]),
+                (self.phi[g], sv[k : k + q]),
+                (self.psi[g], sv[k + q :]),
+                (self.nu[g], m),
+            ):
+                np.add.at(total, idx, val)
+                np.add.at(count, idx, 1)
+        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+    def names(self, factors: list[str], items: list[str]) -> list[tuple[int, str, str, str, int]]:
+        """lavaan's (group, lhs, op, rhs) of every free entry, group by group, with its index in
+        theta; a shared parameter appears in each group, as lavaan lists it."""
+        s_ = self.single
+        rows = []
+        for g in range(self.groups):
+            entries = [
+                *(
+                    (("=~", factors[s_.factor_of[j]], items[j]), i)
+                    for j, i in zip(s_.free_loadings, self.lam[g], strict=True)
+                ),
+                *(
+                    (("~~", factors[c], factors[r]), i)
+                    for r, c, i in zip(s_.phi_rows, s_.phi_cols, self.phi[g], strict=True)
+                ),
+                *((("~~", item, item), i) for item, i in zip(items, self.psi[g], strict=True)),
+                *((("~1", item, ""), i) for item, i in zip(items, self.nu[g], strict=True)),
+                *(
+                    (("~1", factor, ""), i)
+                    for factor, i in zip(factors, self.alpha[g], strict=True)
+                    if i >= 0
+                ),
+            ]
+            rows += [(g + 1, lhs, op, rhs, i) for (op, lhs, rhs), i in entries]
+        return rows
+
+
+def group_layout(single: Layout, groups: int, equal: tuple[str, ...] = ()) -> GroupLayout:
+    """The layout of `groups` groups with the blocks named in `equal` shared. Factor means are
+    fixed to 0, except that with "intercepts" (and not "means") they are free in groups 2..G, as
+    lavaan does."""
+    unknown = set(equal) - set(EQUALITY_WORDS)
+    if unknown:
+        raise ValueError(f"unknown equality constraints: {sorted(unknown)}")
+    counter = iter(range(10**9))
+
+    def block(size: int, shared: bool) -> np.ndarray:
+        if shared:
+            idx = np.array([next(counter) for _ in range(size)], dtype=int)
+            return np.tile(idx, (groups, 1))
+        return np.array([[next(counter) for _ in range(size)] for _ in range(groups)], dtype=int)
+
+    lam = block(len(single.free_loadings), "loadings" in equal)
+    # Factor variances and covariances share only as far as asked.
+    diag = single.phi_rows == single.phi_cols
+    phi = np.empty((groups, len(single.phi_rows)), dtype=int)
+    phi[:, diag] = block(int(diag.sum()), "lv.variances" in equal)
+    phi[:, ~diag] = block(int((~diag).sum()), "lv.covariances" in equal)
+    psi = block(single.p, "residuals" in equal)
+    nu = block(single.p, "intercepts" in equal)
+    alpha = np.full((groups, single.m), -1, dtype=int)
+    if "intercepts" in equal and "means" not in equal:
+        alpha[1:] = block(single.m, False)[1:]
+    used = np.concatenate([a.ravel() for a in (lam, phi, psi, nu, alpha)])
+    used = np.unique(used[used >= 0])
+    # Renumber to 0..k-1 (group 1's unused factor-mean slots leave gaps).
+    remap = np.full(used.max() + 1, -1)
+    remap[used] = np.arange(len(used))
+
+    def re(a: np.ndarray) -> np.ndarray:
+        return np.where(a >= 0, remap[np.maximum(a, 0)], -1)
+
+    return GroupLayout(single, groups, re(lam), re(phi), re(psi), re(nu), re(alpha), len(used))
