@@ -219,15 +219,36 @@ def saturated_observed(mu, sigma, pats: Patterns) -> np.ndarray:
     v = np.einsum("kij,kj->ki", inverses, d)
     x = inverses @ pats.covs @ inverses + v[:, :, None] * v[:, None, :] - inverses / 2
     cross = np.einsum("k,ki,kab->aib", n, v, inverses).reshape(p, p * p)
-    products = (n[:, None, None] * x).reshape(len(n), -1).T @ inverses.reshape(len(n), -1)
-    kron = products.reshape(p, p, p, p).transpose(0, 2, 1, 3).reshape(p * p, p * p)
     q = p + p * (p + 1) // 2
     observed = np.empty((q, q))
     observed[:p, :p] = np.einsum("k,kij->ij", n, inverses)
     observed[:p, p:] = _to_vech(cross, p, axis=1)
     observed[p:, :p] = observed[:p, p:].T
-    observed[p:, p:] = _to_vech(_to_vech(kron, p, axis=0), p, axis=1)
+    observed[p:, p:] = _kron_vech(n[:, None, None] * x, inverses)
     return observed
+
+
+def _kron_vech(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """D' (sum_k a_k x b_k) D for stacks of p x p matrices: the sum of Kronecker products as
+    one matrix product, then summed onto vech(Sigma) on both sides."""
+    k, p, _ = a.shape
+    products = a.reshape(k, -1).T @ b.reshape(k, -1)
+    kron = products.reshape(p, p, p, p).transpose(0, 2, 1, 3).reshape(p * p, p * p)
+    return _to_vech(_to_vech(kron, p, axis=0), p, axis=1)
+
+
+def saturated_expected(mu, sigma, pats: Patterns) -> np.ndarray:
+    """The saturated model's expected information at (mu, sigma), by the means and vech(Sigma),
+    as a sum over the rows, as lavaan's for missing = "ml" (the structured h1 information):
+    per pattern k, n_k Q_k for the means and n_k D' (Q_k x Q_k) D / 2 for the covariances, Q_k
+    its embedded inverse; none between them."""
+    p, n = len(mu), pats.rows
+    inverses, _ = _embedded_inverses(sigma, pats)
+    q = p + p * (p + 1) // 2
+    expected = np.zeros((q, q))
+    expected[:p, :p] = np.einsum("k,kij->ij", n, inverses)
+    expected[p:, p:] = _kron_vech(0.5 * n[:, None, None] * inverses, inverses)
+    return expected
 
 
 def first_order(mu, sigma, pats: Patterns) -> np.ndarray:
@@ -294,6 +315,18 @@ def _objective(theta: np.ndarray, layout: GroupLayout, data: list[Patterns], n: 
         parts.append(terms(mu, sigma, pats))
     gradient = layout.chain_rule(theta, [t.d_mu for t in parts], [t.d_sigma for t in parts])
     return -2 / n * sum(t.loglik for t in parts), -2 / n * gradient
+
+
+def score_and_information(theta: np.ndarray, layout: GroupLayout, sample: Sample):
+    """The gradient of log L / N by theta and the expected information per row (lavaan's
+    "gradient.logl" and "information.expected"), for the score tests."""
+    n = int(sample.sizes.sum())
+    gradient = -0.5 * _objective(theta, layout, sample.data, n)[1]
+    information = sum(
+        delta.T @ saturated_expected(*layout.moments(theta, g), pats) @ delta
+        for g, (delta, pats) in enumerate(zip(_deltas(theta, layout), sample.data, strict=True))
+    )
+    return gradient, information / n
 
 
 def _two_stage_start(layout: GroupLayout, saturated: list, sizes: np.ndarray):
@@ -448,6 +481,7 @@ class FimlResult:
     parameters: pd.DataFrame  # group, lhs, op, rhs, est, se (lavaan's parameterEstimates)
     loadings: pd.DataFrame  # factor, item, std_loading (of the first group)
     factor_correlations: pd.DataFrame  # factor x factor (of the first group)
+    estimates: np.ndarray  # theta, as `layout.GroupLayout` places it
     groups: tuple[str, ...] = ("",)
     n_per_group: tuple[int, ...] = ()
     scaling_factor: float = float("nan")  # MLR: the Yuan-Bentler (Mplus) scaling factor
@@ -579,9 +613,14 @@ def fit_fiml(
 
 
 def fit_sample(
-    sample: Sample, model: dict[str, list[str]], estimator: str = "ML", equal=()
+    sample: Sample,
+    model: dict[str, list[str]],
+    estimator: str = "ML",
+    equal=(),
+    partial: frozenset[tuple[str, int]] = frozenset(),
 ) -> FimlResult:
-    """Fit `model` to a Sample (several models to one sample share its saturated model)."""
+    """Fit `model` to a Sample (several models to one sample share its saturated model), the
+    blocks in `equal` shared across the groups except the entries in `partial`."""
     if estimator not in CFA_ESTIMATORS:
         raise ValueError(f"estimator {estimator!r}: one of {', '.join(CFA_ESTIMATORS)}")
     items, labels, x_all, data_g, saturated = (
@@ -594,7 +633,7 @@ def fit_sample(
     if items != [item for its in model.values() for item in its]:
         raise ValueError("the model's items are not the sample's")
     p = len(items)
-    layout = group_layout(layout_of(items, model), len(labels), tuple(equal))
+    layout = group_layout(layout_of(items, model), len(labels), tuple(equal), partial)
     sizes = sample.sizes
     n = int(sizes.sum())
     start, hess_inv = _two_stage_start(layout, saturated, sizes)
@@ -679,6 +718,7 @@ def fit_sample(
         parameters=parameters,
         loadings=standardized_loadings(layout.single, first_group, model, items),
         factor_correlations=_factor_correlations(layout, theta, list(model)),
+        estimates=theta,
         groups=tuple(str(label) for label in labels),
         n_per_group=tuple(int(s) for s in sizes),
         **robust,

@@ -12,10 +12,13 @@ against `tests/reference/lavaan_invariance.R` (listwise ML) and `lavaan_fiml_gro
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from pipeline.psychometrics.estimation import check_model
 from pipeline.psychometrics.fiml import FIT_MEASURES, FimlResult, fit_sample, sample
+from pipeline.psychometrics.layout import group_layout, layout_of
+from pipeline.psychometrics.score_test import score_tests
 
 LEVELS = {
     "configural": (),
@@ -23,6 +26,11 @@ LEVELS = {
     "scalar": ("loadings", "intercepts"),
 }
 MIN_GROUPS = 2  # invariance compares groups: with fewer, the table only says it needs more
+# The partial search frees one equality at a time, but keeps at least this many items per factor
+# whose parameter stays equal across the groups (a marker's loading, fixed to 1, counts).
+MIN_INVARIANT_ITEMS = 2
+# The block each level adds, and so the one its partial search may free.
+SEARCHED = {"metric": "loadings", "scalar": "intercepts"}
 # Chen (2007): invariance holds if CFI drops by at most .010 and RMSEA rises by at most .015.
 DELTA_CFI_MIN = -0.010
 DELTA_RMSEA_MAX = 0.015
@@ -35,6 +43,7 @@ TABLE_COLUMNS = (
     *FIT_MEASURES,
     "delta_cfi",
     "delta_rmsea",
+    "free",
     "decision",
 )
 
@@ -88,22 +97,98 @@ def invariance_table(
         ]
         return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     shared = sample(data, items, group, missing)
-    rows, previous = [], None
+    single = layout_of(items, model)
+    rows, accepted, free = [], None, frozenset()
     for level, equal in LEVELS.items():
-        fit = fit_sample(shared, model, estimator, equal)
-        cfi, rmsea = _judged(fit, estimator)
-        if previous is None:
-            delta_cfi = delta_rmsea = float("nan")
-            decision = "baseline"
-        else:
-            delta_cfi, delta_rmsea = cfi - previous[0], rmsea - previous[1]
-            ok = delta_cfi >= DELTA_CFI_MIN and delta_rmsea <= DELTA_RMSEA_MAX
-            decision = "holds" if ok else "rejected"
-        rows.append(
-            base
-            | {"model": level, "groups": _groups_text(fit.groups, fit.n_per_group), "n": fit.n}
-            | {name: getattr(fit, name) for name in FIT_MEASURES}
-            | {"delta_cfi": delta_cfi, "delta_rmsea": delta_rmsea, "decision": decision}
-        )
-        previous = (cfi, rmsea)
+        fit = fit_sample(shared, model, estimator, equal, free)
+        if accepted is None:
+            rows.append(_row(base, model, level, fit, estimator, None, free, "baseline"))
+            accepted = fit
+            continue
+        holds = _holds(fit, accepted, estimator)
+        rows.append(_row(base, model, level, fit, estimator, accepted, free, _decision(holds)))
+        searched = free
+        while not holds:
+            candidate = _next_to_free(shared, single, model, level, equal, searched, fit)
+            if candidate is None:
+                break
+            searched = searched | {candidate}
+            fit = fit_sample(shared, model, estimator, equal, searched)
+            holds = _holds(fit, accepted, estimator)
+        if searched != free:
+            partial_row = _row(
+                base, model, f"{level} (partial)", fit, estimator, accepted, searched, ""
+            )
+            partial_row["decision"] = "holds partially" if holds else "rejected"
+            rows.append(partial_row)
+        if holds:
+            accepted, free = fit, searched
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype({"n": int, "df": int})
+
+
+def _decision(holds: bool) -> str:
+    return "holds" if holds else "rejected"
+
+
+def _holds(fit: FimlResult, previous: FimlResult, estimator: str) -> bool:
+    (cfi, rmsea), (cfi0, rmsea0) = _judged(fit, estimator), _judged(previous, estimator)
+    return cfi - cfi0 >= DELTA_CFI_MIN and rmsea - rmsea0 <= DELTA_RMSEA_MAX
+
+
+def _row(base, model, level, fit, estimator, previous, free, decision) -> dict:
+    cfi, rmsea = _judged(fit, estimator)
+    deltas = (float("nan"), float("nan"))
+    if previous is not None:
+        cfi0, rmsea0 = _judged(previous, estimator)
+        deltas = (cfi - cfi0, rmsea - rmsea0)
+    return (
+        base
+        | {"model": level, "groups": _groups_text(fit.groups, fit.n_per_group), "n": fit.n}
+        | {name: getattr(fit, name) for name in FIT_MEASURES}
+        | {"delta_cfi": deltas[0], "delta_rmsea": deltas[1], "free": _named(free, model)}
+        | {"decision": decision}
+    )
+
+
+def _named(free: frozenset, model: dict[str, list[str]]) -> str:
+    """The freed parameters in lavaan's group.partial syntax ("visual=~x2", "x3~1")."""
+    factors, items = list(model), [item for its in model.values() for item in its]
+    single = layout_of(items, model)
+    names = []
+    for block, position in sorted(free):
+        if block == "loadings":
+            item = single.free_loadings[position]
+            names.append(f"{factors[single.factor_of[item]]}=~{items[item]}")
+        else:
+            names.append(
+                f"{items[position]}{'~1' if block == 'intercepts' else '~~' + items[position]}"
+            )
+    return "; ".join(names)
+
+
+def _next_to_free(shared, single, model, level, equal, free, fit) -> tuple[str, int] | None:
+    """The constraint of the level's own block with the largest score test (lavTestScore) whose
+    release keeps MIN_INVARIANT_ITEMS equal items on its factor; None when there is none."""
+    block = SEARCHED[level]
+    layout = group_layout(single, len(fit.groups), tuple(equal), free)
+    tests = score_tests(shared, layout, fit.estimates, list(model), fit.loadings["item"].tolist())
+    tests = tests[(tests["block"] == block)].sort_values("X2", ascending=False)
+    for position in tests["position"]:
+        candidate = (block, int(position))
+        if candidate not in free and _leaves_enough(single, free | {candidate}, block):
+            return candidate
+    return None
+
+
+def _leaves_enough(single, free: frozenset, block: str) -> bool:
+    """Whether every factor keeps MIN_INVARIANT_ITEMS items whose `block` entry is equal."""
+    for factor in range(single.m):
+        items = np.flatnonzero(single.factor_of == factor)
+        if block == "loadings":  # positions among the free loadings; the marker stays equal
+            free_items = single.free_loadings
+            equal = 1 + sum((block, k) not in free for k, j in enumerate(free_items) if j in items)
+        else:
+            equal = sum((block, int(j)) not in free for j in items)
+        if equal < min(MIN_INVARIANT_ITEMS, len(items)):
+            return False
+    return True

@@ -186,39 +186,69 @@ class GroupLayout:
         return rows
 
 
-def group_layout(single: Layout, groups: int, equal: tuple[str, ...] = ()) -> GroupLayout:
-    """The layout of `groups` groups with the blocks named in `equal` shared. Factor means are
-    fixed to 0, except that with "intercepts" (and not "means") they are free in groups 2..G, as
-    lavaan does."""
+PARTIAL_BLOCKS = ("loadings", "intercepts", "residuals")
+
+
+def group_layout(
+    single: Layout,
+    groups: int,
+    equal: tuple[str, ...] = (),
+    partial: frozenset[tuple[str, int]] = frozenset(),
+) -> GroupLayout:
+    """The layout of `groups` groups with the blocks named in `equal` shared, except the entries
+    in `partial` ((block, position): a free loading's position among the free loadings, an
+    item's among the items), which are free in every group (lavaan's `group.partial`). Factor
+    means are fixed to 0, except that with "intercepts" (and not "means") they are free in groups
+    2..G, as lavaan does."""
     unknown = set(equal) - set(EQUALITY_WORDS)
     if unknown:
         raise ValueError(f"unknown equality constraints: {sorted(unknown)}")
     counter = iter(range(10**9))
 
-    def block(size: int, shared: bool) -> np.ndarray:
+    def block(size: int, shared: bool, name: str = "") -> np.ndarray:
+        indices = np.array([[next(counter) for _ in range(size)] for _ in range(groups)], dtype=int)
         if shared:
-            idx = np.array([next(counter) for _ in range(size)], dtype=int)
-            return np.tile(idx, (groups, 1))
-        return np.array([[next(counter) for _ in range(size)] for _ in range(groups)], dtype=int)
+            own = [j for j in range(size) if (name, j) not in partial]
+            indices[:, own] = indices[0, own]
+        return indices
 
-    lam = block(len(single.free_loadings), "loadings" in equal)
+    lam = block(len(single.free_loadings), "loadings" in equal, "loadings")
     # Factor variances and covariances share only as far as asked.
     diag = single.phi_rows == single.phi_cols
     phi = np.empty((groups, len(single.phi_rows)), dtype=int)
     phi[:, diag] = block(int(diag.sum()), "lv.variances" in equal)
     phi[:, ~diag] = block(int((~diag).sum()), "lv.covariances" in equal)
-    psi = block(single.p, "residuals" in equal)
-    nu = block(single.p, "intercepts" in equal)
+    psi = block(single.p, "residuals" in equal, "residuals")
+    nu = block(single.p, "intercepts" in equal, "intercepts")
     alpha = np.full((groups, single.m), -1, dtype=int)
     if "intercepts" in equal and "means" not in equal:
         alpha[1:] = block(single.m, False)[1:]
-    used = np.concatenate([a.ravel() for a in (lam, phi, psi, nu, alpha)])
+    return _renumbered(single, groups, lam, phi, psi, nu, alpha)
+
+
+def _renumbered(single: Layout, groups: int, *blocks: np.ndarray) -> GroupLayout:
+    """The layout with its parameter indices renumbered 0..k-1 in order of first use (unused
+    indices, such as the other groups' copies of a shared entry, leave gaps otherwise)."""
+    used = np.concatenate([a.ravel() for a in blocks])
     used = np.unique(used[used >= 0])
-    # Renumber to 0..k-1 (group 1's unused factor-mean slots leave gaps).
     remap = np.full(used.max() + 1, -1)
     remap[used] = np.arange(len(used))
+    renumbered = [np.where(a >= 0, remap[np.maximum(a, 0)], -1) for a in blocks]
+    return GroupLayout(single, groups, *renumbered, len(used))
 
-    def re(a: np.ndarray) -> np.ndarray:
-        return np.where(a >= 0, remap[np.maximum(a, 0)], -1)
 
-    return GroupLayout(single, groups, re(lam), re(phi), re(psi), re(nu), re(alpha), len(used))
+def unshared(layout: GroupLayout) -> tuple[GroupLayout, np.ndarray]:
+    """The same model with every equality across groups released (each group its own copy of a
+    shared parameter; what is fixed stays fixed), and for each of its parameters the index of the
+    constrained parameter it copies: lavaan's "unconstrained" parameters of a model whose
+    `group.equal` constraints are `==` constraints between them."""
+    blocks = (layout.lam, layout.phi, layout.psi, layout.nu, layout.alpha)
+    counter = iter(range(10**9))
+    released = [
+        np.where(b >= 0, np.array([[next(counter) for _ in row] for row in b]), -1) for b in blocks
+    ]
+    free = _renumbered(layout.single, layout.groups, *released)
+    copies = np.empty(free.n_params, dtype=int)
+    for new, old in zip((free.lam, free.phi, free.psi, free.nu, free.alpha), blocks, strict=True):
+        copies[new[new >= 0]] = old[new >= 0]
+    return free, copies

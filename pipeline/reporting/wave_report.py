@@ -501,14 +501,19 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
         [escape(r["model"]), *_stat_row([r[chisq]], r["n"], k, [2])]
         + [count(r["df"])]
         + _stat_row([r[cfi], r[rmsea], r["delta_cfi"], r["delta_rmsea"]], r["n"], k, [3] * 4)
-        + [escape(r["decision"])]
-        for _, r in invariance.iterrows()
+        + [escape(r["decision"] + (f" (free: {r['free']})" if r["free"] else ""))]
+        for _, r in invariance.fillna({"free": ""}).iterrows()
     ]
     columns = [("Model", "l"), ("χ² scaled" if robust else "χ²", "r"), ("df", "r")]
     columns += [("CFI", "r"), ("RMSEA", "r"), ("ΔCFI", "r"), ("ΔRMSEA", "r"), ("Decision", "l")]
     decisions = dict(zip(invariance["model"], invariance["decision"], strict=True))
     if decisions.get("scalar") == "holds":
         status = "Scalar invariance holds across the waves: wave means can be compared."
+    elif decisions.get("scalar (partial)") == "holds partially":
+        status = (
+            "Scalar invariance holds partially across the waves: the items whose parameters "
+            "were freed differ between the waves, so compare wave means of their scales with care."
+        )
     else:
         status = (
             "Scalar invariance is not supported across the waves: compare wave means with care."

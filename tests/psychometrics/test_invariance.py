@@ -85,8 +85,8 @@ def test_invariance_table(table, lavaan_fit):
     assert list(table.columns) == list(TABLE_COLUMNS)
     assert table["groups"][0] == "Pasteur (156); Grant-White (145)"
     assert (table["n"] == 301).all()
-    assert list(table["model"]) == ["configural", "metric", "scalar"]
-    t = table.set_index("model")
+    assert list(table["model"]) == ["configural", "metric", "scalar", "scalar (partial)"]
+    t = table.set_index("model").loc[list(LEVELS)]
     expected_cfi = lavaan_fit["cfi"].reindex(t.index)
     expected_rmsea = lavaan_fit["rmsea"].reindex(t.index)
     np.testing.assert_allclose(t["cfi"], expected_cfi, atol=1e-5)
@@ -97,6 +97,12 @@ def test_invariance_table(table, lavaan_fit):
     assert np.isnan(t.loc["configural", "delta_cfi"])
     # lavaan: metric dCFI = -.0025, dRMSEA = -.0041 (holds); scalar dCFI = -.0385 (rejected).
     assert list(t["decision"]) == ["baseline", "holds", "rejected"]
+    assert list(t["free"]) == ["", "", ""]
+    # The rejected scalar level searches for the intercepts that differ (score tests): freeing
+    # two of them the level holds against metric.
+    partial = table.iloc[3]
+    assert partial["free"] == "x3~1; x7~1" and partial["decision"] == "holds partially"
+    assert partial["delta_cfi"] >= -0.010 and partial["df"] == t.loc["scalar", "df"] - 2
 
 
 def test_rejects_unknown_constraint(data):

@@ -431,3 +431,23 @@ def test_the_cfa_table_says_how_it_was_estimated_and_shows_the_robust_fit(tmp_pa
     context = wave_context(crafted_inputs(cfa_fit=listwise), CODEBOOK, tmp_path / "figures")
     assert "30.20" in context["cfa_table"] and "χ² scaled" not in context["cfa_table"]
     assert context["cfa_method"].replace("\\", "") == "ML, complete rows only"
+
+
+def test_a_partial_invariance_names_the_freed_parameters(tmp_path):
+    rows = [
+        ("configural", 100.0, 50, 0.96, 0.04, "", "baseline"),
+        ("metric", 110.0, 56, 0.958, 0.039, "", "holds"),
+        ("scalar", 160.0, 62, 0.93, 0.05, "", "rejected"),
+        ("scalar (partial)", 120.0, 61, 0.952, 0.041, "LT3~1", "holds partially"),
+    ]
+    invariance = pd.DataFrame(
+        [
+            {"model": m, "chisq": c, "df": d, "cfi": f, "rmsea": r, "free": free, "decision": dec}
+            | {"estimator": "ML", "missing": "fiml", "groups": "2019-T0 (50); 2021-T1 (50)"}
+            | {"n": 100, "delta_cfi": 0.0, "delta_rmsea": 0.0}
+            for m, c, d, f, r, free, dec in rows
+        ]
+    ).reindex(columns=list(TABLE_COLUMNS))
+    context = wave_context(crafted_inputs(invariance=invariance), CODEBOOK, tmp_path / "figures")
+    assert "holds partially (free: LT3~1)" in context["invariance_table"].replace("\\", "")
+    assert context["invariance_status"].startswith("Scalar invariance holds partially")
