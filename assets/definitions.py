@@ -21,6 +21,7 @@ from assets.privacy import (
 )
 from assets.psychometrics import (
     alpha_at_least_060,
+    group_invariance,
     measurement_invariance,
     measurement_model,
     reliability_stats,
@@ -46,6 +47,7 @@ PROTECTED_ASSETS = [
     scale_scores,
     reliability_stats,
     measurement_model,
+    group_invariance,
     company_aggregates,
     multilevel_models,
 ]

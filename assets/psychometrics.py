@@ -19,7 +19,7 @@ from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
 from pipeline.instrument.scoring import recode_items, score_scales
 from pipeline.psychometrics.cfa import measurement_tables, scale_model
-from pipeline.psychometrics.invariance import invariance_table
+from pipeline.psychometrics.invariance import group_invariance_table, invariance_table
 from pipeline.psychometrics.reliability import reliability_tables
 from pipeline.psychometrics.validity import pair_table, scale_table
 
@@ -185,4 +185,33 @@ def measurement_invariance(
                 dict(zip(table["model"], table["decision"], strict=True))
             ),
         },
+    )
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name="psychometrics",
+    code_version=PSYCHOMETRICS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "group_invariance.csv"},
+)
+def group_invariance(
+    scan: ScanConfig, anonymised_responses: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """Configural, metric and scalar invariance within the wave across the groups of each
+    background variable the codebook's `cfa.groups` names, under the rules of the waves'
+    invariance (partial search included), on the shareable (generalised, suppressed) values. A
+    group under the reporting minimum k, or with no more rows than items, is left out
+    unnamed."""
+    codebook = scan.codebook()
+    model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
+    data = recode_items(anonymised_responses, codebook)
+    variables = codebook.cfa.groups
+    data[list(variables)] = anonymised_responses[list(variables)]
+    min_rows = max(codebook.anonymisation.k, sum(map(len, model.values())) + 1)
+    cfa = codebook.cfa
+    table = group_invariance_table(data, model, variables, cfa.estimator, cfa.missing, min_rows)
+    return dg.Output(
+        table, metadata={"dagster/row_count": len(table), "variables": list(variables)}
     )

@@ -183,6 +183,7 @@ class Cfa:
 
     estimator: str = "MLR"
     missing: str = "fiml"
+    groups: tuple[str, ...] = ()  # background variables to test invariance across, per wave
 
 
 @dataclass(frozen=True)
@@ -468,7 +469,7 @@ class _Parser:
             **self.registers(self.optional(raw, "registers", dict, {})),
             management=self.management(raw.get("management"), background),
             quality=self.quality(self.optional(raw, "quality", dict, {})),
-            cfa=self.cfa(self.optional(raw, "cfa", dict, {})),
+            cfa=self.cfa(self.optional(raw, "cfa", dict, {}), background),
             anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
             models=self.models(raw.get("models", {}), scales, background),
             unscaled=unscaled,
@@ -563,15 +564,19 @@ class _Parser:
             )
         return Quality(**values)
 
-    def cfa(self, raw: dict) -> Cfa:
+    def cfa(self, raw: dict, background: dict[str, Background]) -> Cfa:
         choices = {"estimator": CFA_ESTIMATORS, "missing": CFA_MISSING}
-        unknown = set(raw) - set(choices)
+        unknown = set(raw) - {*choices, "groups"}
         if unknown:
             raise self.fail(f"cfa.{sorted(unknown)[0]}", "unknown setting")
         for key, allowed in choices.items():
             if key in raw and raw[key] not in allowed:
                 raise self.fail(f"cfa.{key}", f"expected one of {', '.join(allowed)}")
-        return Cfa(**raw)
+        groups = self.names(raw.get("groups", []), "cfa.groups")
+        wrong = [name for name in groups if name not in background]
+        if wrong:
+            raise self.fail("cfa.groups", f"{', '.join(wrong)}: not a background variable")
+        return Cfa(**{key: raw[key] for key in choices if key in raw}, groups=tuple(groups))
 
     def anonymisation(self, raw: Any, background: dict[str, Background]) -> Anonymisation:
         if not isinstance(raw, dict):

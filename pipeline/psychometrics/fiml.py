@@ -382,15 +382,7 @@ def _complete_data_chisq(mu, sigma, m, s, n: int) -> float:
     return float(n * (logdet + np.sum(inv * s) - len(s) + d @ inv @ d))
 
 
-def fiml_corrected(
-    theta: np.ndarray,
-    layout: GroupLayout,
-    saturated: list,
-    observed: list[np.ndarray],
-    first: list[np.ndarray],
-    sizes: np.ndarray,
-    baseline: list,
-) -> tuple[float, float, float]:
+class FimlCorrection:
     """Robust CFI, TLI and RMSEA after FIML by Zhang and Savalei's correction (FIML-C, version
     V3), as lavaan's `lav_fit_fiml_corrected`: the model's and the baseline's complete-data
     chi-squares at the saturated (EM) moments, each with its scaling factor
@@ -398,44 +390,54 @@ def fiml_corrected(
     saturated model's observed (Wm, `observed`), first-order (J, `first`) and complete-data (Wc)
     information per row, G = Wm^-1 J Wm^-1, D = Delta and E = D'Wm D; lavaan's block-diagonal
     matrices over the groups (blocks weighted by each group's share of the rows) are summed
-    here group by group. `baseline` per group: the independence model's FIML means and
-    variances."""
-    n = int(sizes.sum())
-    shares = sizes / n
-    wm = [o / ng for o, ng in zip(observed, sizes, strict=True)]
-    jm = [b / ng for b, ng in zip(first, sizes, strict=True)]
-    wc = [_complete_information(s) for _, s in saturated]
-    tr11 = sum(
-        np.sum(c * np.linalg.solve(w, np.linalg.solve(w, j).T).T)
-        for c, w, j in zip(wc, wm, jm, strict=True)
-    )
-    jm_wc = [j @ np.linalg.solve(w, c) for j, w, c in zip(jm, wm, wc, strict=True)]
+    here group by group. What depends only on the sample (the saturated terms, the baseline:
+    per group the independence model's FIML means and variances) is computed once, for every
+    model fitted to it."""
 
-    def chisq_and_scaling(implied: list, deltas: list[np.ndarray]) -> tuple[float, float, int]:
+    def __init__(self, saturated: list, observed: list, first: list, sizes, baseline: list):
+        self.saturated, self.sizes = saturated, sizes
+        self.shares = sizes / sizes.sum()
+        self.wm = [o / ng for o, ng in zip(observed, sizes, strict=True)]
+        self.jm = [b / ng for b, ng in zip(first, sizes, strict=True)]
+        self.wc = [_complete_information(s) for _, s in saturated]
+        self.tr11 = sum(
+            np.sum(c * np.linalg.solve(w, np.linalg.solve(w, j).T).T)
+            for c, w, j in zip(self.wc, self.wm, self.jm, strict=True)
+        )
+        self.jm_wc = [
+            j @ np.linalg.solve(w, c) for j, w, c in zip(self.jm, self.wm, self.wc, strict=True)
+        ]
+        groups = len(sizes)
+        block = _baseline_delta(len(saturated[0][0]))  # each group's own means and variances
+        deltas = [
+            np.hstack([block if h == g else np.zeros_like(block) for h in range(groups)])
+            for g in range(groups)
+        ]
+        implied = [(means, np.diag(variances)) for means, variances in baseline]
+        self.baseline = self._chisq_and_scaling(implied, deltas)
+
+    def _chisq_and_scaling(self, implied: list, deltas: list) -> tuple[float, float, int]:
         def weighted(blocks):
-            return sum(f * d.T @ b @ d for f, d, b in zip(shares, deltas, blocks, strict=True))
+            return sum(f * d.T @ b @ d for f, d, b in zip(self.shares, deltas, blocks, strict=True))
 
-        e_inv = np.linalg.inv(weighted(wm))
-        tr12 = np.sum(weighted(jm_wc) * e_inv.T)
-        b_e, c_e = weighted(jm) @ e_inv, weighted(wc) @ e_inv
-        k = tr11 - 2 * tr12 + np.sum(b_e * c_e.T)
-        dof = sum(len(w) for w in wm) - deltas[0].shape[1]
+        e_inv = np.linalg.inv(weighted(self.wm))
+        tr12 = np.sum(weighted(self.jm_wc) * e_inv.T)
+        b_e, c_e = weighted(self.jm) @ e_inv, weighted(self.wc) @ e_inv
+        k = self.tr11 - 2 * tr12 + np.sum(b_e * c_e.T)
+        dof = sum(len(w) for w in self.wm) - deltas[0].shape[1]
         x2 = sum(
             _complete_data_chisq(mu, sigma, m1, s1, ng)
-            for (mu, sigma), (m1, s1), ng in zip(implied, saturated, sizes, strict=True)
+            for (mu, sigma), (m1, s1), ng in zip(implied, self.saturated, self.sizes, strict=True)
         )
         return x2, float(k / dof), dof
 
-    model = [layout.moments(theta, g) for g in range(layout.groups)]
-    x2, c, df = chisq_and_scaling(model, _deltas(theta, layout))
-    block = _baseline_delta(layout.single.p)  # each group's own means and variances
-    deltas_b = [
-        np.hstack([block if h == g else np.zeros_like(block) for h in range(layout.groups)])
-        for g in range(layout.groups)
-    ]
-    implied_b = [(means, np.diag(variances)) for means, variances in baseline]
-    x2_b, c_b, df_b = chisq_and_scaling(implied_b, deltas_b)
-    return robust_indices(x2, df, c, x2_b, df_b, c_b, n, layout.groups)
+    def indices(self, theta: np.ndarray, layout: GroupLayout, deltas: list):
+        """The model's robust CFI, TLI and RMSEA; `deltas` its d moments / d theta per group."""
+        model = [layout.moments(theta, g) for g in range(layout.groups)]
+        x2, c, df = self._chisq_and_scaling(model, deltas)
+        n = int(self.sizes.sum())
+        x2_b, c_b, df_b = self.baseline
+        return robust_indices(x2, df, c, x2_b, df_b, c_b, n, layout.groups)
 
 
 def _baseline_delta(p: int) -> np.ndarray:
@@ -531,6 +533,17 @@ class Sample:
         ]
 
     @cached_property
+    def baseline(self) -> tuple[float, list]:
+        """The independence model's log-likelihood and per group its means and variances."""
+        return _independence(self.x)
+
+    @cached_property
+    def correction(self) -> FimlCorrection:
+        return FimlCorrection(
+            self.saturated, self.observed, self.first_order, self.sizes, self.baseline[1]
+        )
+
+    @cached_property
     def first_order(self) -> list[np.ndarray]:
         return [first_order(mu, s, d) for (mu, s), d in zip(self.saturated, self.data, strict=True)]
 
@@ -623,13 +636,7 @@ def fit_sample(
     blocks in `equal` shared across the groups except the entries in `partial`."""
     if estimator not in CFA_ESTIMATORS:
         raise ValueError(f"estimator {estimator!r}: one of {', '.join(CFA_ESTIMATORS)}")
-    items, labels, x_all, data_g, saturated = (
-        sample.items,
-        sample.labels,
-        sample.x,
-        sample.data,
-        sample.saturated,
-    )
+    items, labels, data_g, saturated = sample.items, sample.labels, sample.data, sample.saturated
     if items != [item for its in model.values() for item in its]:
         raise ValueError("the model's items are not the sample's")
     p = len(items)
@@ -643,7 +650,7 @@ def fit_sample(
     model_terms = [terms(*layout.moments(theta, g), pats) for g, pats in enumerate(data_g)]
     l0 = sum(t.loglik for t in model_terms)
     l1 = sum(terms(mu, s, pats).loglik for (mu, s), pats in zip(saturated, data_g, strict=True))
-    l_base, baseline = _independence(x_all)
+    l_base, baseline = sample.baseline
     chisq, base_chisq = 2 * (l1 - l0), 2 * (l1 - l_base)
     df = layout.groups * (p * (p + 1) // 2 + p) - layout.n_params
     base_df = layout.groups * p * (p - 1) // 2
@@ -673,7 +680,7 @@ def fit_sample(
         )
         c = float((trace1 - np.trace(np.linalg.solve(information, scores))) / df)
         if sample.missing == "fiml":
-            corrected = fiml_corrected(theta, layout, saturated, observed1, first1, sizes, baseline)
+            corrected = sample.correction.indices(theta, layout, deltas)
         else:
             c_b = _baseline_scaling(sample, baseline, base_df)
             corrected = robust_indices(chisq, df, c, base_chisq, base_df, c_b, n, layout.groups)

@@ -192,3 +192,33 @@ def _leaves_enough(single, free: frozenset, block: str) -> bool:
         if equal < min(MIN_INVARIANT_ITEMS, len(items)):
             return False
     return True
+
+
+GROUP_TABLE_COLUMNS = ("variable", *TABLE_COLUMNS, "note")
+
+
+def group_invariance_table(
+    data: pd.DataFrame,
+    model: dict[str, list[str]],
+    variables: tuple[str, ...],
+    estimator: str,
+    missing: str,
+    min_rows: int,
+) -> pd.DataFrame:
+    """Invariance across the groups of each background variable in `variables`, as across the
+    waves, one block of rows per variable. A group of fewer than `min_rows` rows (the reporting
+    minimum, or too few to fit) is left out unnamed, and `note` says how many groups were. With
+    no variables, one row whose note says so."""
+    if not variables:
+        note = "no background variables named for invariance (codebook cfa.groups)"
+        return pd.DataFrame([{"note": note}], columns=list(GROUP_TABLE_COLUMNS))
+    tables = []
+    for variable in variables:
+        sizes = data[variable].value_counts()
+        kept = sizes[sizes >= min_rows].index
+        rows = data[data[variable].isin(kept)]
+        table = invariance_table(rows, model, variable, estimator, missing, unit="groups")
+        left_out = len(sizes) - len(kept)
+        note = f"{left_out} group(s) under {min_rows} rows left out" if left_out else ""
+        tables.append(table.assign(variable=variable, note=note))
+    return pd.concat(tables, ignore_index=True)[list(GROUP_TABLE_COLUMNS)]

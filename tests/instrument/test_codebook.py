@@ -159,6 +159,7 @@ def test_the_required_core_is_small_and_everything_else_has_a_default(tmp_path):
     assert {c.name: c.type for c in cb.columns.values()} == {"code": "string", "org": "string"}
     assert cb.models.outcomes == () and cb.models.culture == ()
     assert cb.item_label("A1") == "A1"
+    assert (cb.cfa.estimator, cb.cfa.missing, cb.cfa.groups) == ("MLR", "fiml", ())
 
 
 def test_instrument_shapes_of_real_scans(tmp_path):
@@ -203,6 +204,10 @@ management: {variable: role, value: boss}
         ("quality: {skip: [speedster]}\n", "quality.skip", "'speedster' is not a rule"),
         ("quality: {skip: [out_of_range]}\n", "quality.skip", "guards the data contract"),
         ("registers: {schools: s.csv}\n", "registers.schools", "unknown register"),
+        ("cfa: {estimator: WLSMV}\n", "cfa.estimator", "expected one of ML, MLR"),
+        ("cfa: {missing: pairwise}\n", "cfa.missing", "expected one of fiml, listwise"),
+        ("cfa: {rotation: none}\n", "cfa.rotation", "unknown setting"),
+        ("cfa: {groups: [sector]}\n", "cfa.groups", "sector: not a background variable"),
         (
             "background: {role: {values: [a, b]}}\nmanagement: {variable: role, value: c}\n",
             "management.value",

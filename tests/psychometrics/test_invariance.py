@@ -20,7 +20,12 @@ import pandas as pd
 import pytest
 
 from pipeline.psychometrics.fiml import fit_fiml
-from pipeline.psychometrics.invariance import LEVELS, TABLE_COLUMNS, invariance_table
+from pipeline.psychometrics.invariance import (
+    LEVELS,
+    TABLE_COLUMNS,
+    group_invariance_table,
+    invariance_table,
+)
 
 REFERENCE = Path(__file__).parents[1] / "reference"
 
@@ -126,3 +131,23 @@ def test_one_group_is_not_estimable_and_the_table_says_why(data):
 def test_missing_group_column(data):
     with pytest.raises(ValueError, match="group column"):
         fit_multigroup(data, MODEL, "wave", ())
+
+
+def test_group_invariance_leaves_small_groups_out_unnamed(data):
+    """A group under the minimum is neither fitted nor named; the note counts it."""
+    frame = data.copy()
+    frame.loc[:4, "school"] = "Tiny"  # 5 rows
+    table = group_invariance_table(frame, MODEL, ("school",), "ML", "listwise", min_rows=10)
+    assert list(table["variable"]) == ["school"] * 4  # three levels and the partial scalar
+    assert "Tiny" not in " ".join(table["groups"]) and (table["n"] == 296).all()
+    assert (table["note"] == "1 group(s) under 10 rows left out").all()
+    alone = group_invariance_table(
+        frame.assign(school="one"), MODEL, ("school",), "ML", "listwise", min_rows=10
+    )
+    assert (alone["decision"] == "not estimable: needs 2 groups (1 in the data)").all()
+
+
+def test_group_invariance_without_variables_says_so(data):
+    table = group_invariance_table(data, MODEL, (), "MLR", "fiml", min_rows=10)
+    assert len(table) == 1 and table["note"][0].startswith("no background variables named")
+    assert table["chisq"].isna().all()

@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 from conftest import DEMO_RAW, WAVES
 
-from assets.psychometrics import alpha_at_least_060, measurement_invariance, measurement_model
+from assets.psychometrics import (
+    alpha_at_least_060,
+    group_invariance,
+    measurement_invariance,
+    measurement_model,
+)
 from assets.resources import ALL_WAVES, ScanConfig
 from pipeline.instrument.codebook import load_codebook
 from pipeline.lineage.fingerprint import sha256_file
@@ -170,6 +175,31 @@ def test_validity_evidence_rests_on_the_fit_and_the_scores(pipeline_run):
         assert row.n == len(both)
         assert row.r == pytest.approx(both[row.scale_a].corr(both[row.scale_b]), abs=1e-12)
     assert (between["r"] > 0).all() and (between["r_lo"] > 0).mean() > 0.5
+
+
+def test_group_invariance_tests_the_codebook_groups(pipeline_run, tmp_path):
+    """The demo leaves `cfa.groups` out (its table says so); a codebook naming age_band gets its
+    generalised groups, each of at least k respondents, under the levels and rules of the
+    waves' invariance."""
+    settings, *_ = pipeline_run
+    responses = pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")
+    table = pd.read_csv(settings.processed_dir / WAVES[0] / "group_invariance.csv")
+    assert len(table) == 1 and table["note"][0].startswith("no background variables named")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    text = (DEMO_RAW / "codebook.yaml").read_text(encoding="utf-8")
+    (raw / "codebook.yaml").write_text(
+        text.replace("  # groups: [age_band]", "  groups: [age_band]")
+    )
+    scan = ScanConfig(data_dir=str(tmp_path), reports_dir=str(tmp_path / "reports"))
+    table = group_invariance(scan=scan, anonymised_responses=responses).value
+    k = scan.codebook().anonymisation.k
+    assert set(table["variable"]) == {"age_band"}
+    assert list(table["model"])[:3] == ["configural", "metric", "scalar"]
+    groups = table["groups"][0].split("; ")
+    assert {g.rsplit(" (", 1)[0] for g in groups} <= {"<35", "35-44", "45+"} and len(groups) > 1
+    assert all(int(g.rsplit("(", 1)[1].rstrip(")")) >= k for g in groups)
+    assert (table["estimator"] == "MLR").all() and table["cfi_robust"].notna().all()
 
 
 def test_company_aggregates_find_the_planted_icc_and_hide_small_companies(pipeline_run):
