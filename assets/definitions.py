@@ -30,6 +30,7 @@ from assets.reports import (
     REPORTS,
     company_report_numbers,
     company_reports,
+    validation_dossier,
     wave_report,
     wave_report_numbers,
 )
@@ -67,6 +68,7 @@ CROSS_WAVE_ASSETS = [
     linked_disclosure,
     measurement_invariance,
     longitudinal_multilevel_models,
+    validation_dossier,
 ]  # read every wave
 CROSS_WAVE_CHECKS = [k_anonymity_across_waves, longitudinal_models_converged]
 # per wave, after the cross-wave assets

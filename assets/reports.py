@@ -12,17 +12,19 @@ import pandas as pd
 import pipeline.privacy.suppression
 import pipeline.psychometrics.aggregation
 import pipeline.reporting.company_report
+import pipeline.reporting.dossier
 import pipeline.reporting.figures
 import pipeline.reporting.render
 import pipeline.reporting.wave_report
 from assets.ingest import wave_inputs
 from assets.partitions import waves
-from assets.resources import ScanConfig, files_metadata
+from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
 from pipeline.lineage.files import keep_version
 from pipeline.lineage.provenance import neutral_inputs
 from pipeline.reporting.company_report import previous_wave, render_company_reports, report_numbers
+from pipeline.reporting.dossier import DossierInputs, dossier_context
 from pipeline.reporting.render import REPORTS_DIR, Rendered, engine_description, render_report
 from pipeline.reporting.wave_report import WaveInputs, wave_context
 
@@ -30,6 +32,7 @@ REPORTS = "reports"  # the asset group
 REPORTS_CODE_VERSION = source_version(
     pipeline.psychometrics.aggregation,
     pipeline.reporting.company_report,
+    pipeline.reporting.dossier,
     pipeline.reporting.figures,
     pipeline.reporting.render,
     pipeline.privacy.suppression,
@@ -241,6 +244,81 @@ def wave_report(
     return dg.MaterializeResult(
         metadata={
             "engine": rendered.engine,
+            **{f.format: dg.MetadataValue.path(str(f.path)) for f in rendered.files},
+            **{f"{f.format}_sha256": f.sha256 for f in rendered.files},
+            **files_metadata(scan.settings, [f.path for f in rendered.files]),
+        }
+    )
+
+
+def _dossier_provenance(context: dg.AssetExecutionContext, waves_in_order: list[str]) -> dict:
+    """Each input asset's code and data version per wave (content-derived, as the wave report's
+    provenance), the report's code version and the rendering engine."""
+    inputs = []
+    for key in sorted(context.assets_def.asset_deps[context.asset_key], key=str):
+        for partition in (*waves_in_order, None):
+            tags = latest_tags(context.instance, key, partition)
+            if tags:
+                inputs.append(
+                    {
+                        "asset": key.to_user_string(),
+                        "partition": partition or "all waves",
+                        "code_version": tags.get(CODE_VERSION, ""),
+                        "data_version": tags.get(DATA_VERSION, ""),
+                    }
+                )
+    return {
+        "inputs": inputs,
+        "report_code_version": REPORTS_CODE_VERSION,
+        "engine": engine_description(),
+    }
+
+
+@dg.asset(
+    group_name=ALL_WAVES,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"html", "pdf"},
+)
+def validation_dossier(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    cfa_fit: dict[str, pd.DataFrame],
+    cfa_loadings: dict[str, pd.DataFrame],
+    reliability: dict[str, pd.DataFrame],
+    item_statistics: dict[str, pd.DataFrame],
+    validity_scales: dict[str, pd.DataFrame],
+    validity_pairs: dict[str, pd.DataFrame],
+    group_invariance: dict[str, pd.DataFrame],
+    measurement_invariance: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """The instrument's validation dossier across all waves (English, for its authors),
+    `<reports>/all_waves/validation_dossier.{html,pdf}`."""
+    codebook = scan.codebook()
+    in_order = [name for name in codebook.waves if name in cfa_fit]
+    inputs = DossierInputs(
+        waves=in_order,
+        cfa_fit=cfa_fit,
+        cfa_loadings=cfa_loadings,
+        reliability=reliability,
+        item_statistics=item_statistics,
+        validity_scales=validity_scales,
+        validity_pairs=validity_pairs,
+        group_invariance=group_invariance,
+        invariance=measurement_invariance,
+        provenance=_dossier_provenance(context, in_order),
+    )
+    out_dir = scan.settings.reports_dir / ALL_WAVES
+    rendered = render_report(
+        REPORTS_DIR / "dossier.qmd",
+        dossier_context(inputs, codebook),
+        out_dir,
+        "validation_dossier",
+    )
+    _keep_versions(rendered, scan)
+    return dg.MaterializeResult(
+        metadata={
+            "engine": rendered.engine,
+            "waves": in_order,
             **{f.format: dg.MetadataValue.path(str(f.path)) for f in rendered.files},
             **{f"{f.format}_sha256": f.sha256 for f in rendered.files},
             **files_metadata(scan.settings, [f.path for f in rendered.files]),
