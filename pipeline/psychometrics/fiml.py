@@ -499,7 +499,7 @@ def observed_information(theta, layout: GroupLayout, deltas, model_terms, data_g
     the implied moments, less the moments' own curvature weighted by dl/dmoments (the moments
     are polynomials of theta: central differences of the chain rule are exact up to rounding)."""
     d_mu, d_sigma = [t.d_mu for t in model_terms], [t.d_sigma for t in model_terms]
-    curvature = _jacobian(lambda x: layout.chain_rule(x, d_mu, d_sigma), theta, 1e-5)
+    curvature = _jacobian(lambda x: layout.chain_rule(x, d_mu, d_sigma), theta, 1e-5, True)
     information = -curvature + sum(
         delta.T @ saturated_observed(*layout.moments(theta, g), pats) @ delta
         for g, (delta, pats) in enumerate(zip(deltas, data_g, strict=True))

@@ -54,20 +54,19 @@ class Layout:
     def block_gradients(self, lam, phi, d_sigma, d_mu=None, alpha=None):
         """A function's gradient by the free loadings, Phi's lower triangle and the residual
         variances, given its derivatives by Sigma's elements (`d_sigma`, as an unconstrained
-        symmetric matrix) and, with a mean structure mu = nu + Lambda alpha, by mu."""
+        symmetric matrix) and, with a mean structure mu = nu + Lambda alpha, by mu (for a batch
+        of Lambda, Phi and alpha too: leading axes carry over)."""
         d_lam = 2 * d_sigma @ lam @ phi
         if d_mu is not None:
-            d_lam = d_lam + np.outer(d_mu, alpha)
-        d_phi = lam.T @ d_sigma @ lam
-        d_phi = d_phi + d_phi.T - np.diag(np.diag(d_phi))  # an off-diagonal entry counts twice
+            d_lam = d_lam + d_mu[:, None] * alpha[..., None, :]
+        d_phi = np.swapaxes(lam, -1, -2) @ d_sigma @ lam
+        d_phi = d_phi + np.swapaxes(d_phi, -1, -2)  # an off-diagonal entry counts twice
+        d_phi[..., np.arange(self.m), np.arange(self.m)] /= 2
         return (
-            d_lam[self.free_loadings, self.factor_of[self.free_loadings]],
-            d_phi[self.phi_rows, self.phi_cols],
-            np.diag(d_sigma),
+            d_lam[..., self.free_loadings, self.factor_of[self.free_loadings]],
+            d_phi[..., self.phi_rows, self.phi_cols],
+            np.broadcast_to(np.diag(d_sigma), (*lam.shape[:-2], self.p)),
         )
-
-    def pack_gradient(self, d_sigma: np.ndarray, lam, phi) -> np.ndarray:
-        return np.concatenate(self.block_gradients(lam, phi, d_sigma))
 
 
 def layout_of(items: list[str], model: dict[str, list[str]]) -> Layout:
@@ -128,17 +127,20 @@ class GroupLayout:
     def chain_rule(self, theta: np.ndarray, d_mu: list, d_sigma: list) -> np.ndarray:
         """A function's gradient by theta, given per group its derivatives by the implied means
         and by each element of the implied covariance matrix (an unconstrained symmetric
-        matrix); shared parameters sum over the groups."""
-        grad = np.zeros(len(theta))
+        matrix); shared parameters sum over the groups. For a batch of theta (rows), a batch of
+        gradients."""
+        grad = np.zeros(theta.shape)
+        every = (slice(None),) * (theta.ndim - 1)  # the batch axes, if any
         for g in range(self.groups):
             lam, phi, _, _, alpha = self.unpack(theta, g)
             d_lam, d_phi, d_psi = self.single.block_gradients(lam, phi, d_sigma[g], d_mu[g], alpha)
-            np.add.at(grad, self.lam[g], d_lam)
-            np.add.at(grad, self.phi[g], d_phi)
-            np.add.at(grad, self.psi[g], d_psi)
-            np.add.at(grad, self.nu[g], d_mu[g])
+            np.add.at(grad, (*every, self.lam[g]), d_lam)
+            np.add.at(grad, (*every, self.phi[g]), d_phi)
+            np.add.at(grad, (*every, self.psi[g]), d_psi)
+            np.add.at(grad, (*every, self.nu[g]), np.broadcast_to(d_mu[g], d_psi.shape))
             free = self.alpha[g] >= 0
-            np.add.at(grad, self.alpha[g][free], (lam.T @ d_mu[g])[free])
+            by_means = np.einsum("...pm,p->...m", lam, d_mu[g])
+            np.add.at(grad, (*every, self.alpha[g][free]), by_means[..., free])
         return grad
 
     def start(self, moments: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
