@@ -44,6 +44,16 @@ LINKED_CHECKED = "linked_disclosure"
 ALL_WAVES_OF = dg.AllPartitionMapping()  # an input that reads every wave (for change over time)
 
 
+def _input_version(key: dg.AssetKey, partition: str, tags: dict) -> dict:
+    """One input of a report's provenance: the asset, its partition, code and data version."""
+    return {
+        "asset": key.to_user_string(),
+        "partition": partition,
+        "code_version": tags.get(CODE_VERSION, ""),
+        "data_version": tags.get(DATA_VERSION, ""),
+    }
+
+
 def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) -> dict:
     """What the report rests on, all of it content-derived so that re-rendering the same inputs
     gives the same bytes: the raw files (by neutral id) and codebook (sha256), and each input
@@ -54,14 +64,7 @@ def _provenance(context: dg.AssetExecutionContext, scan: ScanConfig, wave: str) 
         tags = latest_tags(context.instance, key, wave)  # a per-wave input
         partition = wave if tags else "all waves"
         tags = tags or latest_tags(context.instance, key, None) or {}
-        inputs.append(
-            {
-                "asset": key.to_user_string(),
-                "partition": partition,
-                "code_version": tags.get(CODE_VERSION, ""),
-                "data_version": tags.get(DATA_VERSION, ""),
-            }
-        )
+        inputs.append(_input_version(key, partition, tags))
     return {
         "files": neutral_inputs(wave_inputs(scan.settings, wave)),  # no export file names
         "inputs": inputs,
@@ -259,14 +262,7 @@ def _dossier_provenance(context: dg.AssetExecutionContext, waves_in_order: list[
         for partition in (*waves_in_order, None):
             tags = latest_tags(context.instance, key, partition)
             if tags:
-                inputs.append(
-                    {
-                        "asset": key.to_user_string(),
-                        "partition": partition or "all waves",
-                        "code_version": tags.get(CODE_VERSION, ""),
-                        "data_version": tags.get(DATA_VERSION, ""),
-                    }
-                )
+                inputs.append(_input_version(key, partition or "all waves", tags))
     return {
         "inputs": inputs,
         "report_code_version": REPORTS_CODE_VERSION,

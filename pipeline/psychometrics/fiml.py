@@ -533,6 +533,12 @@ class Sample:
         ]
 
     @cached_property
+    def saturated_loglik(self) -> float:
+        return sum(
+            terms(mu, s, d).loglik for (mu, s), d in zip(self.saturated, self.data, strict=True)
+        )
+
+    @cached_property
     def baseline(self) -> tuple[float, list]:
         """The independence model's log-likelihood and per group its means and variances."""
         return _independence(self.x)
@@ -569,8 +575,9 @@ def sample(data: pd.DataFrame, items: list[str], group: str | None = None, missi
     )
     x_all = [x[keep(x)] for x in x_all]
     rows_kind = "complete rows" if missing == "listwise" else "rows with an answer"
+    data_g = [patterns(x) for x in x_all]
     saturated = []
-    for label, x in zip(labels, x_all, strict=True):
+    for label, x, pats in zip(labels, x_all, data_g, strict=True):
         where = f"group {label!r}: " if group is not None else ""
         if len(x) <= len(items):
             raise ValueError(f"{where}{len(x)} {rows_kind} for {len(items)} items")
@@ -579,10 +586,10 @@ def sample(data: pd.DataFrame, items: list[str], group: str | None = None, missi
             mu, sigma = mean, np.cov(x, rowvar=False, bias=True)
         else:
             check_covariance(np.diag(variance), items, f"{where}{len(x)} {rows_kind}")
-            mu, sigma = saturated_moments(patterns(x), (mean, np.diag(variance)))
+            mu, sigma = saturated_moments(pats, (mean, np.diag(variance)))
         check_covariance(sigma, items, f"{where}{len(x)} {rows_kind}")
         saturated.append((mu, sigma))
-    return Sample(items, labels, x_all, [patterns(x) for x in x_all], saturated, missing)
+    return Sample(items, labels, x_all, data_g, saturated, missing)
 
 
 def _baseline_scaling(sample: Sample, baseline: list, df: int) -> float:
@@ -649,7 +656,7 @@ def fit_sample(
 
     model_terms = [terms(*layout.moments(theta, g), pats) for g, pats in enumerate(data_g)]
     l0 = sum(t.loglik for t in model_terms)
-    l1 = sum(terms(mu, s, pats).loglik for (mu, s), pats in zip(saturated, data_g, strict=True))
+    l1 = sample.saturated_loglik
     l_base, baseline = sample.baseline
     chisq, base_chisq = 2 * (l1 - l0), 2 * (l1 - l_base)
     df = layout.groups * (p * (p + 1) // 2 + p) - layout.n_params

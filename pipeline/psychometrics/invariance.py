@@ -159,10 +159,8 @@ def _named(free: frozenset, model: dict[str, list[str]]) -> str:
         if block == "loadings":
             item = single.free_loadings[position]
             names.append(f"{factors[single.factor_of[item]]}=~{items[item]}")
-        else:
-            names.append(
-                f"{items[position]}{'~1' if block == 'intercepts' else '~~' + items[position]}"
-            )
+        else:  # the search frees loadings and intercepts only (SEARCHED)
+            names.append(f"{items[position]}~1")
     return "; ".join(names)
 
 

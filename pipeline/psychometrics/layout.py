@@ -188,9 +188,6 @@ class GroupLayout:
         return rows
 
 
-PARTIAL_BLOCKS = ("loadings", "intercepts", "residuals")
-
-
 def group_layout(
     single: Layout,
     groups: int,
