@@ -22,6 +22,7 @@ from assets.privacy import (
 from assets.psychometrics import (
     alpha_at_least_060,
     group_invariance,
+    longitudinal_invariance,
     measurement_invariance,
     measurement_model,
     reliability_stats,
@@ -67,6 +68,7 @@ WAVE_CHECKS = [
 CROSS_WAVE_ASSETS = [
     linked_disclosure,
     measurement_invariance,
+    longitudinal_invariance,
     longitudinal_multilevel_models,
     validation_dossier,
 ]  # read every wave

@@ -19,7 +19,11 @@ from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
 from pipeline.instrument.scoring import recode_items, score_scales
 from pipeline.psychometrics.cfa import measurement_tables, scale_model
-from pipeline.psychometrics.invariance import group_invariance_table, invariance_table
+from pipeline.psychometrics.invariance import (
+    group_invariance_table,
+    invariance_table,
+    longitudinal_invariance_table,
+)
 from pipeline.psychometrics.reliability import reliability_tables
 from pipeline.psychometrics.validity import pair_table, scale_table
 
@@ -156,6 +160,17 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
     yield dg.Output(pairs, "validity_pairs", metadata={"dagster/row_count": len(pairs)})
 
 
+def _all_waves(scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]):
+    """The measurement model, every wave's rows (items recoded, with `wave` and `person_id`) and
+    the codebook's `cfa:` choices."""
+    codebook = scan.codebook()
+    model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
+    responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
+    data = recode_items(responses.reset_index(drop=True), codebook)
+    data[["person_id", "wave"]] = responses[["person_id", "wave"]].to_numpy()
+    return model, data, codebook.cfa
+
+
 @dg.asset(
     io_manager_key="shareable_io",
     group_name=ALL_WAVES,
@@ -170,12 +185,7 @@ def measurement_invariance(
     (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`,
     estimated as the codebook's `cfa:` says), with Chen's (2007) decision rules. With fewer
     than two waves `decision` says it is not estimable."""
-    codebook = scan.codebook()
-    model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
-    responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
-    data = recode_items(responses.reset_index(drop=True), codebook)
-    data["wave"] = responses["wave"].to_numpy()
-    cfa = codebook.cfa
+    model, data, cfa = _all_waves(scan, anonymised_responses)
     table = invariance_table(data, model, "wave", cfa.estimator, cfa.missing, unit="waves")
     return dg.Output(
         table,
@@ -184,6 +194,36 @@ def measurement_invariance(
             "decisions": dg.MetadataValue.json(
                 dict(zip(table["model"], table["decision"], strict=True))
             ),
+        },
+    )
+
+
+@dg.asset(
+    io_manager_key="shareable_io",
+    group_name=ALL_WAVES,
+    code_version=PSYCHOMETRICS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "longitudinal_invariance.csv"},
+)
+def longitudinal_invariance(
+    scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
+) -> dg.Output[pd.DataFrame]:
+    """Configural, metric and scalar invariance over the waves in the panel: per scale one model
+    in wide format (a factor per wave, the same item's residuals correlated across the waves,
+    persons linked by `person_id` and absent waves handled by FIML), estimated as the
+    codebook's `cfa:` says, with the partial search. Beside `measurement_invariance`, which
+    treats the waves as independent groups."""
+    model, data, cfa = _all_waves(scan, anonymised_responses)
+    table = longitudinal_invariance_table(
+        data, model, "person_id", "wave", cfa.estimator, cfa.missing
+    )
+    final = table.groupby("scale", sort=False)["decision"].last()
+    return dg.Output(
+        table,
+        metadata={
+            "waves": sorted(anonymised_responses),
+            "dagster/row_count": len(table),
+            "last_decision": dg.MetadataValue.json(final.to_dict()),
         },
     )
 

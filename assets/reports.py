@@ -286,6 +286,7 @@ def validation_dossier(
     validity_pairs: dict[str, pd.DataFrame],
     group_invariance: dict[str, pd.DataFrame],
     measurement_invariance: pd.DataFrame,
+    longitudinal_invariance: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The instrument's validation dossier across all waves (English, for its authors),
     `<reports>/all_waves/validation_dossier.{html,pdf}`."""
@@ -301,6 +302,7 @@ def validation_dossier(
         validity_pairs=validity_pairs,
         group_invariance=group_invariance,
         invariance=measurement_invariance,
+        panel_invariance=longitudinal_invariance,
         provenance=_dossier_provenance(context, in_order),
     )
     out_dir = scan.settings.reports_dir / ALL_WAVES

@@ -38,9 +38,11 @@ def normal_discrepancy(theta, layout: GroupLayout, stats):
     total, d_mu, d_sigma = 0.0, [], []
     for g, (w, s, m, logdet_s) in enumerate(stats):
         mu, sigma = layout.moments(theta, g)
-        sign, logdet = np.linalg.slogdet(sigma)
-        if sign <= 0:
+        try:  # a positive determinant is not enough: two negative eigenvalues have one
+            root = np.linalg.cholesky(sigma)
+        except np.linalg.LinAlgError:
             return 1e10, np.zeros_like(theta)
+        logdet = 2 * np.sum(np.log(np.diag(root)))
         inv = np.linalg.inv(sigma)
         inv_d = inv @ (m - mu)
         total += w * (logdet + np.sum(s * inv) - logdet_s - len(m) + (m - mu) @ inv_d)

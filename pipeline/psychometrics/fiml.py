@@ -641,13 +641,22 @@ def fit_sample(
 ) -> FimlResult:
     """Fit `model` to a Sample (several models to one sample share its saturated model), the
     blocks in `equal` shared across the groups except the entries in `partial`."""
+    items = [item for its in model.values() for item in its]
+    layout = group_layout(layout_of(items, model), len(sample.labels), tuple(equal), partial)
+    return fit_layout(sample, layout, model, estimator)
+
+
+def fit_layout(
+    sample: Sample, layout: GroupLayout, model: dict[str, list[str]], estimator: str = "ML"
+) -> FimlResult:
+    """Fit the model whose parameters `layout` places (its factors and items named by `model`)
+    to a Sample."""
     if estimator not in CFA_ESTIMATORS:
         raise ValueError(f"estimator {estimator!r}: one of {', '.join(CFA_ESTIMATORS)}")
     items, labels, data_g, saturated = sample.items, sample.labels, sample.data, sample.saturated
     if items != [item for its in model.values() for item in its]:
         raise ValueError("the model's items are not the sample's")
     p = len(items)
-    layout = group_layout(layout_of(items, model), len(labels), tuple(equal), partial)
     sizes = sample.sizes
     n = int(sizes.sum())
     start, hess_inv = _two_stage_start(layout, saturated, sizes)
@@ -707,7 +716,8 @@ def fit_sample(
         }
     )
     moments = [layout.moments(theta, g) for g in range(layout.groups)]
-    if layout.groups == 1 and sample.missing == "listwise":  # lavaan: no mean structure then
+    if layout.groups == 1 and sample.missing == "listwise" and not layout.structured_means:
+        # lavaan: no mean structure then
         srmr = srmr_bentler(saturated[0][1], moments[0][1])
     else:
         srmr = sum(

@@ -8,6 +8,13 @@ in groups 2..G; groups ordered by first appearance in the data. The fits are `fi
 on one Sample, so the three levels share the saturated model. Under MLR the decisions use the
 robust CFI and RMSEA (Zhang and Savalei's after FIML), under ML the normal-theory ones. Checked
 against `tests/reference/lavaan_invariance.R` (listwise ML) and `lavaan_fiml_groups.R`.
+
+The waves as groups treat a panel member's answers in two waves as two independent persons.
+`longitudinal_invariance_table` fits the panel as it is: per scale, one model over the waves in
+wide format (`layout.wide_layout`: a factor per wave, the same item's residuals correlated
+across the waves, a person absent in a wave handled by FIML), its levels fixing loadings and
+intercepts equal over the waves, under the same rules and partial search. Checked against
+`tests/reference/lavaan_wide.R`.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.psychometrics.estimation import check_model
-from pipeline.psychometrics.fiml import FIT_MEASURES, FimlResult, fit_sample, sample
-from pipeline.psychometrics.layout import group_layout, layout_of
+from pipeline.psychometrics.estimation import SingularCovariance, check_model
+from pipeline.psychometrics.fiml import FIT_MEASURES, FimlResult, fit_layout, sample
+from pipeline.psychometrics.layout import group_layout, layout_of, wide_layout, wide_model
 from pipeline.psychometrics.score_test import score_tests
 
 LEVELS = {
@@ -98,32 +105,43 @@ def invariance_table(
         return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     shared = sample(data, items, group, missing)
     single = layout_of(items, model)
+
+    def build(equal, free):
+        return group_layout(single, len(shared.labels), equal, free)
+
+    rows = _levels(shared, model, estimator, build)
+    return pd.DataFrame([base | row for row in rows], columns=list(TABLE_COLUMNS)).astype(
+        {"n": int, "df": int}
+    )
+
+
+def _levels(shared, model, estimator, build) -> list[dict]:
+    """Each level's fit and decision, with a partial search where a level is rejected;
+    `build(equal, free)` gives the layout of a level's equalities less the freed entries."""
     rows, accepted, free = [], None, frozenset()
     for level, equal in LEVELS.items():
-        fit = fit_sample(shared, model, estimator, equal, free)
+        fit = fit_layout(shared, build(equal, free), model, estimator)
         if accepted is None:
-            rows.append(_row(base, model, level, fit, estimator, None, free, "baseline"))
+            rows.append(_row(model, level, fit, estimator, None, free, "baseline"))
             accepted = fit
             continue
         holds = _holds(fit, accepted, estimator)
-        rows.append(_row(base, model, level, fit, estimator, accepted, free, _decision(holds)))
+        rows.append(_row(model, level, fit, estimator, accepted, free, _decision(holds)))
         searched = free
         while not holds:
-            candidate = _next_to_free(shared, single, model, level, equal, searched, fit)
+            candidate = _next_to_free(shared, build, model, level, equal, searched, fit)
             if candidate is None:
                 break
             searched = searched | {candidate}
-            fit = fit_sample(shared, model, estimator, equal, searched)
+            fit = fit_layout(shared, build(equal, searched), model, estimator)
             holds = _holds(fit, accepted, estimator)
         if searched != free:
-            partial_row = _row(
-                base, model, f"{level} (partial)", fit, estimator, accepted, searched, ""
-            )
+            partial_row = _row(model, f"{level} (partial)", fit, estimator, accepted, searched, "")
             partial_row["decision"] = "holds partially" if holds else "rejected"
             rows.append(partial_row)
         if holds:
             accepted, free = fit, searched
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype({"n": int, "df": int})
+    return rows
 
 
 def _decision(holds: bool) -> str:
@@ -135,15 +153,14 @@ def _holds(fit: FimlResult, previous: FimlResult, estimator: str) -> bool:
     return cfi - cfi0 >= DELTA_CFI_MIN and rmsea - rmsea0 <= DELTA_RMSEA_MAX
 
 
-def _row(base, model, level, fit, estimator, previous, free, decision) -> dict:
+def _row(model, level, fit, estimator, previous, free, decision) -> dict:
     cfi, rmsea = _judged(fit, estimator)
     deltas = (float("nan"), float("nan"))
     if previous is not None:
         cfi0, rmsea0 = _judged(previous, estimator)
         deltas = (cfi - cfi0, rmsea - rmsea0)
     return (
-        base
-        | {"model": level, "groups": _groups_text(fit.groups, fit.n_per_group), "n": fit.n}
+        {"model": level, "groups": _groups_text(fit.groups, fit.n_per_group), "n": fit.n}
         | {name: getattr(fit, name) for name in FIT_MEASURES}
         | {"delta_cfi": deltas[0], "delta_rmsea": deltas[1], "free": _named(free, model)}
         | {"decision": decision}
@@ -164,16 +181,16 @@ def _named(free: frozenset, model: dict[str, list[str]]) -> str:
     return "; ".join(names)
 
 
-def _next_to_free(shared, single, model, level, equal, free, fit) -> tuple[str, int] | None:
+def _next_to_free(shared, build, model, level, equal, free, fit) -> tuple[str, int] | None:
     """The constraint of the level's own block with the largest score test (lavTestScore) whose
     release keeps MIN_INVARIANT_ITEMS equal items on its factor; None when there is none."""
     block = SEARCHED[level]
-    layout = group_layout(single, len(fit.groups), tuple(equal), free)
+    layout = build(tuple(equal), free)
     tests = score_tests(shared, layout, fit.estimates, list(model), fit.loadings["item"].tolist())
     tests = tests[(tests["block"] == block)].sort_values("X2", ascending=False)
     for position in tests["position"]:
         candidate = (block, int(position))
-        if candidate not in free and _leaves_enough(single, free | {candidate}, block):
+        if candidate not in free and _leaves_enough(layout.single, free | {candidate}, block):
             return candidate
     return None
 
@@ -190,6 +207,108 @@ def _leaves_enough(single, free: frozenset, block: str) -> bool:
         if equal < min(MIN_INVARIANT_ITEMS, len(items)):
             return False
     return True
+
+
+LONGITUDINAL_COLUMNS = ("scale", *TABLE_COLUMNS)
+# Mplus's default minimum covariance coverage: the share of the persons fitted who answered in
+# both waves of a pair; below it the covariances across those waves rest on too few persons.
+MIN_COVERAGE = 0.10
+
+
+def longitudinal_invariance_table(
+    data: pd.DataFrame,
+    model: dict[str, list[str]],
+    person: str,
+    wave: str,
+    estimator: str,
+    missing: str,
+) -> pd.DataFrame:
+    """Per factor of `model` (a scale), configural, metric and scalar invariance over the waves
+    of one model in wide format, a row per person (`data[person]`; a row without one is a
+    person of its own) and the scale's items at each wave (`data[wave]`, in order of first
+    appearance) as its columns, under the rules of `invariance_table` with the partial search.
+    `groups` gives the persons who answered in each wave, `n` the persons fitted. A scale that
+    cannot be fitted (fewer than MIN_GROUPS waves, a pair of waves answered by under
+    MIN_COVERAGE of the persons, too few persons or a singular covariance matrix) keeps its rows
+    with the reason as `decision`."""
+    check_model(data, model)
+    waves = [str(w) for w in pd.unique(data[wave].dropna())]
+    wide = wide_rows(data, [item for its in model.values() for item in its], person, wave)
+    tables = []
+    for factor, items in model.items():
+        one = {factor: items}
+        columns = wide_model(one, waves)
+        present = [wide[its].notna() for its in columns.values()]
+        if missing == "listwise":  # complete at every wave
+            complete = np.logical_and.reduce([p.all(axis=1) for p in present])
+            answered = pd.DataFrame({w: complete for w in waves})[complete]
+        else:
+            answered = pd.DataFrame({w: p.any(axis=1) for w, p in zip(waves, present, strict=True)})
+            answered = answered[answered.any(axis=1)]
+        groups = _groups_text(waves, answered.sum().astype(int))
+        base = {"scale": factor, "estimator": estimator, "missing": missing, "groups": groups}
+        reason = _not_estimable(answered, waves)
+        if reason is None:
+            try:
+                shared = sample(wide, [i for its in columns.values() for i in its], None, missing)
+            except (SingularCovariance, ValueError) as error:  # the reason names the items
+                reason = f"not estimable: {error}"
+        if reason is not None:
+            rows = [base | {"model": lv, "n": len(answered), "decision": reason} for lv in LEVELS]
+        else:
+
+            def build(equal, free, one=one):
+                return wide_layout(one, len(waves), equal, free)
+
+            rows = [
+                base | row | {"groups": groups}
+                for row in _levels(shared, columns, estimator, build)
+            ]
+        tables.append(pd.DataFrame(rows, columns=list(LONGITUDINAL_COLUMNS)))
+    if not tables:
+        reason = "not estimable: no scale of two or more items to compare"
+        rows = [{"model": level, "decision": reason} for level in LEVELS]
+        tables.append(pd.DataFrame(rows, columns=list(LONGITUDINAL_COLUMNS)))
+    return pd.concat(tables, ignore_index=True).astype({"n": "Int64", "df": "Int64"})
+
+
+def _not_estimable(answered: pd.DataFrame, waves: list[str]) -> str | None:
+    """Why the wide model cannot be fitted to persons who answered as `answered` (person x
+    wave), or None."""
+    if len(waves) < MIN_GROUPS:
+        return f"not estimable: needs {MIN_GROUPS} waves ({len(waves)} in the data)"
+    for a, first in enumerate(waves):
+        for second in waves[a + 1 :]:
+            coverage = (answered[first] & answered[second]).mean() if len(answered) else 0.0
+            if coverage < MIN_COVERAGE:
+                return (
+                    f"not estimable: {coverage:.0%} of the persons answered in both {first} and "
+                    f"{second} (at least {MIN_COVERAGE:.0%} needed)"
+                )
+    return None
+
+
+def wide_rows(data: pd.DataFrame, items: list[str], person: str, wave: str) -> pd.DataFrame:
+    """One row per person, a column "item@wave" per item and wave; a row with no person is a
+    person of its own. Raises ValueError when a person has two rows in one wave (the count and
+    the wave only: the message names no person)."""
+    if person not in data.columns or wave not in data.columns:
+        raise ValueError(f"the data need the columns {person!r} and {wave!r}")
+    ids = data[person].astype("string").fillna("")
+    unlinked = ids == ""
+    key = ("id:" + ids).where(
+        ~unlinked, "row:" + pd.Series(range(len(data)), index=data.index).astype(str)
+    )
+    twice = pd.DataFrame({"key": key, "wave": data[wave]}).duplicated()
+    if twice.any():
+        where = ", ".join(sorted(map(str, data.loc[twice, wave].unique())))
+        raise ValueError(
+            f"{int(twice.sum())} row(s) repeat a person already in the same wave ({where}): one "
+            f"row per person and wave expected"
+        )
+    wide = data.assign(_person=key).pivot(index="_person", columns=wave, values=items)
+    wide.columns = [f"{item}@{w}" for item, w in wide.columns]
+    return wide.reset_index(drop=True)
 
 
 GROUP_TABLE_COLUMNS = ("variable", *TABLE_COLUMNS, "note")

@@ -5,8 +5,11 @@ marker (loading fixed to 1, lavaan's default identification). `Layout` maps a si
 parameter vector (free loadings, the factor (co)variances Phi, the residual variances) onto
 Lambda, Phi and Theta. `GroupLayout` does so for several groups with a mean structure (item
 intercepts nu, factor means alpha), each block either shared by all groups or free per group, as
-lavaan's `group.equal` words name them. Both give the implied moments and take a function's
-derivatives by those moments back to the parameters (the chain rule every estimator here uses).
+lavaan's `group.equal` words name them, and residual covariances where a model has them.
+`wide_layout` places one model measured at several waves in one group ("wide" format): a factor
+per wave, the same item's residuals correlated across the waves, and the equalities over the
+waves inside that group. All give the implied moments and take a function's derivatives by those
+moments back to the parameters (the chain rule every estimator here uses).
 """
 
 from __future__ import annotations
@@ -97,9 +100,11 @@ def start_values(layout: Layout, s: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class GroupLayout:
     """Where each free parameter goes, per group: an index into the parameter vector for every
-    entry of a block, shared entries having the same index in every group, or -1 where the
-    entry is fixed (factor means fixed to 0). Group g's moments: Sigma_g = Lambda_g Phi_g
-    Lambda_g' + Theta_g, mu_g = nu_g + Lambda_g alpha_g."""
+    entry of a block, equal entries (across groups, or within one) having the same index, or -1
+    where the entry is fixed (factor means fixed to 0). Group g's moments: Sigma_g = Lambda_g
+    Phi_g Lambda_g' + Theta_g, mu_g = nu_g + Lambda_g alpha_g; Theta_g has the residual
+    variances psi on its diagonal and the residual covariances theta at the item pairs
+    `pairs`."""
 
     single: Layout
     groups: int
@@ -108,7 +113,18 @@ class GroupLayout:
     psi: np.ndarray  # (G, p)
     nu: np.ndarray  # (G, p)
     alpha: np.ndarray  # (G, m); -1 where fixed to 0
+    resid_cov: np.ndarray  # (G, residual covariances)
+    pairs: np.ndarray  # (2, residual covariances): the two items of each
     n_params: int
+
+    @property
+    def blocks(self) -> tuple[np.ndarray, ...]:
+        return self.lam, self.phi, self.psi, self.nu, self.alpha, self.resid_cov
+
+    @property
+    def structured_means(self) -> bool:
+        """Whether the means are restricted (equal intercepts), so not saturated by the model."""
+        return bool((self.alpha >= 0).any())
 
     def unpack(self, theta: np.ndarray, g: int):
         """Group g's Lambda, Phi, residual variances, intercepts and factor means (for a batch
@@ -122,6 +138,9 @@ class GroupLayout:
         lam, phi, psi, nu, alpha = self.unpack(theta, g)
         sigma = lam @ phi @ np.swapaxes(lam, -1, -2)
         sigma[..., np.arange(self.single.p), np.arange(self.single.p)] += psi
+        first, second = self.pairs
+        sigma[..., first, second] += theta[..., self.resid_cov[g]]
+        sigma[..., second, first] += theta[..., self.resid_cov[g]]
         return nu + (lam @ alpha[..., None])[..., 0], sigma
 
     def chain_rule(self, theta: np.ndarray, d_mu: list, d_sigma: list) -> np.ndarray:
@@ -141,6 +160,10 @@ class GroupLayout:
             free = self.alpha[g] >= 0
             by_means = np.einsum("...pm,p->...m", lam, d_mu[g])
             np.add.at(grad, (*every, self.alpha[g][free]), by_means[..., free])
+            first, second = self.pairs
+            by_pairs = d_sigma[g][first, second] + d_sigma[g][second, first]
+            shape = (*theta.shape[:-1], len(first))
+            np.add.at(grad, (*every, self.resid_cov[g]), np.broadcast_to(by_pairs, shape))
         return grad
 
     def start(self, moments: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -183,6 +206,10 @@ class GroupLayout:
                     for factor, i in zip(factors, self.alpha[g], strict=True)
                     if i >= 0
                 ),
+                *(
+                    (("~~", items[a], items[b]), i)
+                    for a, b, i in zip(*self.pairs, self.resid_cov[g], strict=True)
+                ),
             ]
             rows += [(g + 1, lhs, op, rhs, i) for (op, lhs, rhs), i in entries]
         return rows
@@ -222,10 +249,75 @@ def group_layout(
     alpha = np.full((groups, single.m), -1, dtype=int)
     if "intercepts" in equal and "means" not in equal:
         alpha[1:] = block(single.m, False)[1:]
-    return _renumbered(single, groups, lam, phi, psi, nu, alpha)
+    no_pairs = np.empty((groups, 0), dtype=int)
+    return _renumbered(
+        single, groups, (lam, phi, psi, nu, alpha, no_pairs), np.empty((2, 0), dtype=int)
+    )
 
 
-def _renumbered(single: Layout, groups: int, *blocks: np.ndarray) -> GroupLayout:
+def wide_model(model: dict[str, list[str]], waves: list[str]) -> dict[str, list[str]]:
+    """`model` at each wave, wave by wave: factor "f@wave" with items "item@wave"."""
+    return {
+        f"{factor}@{wave}": [f"{item}@{wave}" for item in items]
+        for wave in waves
+        for factor, items in model.items()
+    }
+
+
+WIDE_EQUALITY_WORDS = ("loadings", "intercepts", "residuals")
+
+
+def wide_layout(
+    model: dict[str, list[str]],
+    waves: int,
+    equal: tuple[str, ...] = (),
+    partial: frozenset[tuple[str, int]] = frozenset(),
+) -> GroupLayout:
+    """The layout of `model` measured at `waves` waves in one group, over `wide_model`'s items:
+    a factor per wave (all factors correlated), the same item's residuals correlated across
+    every pair of waves, and the blocks named in `equal` equal across the waves, except the
+    entries in `partial` ((block, position) among the wide model's free loadings or items: that
+    wave's entry gets its own parameter). Factor means are 0, except that with equal
+    intercepts they are free at waves 2.. (the longitudinal analogue of `group_layout`)."""
+    unknown = set(equal) - set(WIDE_EQUALITY_WORDS)
+    if unknown:
+        raise ValueError(f"unknown equality constraints over the waves: {sorted(unknown)}")
+    items = [item for its in model.values() for item in its]
+    per_wave = layout_of(items, model)
+    wide = wide_model(model, [str(w) for w in range(waves)])
+    single = layout_of([item for its in wide.values() for item in its], wide)
+    counter = iter(range(10**9))
+
+    def block(size: int, name: str) -> np.ndarray:
+        """Wave by wave; an entry equal to the first wave's unless freed."""
+        indices = np.empty((waves, size), dtype=int)
+        for w in range(waves):
+            for j in range(size):
+                shared = w > 0 and name in equal and (name, w * size + j) not in partial
+                indices[w, j] = indices[0, j] if shared else next(counter)
+        return indices.ravel()[None, :]
+
+    lam = block(len(per_wave.free_loadings), "loadings")
+    phi = np.array([[next(counter) for _ in single.phi_rows]])
+    psi = block(per_wave.p, "residuals")
+    nu = block(per_wave.p, "intercepts")
+    alpha = np.full((1, single.m), -1, dtype=int)
+    if "intercepts" in equal:
+        alpha[0, per_wave.m :] = [next(counter) for _ in range(single.m - per_wave.m)]
+    pairs = np.array(
+        [
+            (a * per_wave.p + j, b * per_wave.p + j)
+            for j in range(per_wave.p)
+            for a in range(waves)
+            for b in range(a + 1, waves)
+        ],
+        dtype=int,
+    ).reshape(-1, 2)
+    resid_cov = np.array([[next(counter) for _ in pairs]], dtype=int).reshape(1, -1)
+    return _renumbered(single, 1, (lam, phi, psi, nu, alpha, resid_cov), pairs.T)
+
+
+def _renumbered(single: Layout, groups: int, blocks: tuple, pairs: np.ndarray) -> GroupLayout:
     """The layout with its parameter indices renumbered 0..k-1 in order of first use (unused
     indices, such as the other groups' copies of a shared entry, leave gaps otherwise)."""
     used = np.concatenate([a.ravel() for a in blocks])
@@ -233,21 +325,23 @@ def _renumbered(single: Layout, groups: int, *blocks: np.ndarray) -> GroupLayout
     remap = np.full(used.max() + 1, -1)
     remap[used] = np.arange(len(used))
     renumbered = [np.where(a >= 0, remap[np.maximum(a, 0)], -1) for a in blocks]
-    return GroupLayout(single, groups, *renumbered, len(used))
+    return GroupLayout(single, groups, *renumbered, pairs, len(used))
 
 
 def unshared(layout: GroupLayout) -> tuple[GroupLayout, np.ndarray]:
-    """The same model with every equality across groups released (each group its own copy of a
-    shared parameter; what is fixed stays fixed), and for each of its parameters the index of the
-    constrained parameter it copies: lavaan's "unconstrained" parameters of a model whose
-    `group.equal` constraints are `==` constraints between them."""
-    blocks = (layout.lam, layout.phi, layout.psi, layout.nu, layout.alpha)
+    """The same model with every equality released (each group, or each wave of a wide layout,
+    its own copy of a shared parameter; what is fixed stays fixed), and for each of its
+    parameters the index of the constrained parameter it copies: lavaan's "unconstrained"
+    parameters of a model whose equalities are `==` constraints between them."""
     counter = iter(range(10**9))
     released = [
-        np.where(b >= 0, np.array([[next(counter) for _ in row] for row in b]), -1) for b in blocks
+        np.where(
+            b >= 0, np.array([[next(counter) for _ in row] for row in b], dtype=int), -1
+        ).reshape(b.shape)
+        for b in layout.blocks
     ]
-    free = _renumbered(layout.single, layout.groups, *released)
+    free = _renumbered(layout.single, layout.groups, tuple(released), layout.pairs)
     copies = np.empty(free.n_params, dtype=int)
-    for new, old in zip((free.lam, free.phi, free.psi, free.nu, free.alpha), blocks, strict=True):
+    for new, old in zip(free.blocks, layout.blocks, strict=True):
         copies[new[new >= 0]] = old[new >= 0]
     return free, copies

@@ -5,10 +5,10 @@ validity evidence, item statistics, and what changed since the last wave.
 
 Every number is a cell of a table an asset stored (the waves' `cfa_fit`, `cfa_loadings`,
 `reliability`, `item_statistics`, `validity_scales`, `validity_pairs` and `group_invariance`,
-and the cross-wave `measurement_invariance`); the dossier computes none, so each has an id
-(`asset[partition](row).column`, as in the wave report) that `scan trace` follows to the raw
-files. "What changed" sets the last two waves' numbers side by side and flags a change by rule,
-without computing a difference.
+and the cross-wave `measurement_invariance` and `longitudinal_invariance`); the dossier computes
+none, so each has an id (`asset[partition](row).column`, as in the wave report) that `scan
+trace` follows to the raw files. "What changed" sets the last two waves' numbers side by side
+and flags a change by rule, without computing a difference.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pipeline.reporting.wave_report import (
     count,
     escape,
     interval,
+    invariance_rows,
     invariance_section,
     num,
     number_id,
@@ -51,7 +52,8 @@ SOURCES = (
 
 @dataclass(frozen=True)
 class DossierInputs:
-    """Per wave (in order) the stored tables, and the cross-wave invariance table."""
+    """Per wave (in order) the stored tables, and the cross-wave invariance tables: the waves
+    as groups (`invariance`) and the panel in wide format (`panel_invariance`)."""
 
     waves: list[str]
     cfa_fit: dict[str, pd.DataFrame]
@@ -62,6 +64,7 @@ class DossierInputs:
     validity_pairs: dict[str, pd.DataFrame]
     group_invariance: dict[str, pd.DataFrame]
     invariance: pd.DataFrame
+    panel_invariance: pd.DataFrame
     provenance: dict
 
 
@@ -181,6 +184,30 @@ def group_table(inputs: DossierInputs) -> str:
     return pipe_table([*columns, ("Decision", "l")], rows)
 
 
+def panel_section(panel: pd.DataFrame, k: int) -> dict:
+    """The panel's invariance over the waves scale by scale, and a sentence on where scalar
+    invariance holds; without a fitted scale, the reasons."""
+    if panel["chisq"].isna().all():
+        reasons = "; ".join(escape(r) for r in panel["decision"].dropna().unique())
+        return {"panel_table": "", "panel_status": f"The panel model was not fitted ({reasons})."}
+    columns, rows = invariance_rows(panel, k, ("scale",))
+    verdicts: dict[str, list[str]] = {}
+    for scale, levels in panel.groupby("scale", sort=False):
+        decisions = dict(zip(levels["model"], levels["decision"], strict=True))
+        if decisions.get("scalar") == "holds":
+            verdict = "holds for"
+        elif decisions.get("scalar (partial)") == "holds partially":
+            verdict = "holds partially (the freed parameters in the table) for"
+        elif levels["chisq"].isna().all():
+            verdict = "could not be tested (the reason in the table) for"
+        else:
+            verdict = "is not supported for"
+        verdicts.setdefault(verdict, []).append(escape(scale))
+    parts = [f"{verdict} {', '.join(scales)}" for verdict, scales in verdicts.items()]
+    status = f"Scalar invariance over the waves in the panel {'; '.join(parts)}."
+    return {"panel_table": pipe_table(columns, rows), "panel_status": status}
+
+
 def changes_table(inputs: DossierInputs) -> str:
     """The last two waves side by side: the fit, each scale's alpha and each item's loading
     where it moved by more than the rule; "" with fewer than two waves."""
@@ -221,6 +248,16 @@ def number_ids_table(inputs: DossierInputs) -> str:
         example = number_id("measurement_invariance", ALL_WAVES, ["configural"], "cfi")
         pattern = number_id("measurement_invariance", ALL_WAVES, ["<model>"], "<column>")
         rows.append(["Invariance over the waves", f"`{pattern}`", f"`{example}`"])
+    fitted = inputs.panel_invariance[inputs.panel_invariance["chisq"].notna()]
+    if not fitted.empty:
+        first = fitted.iloc[0]
+        example = number_id(
+            "longitudinal_invariance", ALL_WAVES, [first["scale"], first["model"]], "cfi"
+        )
+        pattern = number_id(
+            "longitudinal_invariance", ALL_WAVES, ["<scale>", "<model>"], "<column>"
+        )
+        rows.append(["Invariance in the panel", f"`{pattern}`", f"`{example}`"])
     return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
 
 
@@ -239,6 +276,7 @@ def dossier_context(inputs: DossierInputs, codebook: Codebook) -> dict:
         "loadings_table": loadings_table(inputs),
         "reliability_table": reliability_table(inputs),
         **invariance_section(inputs.invariance, k),
+        **panel_section(inputs.panel_invariance, k),
         "group_table": group_table(inputs),
         "validity_table": validity_table(inputs),
         "htmt_table": htmt_table(inputs, last),

@@ -487,25 +487,7 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
             "invariance_method": "",
             "invariance_status": status,
         }
-    robust = _robust(invariance)
-    chisq, cfi, rmsea = (
-        ("chisq_scaled", "cfi_robust", "rmsea_robust")
-        if robust
-        else (
-            "chisq",
-            "cfi",
-            "rmsea",
-        )
-    )
-    rows = [
-        [escape(r["model"]), *_stat_row([r[chisq]], r["n"], k, [2])]
-        + [count(r["df"])]
-        + _stat_row([r[cfi], r[rmsea], r["delta_cfi"], r["delta_rmsea"]], r["n"], k, [3] * 4)
-        + [escape(r["decision"] + (f" (free: {r['free']})" if r["free"] else ""))]
-        for _, r in invariance.fillna({"free": ""}).iterrows()
-    ]
-    columns = [("Model", "l"), ("χ² scaled" if robust else "χ²", "r"), ("df", "r")]
-    columns += [("CFI", "r"), ("RMSEA", "r"), ("ΔCFI", "r"), ("ΔRMSEA", "r"), ("Decision", "l")]
+    columns, rows = invariance_rows(invariance, k)
     decisions = dict(zip(invariance["model"], invariance["decision"], strict=True))
     if decisions.get("scalar") == "holds":
         status = "Scalar invariance holds across the waves: wave means can be compared."
@@ -524,6 +506,26 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
         "invariance_method": escape(cfa_method(invariance)),
         "invariance_status": status,
     }
+
+
+def invariance_rows(invariance: pd.DataFrame, k: int, lead: tuple[str, ...] = ()):
+    """The columns and rows of an invariance table (the scaled chi-square and robust indices
+    under MLR), the columns `lead` first; a statistic on fewer than k rows is suppressed."""
+    robust = _robust(invariance)
+    chisq, cfi, rmsea = (
+        ("chisq_scaled", "cfi_robust", "rmsea_robust") if robust else ("chisq", "cfi", "rmsea")
+    )
+    rows = [
+        [*(escape(r[c]) for c in lead), escape(r["model"]), *_stat_row([r[chisq]], r["n"], k, [2])]
+        + [count(r["df"])]
+        + _stat_row([r[cfi], r[rmsea], r["delta_cfi"], r["delta_rmsea"]], r["n"], k, [3] * 4)
+        + [escape(r["decision"] + (f" (free: {r['free']})" if r["free"] else ""))]
+        for _, r in invariance.fillna({"free": ""}).iterrows()
+    ]
+    columns = [*((c.capitalize(), "l") for c in lead), ("Model", "l")]
+    columns += [("χ² scaled" if robust else "χ²", "r"), ("df", "r")]
+    columns += [("CFI", "r"), ("RMSEA", "r"), ("ΔCFI", "r"), ("ΔRMSEA", "r"), ("Decision", "l")]
+    return columns, rows
 
 
 def aggregation_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:

@@ -11,11 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from lavaan_reference import (
+    TOLERANCE,
+    assert_estimates_agree,
+    assert_fit_agrees,
+    relative,
+)
 
 from pipeline.psychometrics.fiml import available_case, fit_fiml, patterns, saturated_moments
 
 REFERENCE = Path(__file__).parents[1] / "reference"
-TOLERANCE = 1e-4
 MODELS = {
     "hs": {
         "visual": ["x1", "x2", "x3"],
@@ -23,25 +28,6 @@ MODELS = {
         "speed": ["x7", "x8", "x9"],
     },
     "bfi": {factor: [f"{factor}{i}" for i in range(1, 6)] for factor in "ACENO"},
-}
-# fitMeasures name -> FimlResult field
-MEASURES = {
-    "ntotal": "n",
-    "logl": "loglik",
-    "unrestricted.logl": "saturated_loglik",
-    "chisq": "chisq",
-    "df": "df",
-    "baseline.chisq": "baseline_chisq",
-    "baseline.df": "baseline_df",
-    "cfi": "cfi",
-    "tli": "tli",
-    "rmsea": "rmsea",
-    "srmr": "srmr",
-    "chisq.scaled": "chisq_scaled",
-    "chisq.scaling.factor": "scaling_factor",
-    "cfi.robust": "cfi_robust",
-    "tli.robust": "tli_robust",
-    "rmsea.robust": "rmsea_robust",
 }
 
 
@@ -54,11 +40,6 @@ def fitted(name: str, estimator: str):
     return fit_fiml(data(name), MODELS[name], estimator)
 
 
-def relative(mine, theirs) -> np.ndarray:
-    mine, theirs = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
-    return np.abs(mine - theirs) / np.maximum(np.abs(theirs), 1e-12)
-
-
 @pytest.mark.parametrize("estimator", ["ML", "MLR"])
 @pytest.mark.parametrize("name", ["hs", "bfi"])
 def test_fit_measures_agree_with_lavaan(name, estimator):
@@ -67,11 +48,7 @@ def test_fit_measures_agree_with_lavaan(name, estimator):
     expected = expected.set_index("measure")["value"]
     result = fitted(name, estimator)
     assert result.converged and result.estimator == estimator
-    compared = [m for m in MEASURES if m in expected.index]
-    assert len(compared) == (16 if estimator == "MLR" else 11)
-    for measure in compared:
-        mine = getattr(result, MEASURES[measure])
-        assert relative(mine, expected[measure]) < TOLERANCE, (measure, mine, expected[measure])
+    assert_fit_agrees(result, expected, estimator)
 
 
 @pytest.mark.parametrize("estimator", ["ML", "MLR"])
@@ -152,23 +129,15 @@ def test_invariance_levels_agree_with_lavaan(level, missing, estimator):
     ].set_index("measure")["value"]
     result = fitted_groups(level, missing, estimator)
     assert result.converged
-    compared = [m for m in MEASURES if m in expected.index]
-    assert len(compared) == (16 if estimator == "MLR" else 11)
-    for measure in compared:
-        mine = getattr(result, MEASURES[measure])
-        assert relative(mine, expected[measure]) < TOLERANCE, (measure, mine, expected[measure])
+    assert_fit_agrees(result, expected, estimator)
     estimates = pd.read_csv(REFERENCE / "lavaan_fiml_groups_estimates.csv", keep_default_na=False)
     estimates = estimates[
         (estimates.level == level)
         & (estimates.missing == lavaan_missing)
         & (estimates.estimator == estimator)
     ]
-    both = result.parameters.merge(estimates, on=["group", "lhs", "op", "rhs"], suffixes=("", "_r"))
-    # every lavaan parameter has its twin (listwise single-group lavaan has no intercepts)
-    assert len(both) == len(estimates) > 20
-    theirs = both.est_r.astype(float)
-    assert np.all(np.abs(both.est - theirs) < TOLERANCE * np.maximum(np.abs(theirs), both.se))
-    assert np.all(relative(both.se, both.se_r.astype(float)) < TOLERANCE)
+    # listwise single-group lavaan has no intercepts
+    assert len(assert_estimates_agree(result, estimates, ["group", "lhs", "op", "rhs"])) > 20
 
 
 def test_the_levels_share_the_saturated_model_and_nest():

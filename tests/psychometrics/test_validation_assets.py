@@ -11,6 +11,7 @@ from conftest import DEMO_RAW, WAVES
 from assets.psychometrics import (
     alpha_at_least_060,
     group_invariance,
+    longitudinal_invariance,
     measurement_invariance,
     measurement_model,
 )
@@ -249,6 +250,48 @@ def test_invariance_needs_two_waves(pipeline_run):
     assert list(table["model"]) == ["configural", "metric", "scalar"]
     assert (table["decision"] == "not estimable: needs 2 waves (1 in the data)").all()
     assert table["cfi"].isna().all() and table["groups"][0].startswith(f"{WAVES[0]} (")
+
+
+def test_panel_invariance_fits_each_scale_over_the_linked_persons(pipeline_run):
+    """Per scale one wide model over the waves: a person counts once, with every wave answered
+    (FIML keeps those absent in a wave); the generator's loadings and intercepts are the same in
+    every wave, so the configural model fits and scalar invariance holds for most scales (Chen's
+    rule rejects a level now and then on a three-item scale's few df)."""
+    settings, *_ = pipeline_run
+    codebook = load_codebook(DEMO_RAW / "codebook.yaml")
+    table = pd.read_csv(settings.processed_dir / ALL_WAVES / "longitudinal_invariance.csv")
+    responses = pd.concat(
+        (pd.read_parquet(settings.processed_dir / w / "responses.parquet") for w in WAVES),
+        ignore_index=True,
+    )
+    assert list(table["scale"].unique()) == list(codebook.scales)
+    assert (table[["estimator", "missing"]] == ["MLR", "fiml"]).all().all()
+    for scale, rows in table.groupby("scale", sort=False):
+        assert [m for m in rows["model"] if "partial" not in m] == [
+            "configural",
+            "metric",
+            "scalar",
+        ]
+        items = responses[list(codebook.scales[scale].items)].notna().any(axis=1)
+        persons = responses.loc[items, "person_id"].nunique()
+        assert (rows["n"] == persons).all() and persons > items.groupby(
+            responses["wave"]
+        ).sum().max()
+        per_wave = items.groupby(responses["wave"]).sum()
+        assert rows["groups"].iloc[0] == "; ".join(f"{w} ({per_wave[w]})" for w in WAVES)
+        configural = rows.iloc[0]
+        assert configural["cfi_robust"] > 0.95 and configural["rmsea_robust"] < 0.06
+    final = table.groupby("scale", sort=False)["decision"].last()
+    assert (final.isin(["holds", "holds partially"])).mean() >= 2 / 3, final
+
+
+def test_panel_invariance_needs_two_waves(pipeline_run):
+    settings, *_ = pipeline_run
+    one = {WAVES[0]: pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")}
+    scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
+    table = longitudinal_invariance(scan=scan, anonymised_responses=one).value
+    assert len(table) == 3 * len(scan.codebook().scales) and table["cfi"].isna().all()
+    assert (table["decision"] == "not estimable: needs 2 waves (1 in the data)").all()
 
 
 def test_measurement_model_fails_the_wave_naming_an_item_without_variance(pipeline_run):

@@ -41,6 +41,11 @@ def test_the_dossier_shows_every_wave_and_section_from_the_stored_tables(pipelin
         assert all(f"{a:.3f}" in html for a in alpha)
     invariance = pd.read_csv(settings.processed_dir / ALL_WAVES / "invariance.csv")
     assert f"{invariance['cfi_robust'][1]:.3f}" in html
+    # both tests over the waves, and which one the wave reports use
+    assert "The wave reports use the first" in html and "The panel, scale by scale" in pdf
+    panel = pd.read_csv(settings.processed_dir / ALL_WAVES / "longitudinal_invariance.csv")
+    assert all(f"{v:.3f}" in html for v in panel["cfi_robust"].dropna())
+    assert "Scalar invariance over the waves in the panel holds for" in html
     last = WAVES[-1]
     pairs = pd.read_csv(settings.processed_dir / last / "validity_pairs.csv")
     between = pairs[pairs["kind"] == "culture-outcome"]
@@ -59,10 +64,11 @@ def test_each_example_id_of_the_dossier_names_a_stored_number(pipeline_run):
     ids = re.findall(r"(\w+)\[([^\]<]+)\]\(([^)<]*)\)\.(\w+)", html)
     files = {
         "measurement_invariance": "invariance.csv",
+        "longitudinal_invariance": "longitudinal_invariance.csv",
         "validity_scales": "validity_scales.csv",
         "validity_pairs": "validity_pairs.csv",
     }
-    assert len(ids) >= 6
+    assert len(ids) >= 6 and "longitudinal_invariance" in {asset for asset, *_ in ids}
     for asset, partition, row, column in ids:
         table = pd.read_csv(settings.processed_dir / partition / files.get(asset, f"{asset}.csv"))
         keys = row.split(",")
