@@ -161,13 +161,15 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
 
 
 def _all_waves(scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]):
-    """The measurement model, every wave's rows (items recoded, with `wave` and `person_id`) and
-    the codebook's `cfa:` choices."""
+    """The measurement model, every wave's rows (items recoded, with `wave`, `person_id` and
+    `company_id`) and the codebook's `cfa:` choices."""
     codebook = scan.codebook()
     model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
     responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
     data = recode_items(responses.reset_index(drop=True), codebook)
-    data[["person_id", "wave"]] = responses[["person_id", "wave"]].to_numpy()
+    data[["person_id", "company_id", "wave"]] = responses[
+        ["person_id", "company_id", "wave"]
+    ].to_numpy()
     return model, data, codebook.cfa
 
 
@@ -210,13 +212,14 @@ def longitudinal_invariance(
 ) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance over the waves in the panel: per scale one model
     in wide format (a factor per wave, the same item's residuals correlated across the waves,
-    persons linked by `person_id` and absent waves handled by FIML), estimated as the
-    codebook's `cfa:` says, with the partial search. Beside `measurement_invariance`, which
-    treats the waves as independent groups."""
+    persons linked by `person_id` within their company, absent waves handled by FIML),
+    estimated as the codebook's `cfa:` says, with the partial search. Beside
+    `measurement_invariance`, which treats the waves as independent groups."""
     model, data, cfa = _all_waves(scan, anonymised_responses)
-    table = longitudinal_invariance_table(
-        data, model, "person_id", "wave", cfa.estimator, cfa.missing
-    )
+    # a linkage code is a person within a company: the same code elsewhere is someone else
+    linked = data["person_id"].fillna("") != ""
+    data["panel"] = (data["company_id"] + "/" + data["person_id"]).where(linked, "")
+    table = longitudinal_invariance_table(data, model, "panel", "wave", cfa.estimator, cfa.missing)
     final = table.groupby("scale", sort=False)["decision"].last()
     return dg.Output(
         table,

@@ -209,7 +209,7 @@ def _leaves_enough(single, free: frozenset, block: str) -> bool:
     return True
 
 
-LONGITUDINAL_COLUMNS = ("scale", *TABLE_COLUMNS)
+LONGITUDINAL_COLUMNS = ("scale", *TABLE_COLUMNS, "note")
 # Mplus's default minimum covariance coverage: the share of the persons fitted who answered in
 # both waves of a pair; below it the covariances across those waves rest on too few persons.
 MIN_COVERAGE = 0.10
@@ -230,13 +230,17 @@ def longitudinal_invariance_table(
     `groups` gives the persons who answered in each wave, `n` the persons fitted. A scale that
     cannot be fitted (fewer than MIN_GROUPS waves, a pair of waves answered by under
     MIN_COVERAGE of the persons, too few persons or a singular covariance matrix) keeps its rows
-    with the reason as `decision`."""
-    check_model(data, model)
+    with the reason as `decision`. `note` counts the rows left unlinked (`wide_rows`)."""
     waves = [str(w) for w in pd.unique(data[wave].dropna())]
-    wide = wide_rows(data, [item for its in model.values() for item in its], person, wave)
+    wide, ambiguous = wide_rows(data, check_model(data, model), person, wave)
+    note = (
+        f"{ambiguous} rows whose {person} repeats within a wave are taken as persons of their own"
+        if ambiguous
+        else ""
+    )
     tables = []
-    for factor, items in model.items():
-        one = {factor: items}
+    for factor, scale_items in model.items():
+        one = {factor: scale_items}
         columns = wide_model(one, waves)
         present = [wide[its].notna() for its in columns.values()]
         if missing == "listwise":  # complete at every wave
@@ -246,7 +250,8 @@ def longitudinal_invariance_table(
             answered = pd.DataFrame({w: p.any(axis=1) for w, p in zip(waves, present, strict=True)})
             answered = answered[answered.any(axis=1)]
         groups = _groups_text(waves, answered.sum().astype(int))
-        base = {"scale": factor, "estimator": estimator, "missing": missing, "groups": groups}
+        base = {"scale": factor, "estimator": estimator, "missing": missing}
+        base |= {"groups": groups, "note": note}
         reason = _not_estimable(answered, waves)
         if reason is None:
             try:
@@ -288,27 +293,24 @@ def _not_estimable(answered: pd.DataFrame, waves: list[str]) -> str | None:
     return None
 
 
-def wide_rows(data: pd.DataFrame, items: list[str], person: str, wave: str) -> pd.DataFrame:
-    """One row per person, a column "item@wave" per item and wave; a row with no person is a
-    person of its own. Raises ValueError when a person has two rows in one wave (the count and
-    the wave only: the message names no person)."""
+def wide_rows(
+    data: pd.DataFrame, items: list[str], person: str, wave: str
+) -> tuple[pd.DataFrame, int]:
+    """One row per person, a column "item@wave" per item and wave, and how many rows were taken
+    as persons of their own because their person repeats within a wave (two people who chose
+    the same linkage code: which rows of the other waves are whose is unknown, so none of that
+    person's rows is linked). A row with no person is a person of its own too."""
     if person not in data.columns or wave not in data.columns:
         raise ValueError(f"the data need the columns {person!r} and {wave!r}")
     ids = data[person].astype("string").fillna("")
-    unlinked = ids == ""
-    key = ("id:" + ids).where(
-        ~unlinked, "row:" + pd.Series(range(len(data)), index=data.index).astype(str)
-    )
-    twice = pd.DataFrame({"key": key, "wave": data[wave]}).duplicated()
-    if twice.any():
-        where = ", ".join(sorted(map(str, data.loc[twice, wave].unique())))
-        raise ValueError(
-            f"{int(twice.sum())} row(s) repeat a person already in the same wave ({where}): one "
-            f"row per person and wave expected"
-        )
+    repeated = pd.DataFrame({"id": ids, "wave": data[wave]}).duplicated(keep=False)
+    ambiguous = ids.isin(ids[repeated & (ids != "")])
+    unlinked = (ids == "") | ambiguous
+    rows = pd.Series(range(len(data)), index=data.index).astype(str)
+    key = ("id:" + ids).where(~unlinked, "row:" + rows)
     wide = data.assign(_person=key).pivot(index="_person", columns=wave, values=items)
     wide.columns = [f"{item}@{w}" for item, w in wide.columns]
-    return wide.reset_index(drop=True)
+    return wide.reset_index(drop=True), int(ambiguous.sum())
 
 
 GROUP_TABLE_COLUMNS = ("variable", *TABLE_COLUMNS, "note")

@@ -57,7 +57,7 @@ def long_data() -> pd.DataFrame:
 
 @cache
 def shared(missing: str):
-    wide = wide_rows(long_data(), MODEL["F"], "person", "wave")
+    wide, _ = wide_rows(long_data(), MODEL["F"], "person", "wave")
     return sample(wide, WIDE_ITEMS, None, missing)
 
 
@@ -167,15 +167,22 @@ def test_one_wave_or_too_little_overlap_is_not_estimable_and_says_why():
     ).all()
 
 
-def test_rows_without_a_person_are_persons_of_their_own_and_repeats_are_refused():
+def test_rows_without_a_person_or_with_one_twice_in_a_wave_are_persons_of_their_own():
+    """Two people who chose the same code in one wave: which of the code's rows in the other
+    waves is whose is unknown, so none of them is linked, and the table's note counts them."""
     data = long_data()
     unlinked = data.assign(person="")
-    wide = wide_rows(unlinked, MODEL["F"], "person", "wave")
+    wide, ambiguous = wide_rows(unlinked, MODEL["F"], "person", "wave")
     assert len(wide) == len(data) and sorted(wide.columns) == sorted(WIDE_ITEMS)
-    assert wide.notna().any(axis=1).all()
-    twice = pd.concat([data, data.iloc[[5]]], ignore_index=True)
-    with pytest.raises(
-        ValueError, match=r"1 row\(s\) repeat a person already in the same wave"
-    ) as error:
-        wide_rows(twice, MODEL["F"], "person", "wave")
-    assert data.person.iloc[5] not in str(error.value)  # the message names no person
+    assert wide.notna().any(axis=1).all() and ambiguous == 0
+    twice = pd.concat([data, data.iloc[[5]].assign(y1=1.0)], ignore_index=True)
+    person = data.person.iloc[5]
+    rows_of_person = int((twice.person == person).sum())
+    wide, ambiguous = wide_rows(twice, MODEL["F"], "person", "wave")
+    assert ambiguous == rows_of_person >= 2
+    assert len(wide) == data.person.nunique() - 1 + rows_of_person
+    table = longitudinal_invariance_table(twice, MODEL, "person", "wave", "ML", "fiml")
+    note = f"{rows_of_person} rows whose person repeats within a wave are taken as persons of"
+    note += " their own"
+    assert (table["note"] == note).all() and person not in note
+    assert (table["n"] == len(wide)).all()
