@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.ingest import raw_responses
+from assets.ingest import raw_responses, trajectory_register
 from assets.lineage import provenance_manifest
 from assets.models import (
     longitudinal_models_converged,
@@ -17,6 +17,7 @@ from assets.privacy import (
     linked_disclosure,
     no_identifier_values,
     no_identifying_columns,
+    panel_linkage,
     responses_sav,
 )
 from assets.psychometrics import (
@@ -66,7 +67,9 @@ WAVE_CHECKS = [
     models_converged,
 ]
 CROSS_WAVE_ASSETS = [
+    trajectory_register,
     linked_disclosure,
+    panel_linkage,
     measurement_invariance,
     longitudinal_invariance,
     longitudinal_multilevel_models,

@@ -1,18 +1,25 @@
-"""Stage 1: the raw exports of a wave, read into one canonical frame (restricted zone)."""
+"""Stage 1: the raw exports of a wave, read into one canonical frame, and the trajectory register
+(restricted zone)."""
 
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 import pipeline.ingest.readers
+import pipeline.ingest.trajectories
 import pipeline.instrument.codebook
+import pipeline.validate.quality
 from assets.partitions import waves
-from assets.resources import ScanConfig
+from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
 from pipeline.ingest.readers import export_files, read_wave
+from pipeline.ingest.trajectories import read_participants, read_trajectories
+from pipeline.instrument.codebook import load_codebook
 from pipeline.lineage.fingerprint import combine, file_hashes, sha256_file
 from pipeline.lineage.settings import Settings
+from pipeline.validate.quality import read_register
 
 INGEST_CODE_VERSION = source_version(
     pipeline.instrument.codebook, pipeline.ingest.readers, sys.modules[__name__]
@@ -71,3 +78,83 @@ def raw_responses(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Out
             "rows_with_parse_errors": int((frame["_parse_errors"] != "").sum()),
         },
     )
+
+
+REGISTER_CODE_VERSION = source_version(
+    pipeline.instrument.codebook,
+    pipeline.ingest.trajectories,
+    pipeline.validate.quality,
+    sys.modules[__name__],
+)
+
+
+def register_files(settings: Settings) -> list[Path]:
+    """The files the trajectory register is read from: the codebook, and the register, its
+    participants list and the company register where the codebook declares them."""
+    codebook = load_codebook(settings.codebook_path)
+    spec = codebook.trajectories
+    declared = [codebook.company_register] if codebook.company_register else []
+    if spec is not None:
+        declared += [spec.file, *([spec.participants] if spec.participants else [])]
+    return [settings.codebook_path, *(settings.raw_dir / name for name in declared)]
+
+
+def register_fingerprint(settings: Settings) -> str:
+    """The data version of the trajectory register: changes exactly when a file it is read from
+    (an absent one counts as absent) or its code does."""
+    files = register_files(settings)
+    hashes = {
+        p.relative_to(settings.raw_dir).as_posix(): p.is_file() and sha256_file(p) for p in files
+    }
+    return combine({"inputs": hashes, "code": REGISTER_CODE_VERSION})
+
+
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=REGISTER_CODE_VERSION,
+    outs={
+        "trajectory_register": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The development trajectories per company (codebook "
+            "registers.trajectories), validated (restricted zone).",
+        ),
+        "trajectory_participants": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="Who takes part in which trajectory, by linkage code, from the "
+            "participants list (restricted zone).",
+        ),
+    },
+)
+def trajectory_register(scan: ScanConfig):
+    """The register and its participants list, read and validated like an export; empty, with
+    the reason in `note`, when the codebook declares none."""
+    settings, codebook = scan.settings, scan.codebook()
+    version = dg.DataVersion(register_fingerprint(settings))
+    spec = codebook.trajectories
+    register = pd.DataFrame()
+    participants = pd.DataFrame()
+    note = "no trajectory register declared (the codebook's registers.trajectories)"
+    if spec is not None:
+        companies = (
+            read_register(settings.raw_dir / codebook.company_register, codebook.company_id)
+            if codebook.company_register
+            else None
+        )
+        register = read_trajectories(settings.raw_dir / spec.file, codebook, companies)
+        note = f"{len(register)} trajectories in {register['company'].nunique()} companies"
+        if spec.participants:
+            path = settings.raw_dir / spec.participants
+            participants = read_participants(path, codebook, register)
+            note += f"; {len(participants)} participants listed"
+    for name, frame in (
+        ("trajectory_register", register),
+        ("trajectory_participants", participants),
+    ):
+        yield dg.Output(
+            frame,
+            name,
+            data_version=version,
+            metadata={"dagster/row_count": len(frame), "note": note},
+        )

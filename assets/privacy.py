@@ -8,19 +8,28 @@ import pandas as pd
 
 import pipeline.privacy.anonymise
 import pipeline.privacy.disclosure
+import pipeline.privacy.linkage
 import pipeline.privacy.pseudonyms
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.versions import source_version
 from pipeline.lineage.files import keep_version, write_atomic
 from pipeline.lineage.fingerprint import frame_digest
-from pipeline.privacy.anonymise import anonymise, cell_texts, shareable_columns, write_sav
+from pipeline.privacy.anonymise import (
+    anonymise,
+    cell_texts,
+    every_wave,
+    shareable_columns,
+    write_sav,
+)
 from pipeline.privacy.disclosure import frequencies, linked_exposure
+from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import load_key
 
 ANONYMISE_CODE_VERSION = source_version(
     pipeline.privacy.anonymise,
     pipeline.privacy.disclosure,
+    pipeline.privacy.linkage,
     pipeline.privacy.pseudonyms,
     sys.modules[__name__],
 )
@@ -105,6 +114,24 @@ def linked_disclosure(
     responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
     table = linked_exposure(responses, list(anonymisation.suppression_order), anonymisation.k)
     return dg.Output(table, metadata={"records_under_k": int(table["under_k"].sum())})
+
+
+@dg.asset(
+    io_manager_key="shareable_io",
+    group_name=ALL_WAVES,
+    code_version=ANONYMISE_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "linkage.csv"},
+)
+def panel_linkage(
+    scan: ScanConfig, validated_responses: dict[str, pd.DataFrame]
+) -> dg.Output[pd.DataFrame]:
+    """How the waves' linkage codes link within company (pipeline/privacy/linkage.py), per pair
+    of waves: the rows of `wave` linked to `other_wave` by the same code or by a corrected one,
+    ambiguous, unmatched, or unlinkable (no code, a test code). Counts only, no code."""
+    table = link_panel(every_wave(validated_responses), scan.codebook()).pairs
+    counts = ["linked_exact", "linked_corrected", "ambiguous", "unmatched", "unlinkable"]
+    return dg.Output(table, metadata={name: int(table[name].sum()) for name in counts})
 
 
 @dg.asset_check(asset=linked_disclosure, blocking=True)

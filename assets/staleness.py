@@ -4,7 +4,8 @@ An asset (partition) is up to date when its last run did not fail after its last
 materialization, that materialization was made by the current code (`dagster/code_version`)
 from the data versions its inputs have now (`dagster/input_data_version/<input>`), and the files
 it recorded (`files`) are on disk as it wrote them; `raw_responses` is up to date when its data
-version equals the fingerprint of the wave's files, the codebook and the code. Per-wave assets
+version equals the fingerprint of the wave's files, the codebook and the code, and the
+trajectory register's equals that of its files. Per-wave assets
 are judged per wave partition; the cross-wave assets (no partition) against all waves.
 """
 
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
+from assets.ingest import (
+    raw_responses,
+    register_fingerprint,
+    trajectory_register,
+    wave_fingerprint,
+    wave_inputs,
+)
 from assets.partitions import waves
 from assets.privacy import anonymised_responses
 from pipeline.lineage.outputs import FILES, describe_problems, file_problems
@@ -274,6 +281,10 @@ def _reason(instance, record_of, check_logs, graph, settings, key, wave, known, 
     if key == raw_responses.key:
         if tags.get(DATA_VERSION) != wave_fingerprint(wave_inputs(settings, wave)):
             return _changed_inputs(instance, settings, wave)
+        return ""
+    if key in trajectory_register.keys:
+        if tags.get(DATA_VERSION) != register_fingerprint(settings):
+            return "trajectory register or its inputs changed"
         return ""
     if key == anonymised_responses.key and (change := _key_change(instance, settings, wave)):
         return change

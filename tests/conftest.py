@@ -228,6 +228,23 @@ def linked_attack(records: pd.DataFrame, quasi: list[str]) -> list[int]:
     ]
 
 
+def typo_links(frame: pd.DataFrame, key: pd.Series, consistent: list[str]) -> pd.DataFrame:
+    """Per mistyped row (`typo`) of a person (`person`, the truth) with another row: whether the
+    person has one `key` over all their rows (recovered), and whether every other row shares an
+    answered background variable of `consistent` with it (so the panel linkage has evidence to
+    go on, pipeline/privacy/linkage.py)."""
+    linked = frame.assign(key=key)
+    keys = linked.groupby("person")["key"].nunique()
+    answered = linked[consistent].apply(pd.to_numeric).gt(0)  # codes, not missing codes
+    table = []
+    for i, person in linked.loc[linked["typo"], "person"].items():
+        others = linked.index[(linked["person"] == person) & (linked.index != i)]
+        if len(others):
+            shared = (answered.loc[others] & answered.loc[i]).any(axis=1).all()
+            table.append({"recovered": keys[person] == 1, "evidence": bool(shared)})
+    return pd.DataFrame(table, columns=["recovered", "evidence"])
+
+
 def whole_tokens(words) -> re.Pattern:
     """A regular expression that finds any of `words` as a whole token (a longitude 4.7085 is
     not in 14.708512), written as a trie of their characters: thousands of alternatives in a

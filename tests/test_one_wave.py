@@ -86,6 +86,12 @@ def test_longitudinal_models_say_they_need_two_waves(one_wave):
     assert wave_fits["converged"].all() and wave_fits["n_obs"].gt(0).all()
 
 
+def test_the_linkage_report_says_it_needs_two_waves(one_wave):
+    table = pd.read_csv(one_wave.processed / "all_waves" / "linkage.csv", keep_default_na=False)
+    assert list(table["wave"]) == [WAVE] and table["rows"][0] > 100
+    assert table["note"][0] == NEEDS_TWO
+
+
 def test_the_wave_report_says_what_is_not_possible_yet(one_wave):
     report = text_of(one_wave.reports / "wave_report.html")
     assert (

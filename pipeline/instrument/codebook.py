@@ -36,6 +36,7 @@ QUALITY_RULES = (
 CONTRACT_RULES = ("unreadable_value", "out_of_range")
 CFA_ESTIMATORS = ("ML", "MLR")
 CFA_MISSING = ("fiml", "listwise")
+MAX_EDITS = (0, 1)  # of `linkage.max_edits`: the rule is tested for one edit (tests/privacy)
 # The roles a platform metadata column can play for the quality rules, and the type it must have.
 PLATFORM_ROLES = {
     "started": "datetime",  # when the response began: outside_window; the duplicate order
@@ -158,6 +159,28 @@ class Management:
 
 
 @dataclass(frozen=True)
+class Participation:
+    """A person takes part in their company's trajectory when the survey's background `variable`
+    holds `value`."""
+
+    variable: str
+    value: str
+
+
+@dataclass(frozen=True)
+class TrajectoryRegister:
+    """The development trajectories per company (restricted zone, a file under raw/; its format
+    in `pipeline/ingest/trajectories.py`): the types allowed (any when none are listed), and
+    how a person's participation is known: from a survey background variable, from a
+    participants list keyed by linkage code, or both."""
+
+    file: str
+    types: tuple[str, ...] = ()
+    participation: Participation | None = None
+    participants: str | None = None
+
+
+@dataclass(frozen=True)
 class Anonymisation:
     """Disclosure control: k within each company, and the order local suppression blanks in."""
 
@@ -187,6 +210,17 @@ class Cfa:
 
 
 @dataclass(frozen=True)
+class Linkage:
+    """Panel linkage within company (pipeline/privacy/linkage.py): a linkage code with no exact
+    match in another wave is linked to a code at most `max_edits` edits (optimal string alignment)
+    away, when that candidate is unique and no background variable in `consistent` contradicts."""
+
+    max_edits: int = 1
+    consistent: tuple[str, ...] = ()
+    min_agreeing: int = 0  # of `consistent`, answered alike on both sides: the evidence needed
+
+
+@dataclass(frozen=True)
 class Codebook:
     path: Path
     instrument: str
@@ -207,11 +241,13 @@ class Codebook:
     # the register's columns with each company's name and contact (`scan deliver`), if declared
     register_name: str | None = None
     register_contact: str | None = None
+    trajectories: TrajectoryRegister | None = None
     management: Management | None = None
     quality: Quality = field(default_factory=Quality)
     anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
     models: Models = field(default_factory=lambda: Models((), (), ()))
     cfa: Cfa = field(default_factory=Cfa)
+    linkage: Linkage | None = None  # None: linkage codes link only when exactly the same
     unscaled: dict[str, ResponseScale] = field(default_factory=dict)  # items in no scale
     _scale_of: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -328,6 +364,7 @@ SECTIONS = (
     "anonymisation",
     "models",
     "cfa",
+    "linkage",
 )
 
 
@@ -466,12 +503,13 @@ class _Parser:
             },
             background=background,
             platform=self.platform(self.optional(raw, "platform", dict, {}), columns),
-            **self.registers(self.optional(raw, "registers", dict, {})),
+            **self.registers(self.optional(raw, "registers", dict, {}), background),
             management=self.management(raw.get("management"), background),
             quality=self.quality(self.optional(raw, "quality", dict, {})),
             cfa=self.cfa(self.optional(raw, "cfa", dict, {}), background),
             anonymisation=self.anonymisation(raw.get("anonymisation", {}), background),
             models=self.models(raw.get("models", {}), scales, background),
+            linkage=self.linkage(raw["linkage"], background) if "linkage" in raw else None,
             unscaled=unscaled,
             _scale_of=scale_of,
         )
@@ -499,17 +537,23 @@ class _Parser:
                 )
         return {str(role): str(name) for role, name in raw.items()}
 
-    def registers(self, raw: dict) -> dict[str, str | None]:
+    def registers(self, raw: dict, background: dict[str, Background]) -> dict[str, Any]:
         """`companies: <file>`, or `companies: {file, name, contact}` naming the register's
-        columns with each company's name and contact person (for `scan deliver`)."""
-        unknown = [key for key in raw if key != "companies"]
+        columns with each company's name and contact person (for `scan deliver`); and
+        `trajectories: {file, types, participation, participants}`."""
+        unknown = [key for key in raw if key not in ("companies", "trajectories")]
         if unknown:
-            raise self.fail(f"registers.{unknown[0]}", "unknown register (known: companies)")
+            raise self.fail(
+                f"registers.{unknown[0]}", "unknown register (known: companies, trajectories)"
+            )
+        found: dict[str, Any] = {}
+        if "trajectories" in raw:
+            found["trajectories"] = self.trajectories(raw["trajectories"], background)
         if "companies" not in raw:
-            return {}
+            return found
         spec = self.get(raw, "companies", "registers", (str, dict))
         if isinstance(spec, str):
-            return {"company_register": spec}
+            return found | {"company_register": spec}
         where = "registers.companies"
         extra = [key for key in spec if key not in ("file", "name", "contact")]
         if extra:
@@ -517,11 +561,45 @@ class _Parser:
         columns = {
             key: self.get(spec, key, where, str) for key in ("name", "contact") if key in spec
         }
-        return {
+        return found | {
             "company_register": str(self.get(spec, "file", where, str)),
             "register_name": columns.get("name"),
             "register_contact": columns.get("contact"),
         }
+
+    def trajectories(self, raw: Any, background: dict[str, Background]) -> TrajectoryRegister:
+        where = "registers.trajectories"
+        known = ("file", "types", "participation", "participants")
+        if not isinstance(raw, dict):
+            raise self.fail(where, "expected a mapping")
+        extra = [key for key in raw if key not in known]
+        if extra:
+            raise self.fail(f"{where}.{extra[0]}", f"unknown key (known: {', '.join(known)})")
+        participation = None
+        if "participation" in raw:
+            spec = self.get(raw, "participation", where, dict)
+            variable = self.get(spec, "variable", f"{where}.participation", str)
+            if variable not in background:
+                raise self.fail(
+                    f"{where}.participation.variable", f"{variable!r} is not a background variable"
+                )
+            value = str(self.get(spec, "value", f"{where}.participation", (str, int)))
+            levels = background[variable].levels
+            if value not in levels:
+                raise self.fail(
+                    f"{where}.participation.value",
+                    f"{value!r} is not a value of {variable} ({', '.join(levels)})",
+                )
+            participation = Participation(variable, value)
+        participants = raw.get("participants")
+        if participants is not None and not isinstance(participants, str):
+            raise self.fail(f"{where}.participants", "expected a file name")
+        return TrajectoryRegister(
+            file=str(self.get(raw, "file", where, str)),
+            types=self.names(raw.get("types", []), f"{where}.types"),
+            participation=participation,
+            participants=participants,
+        )
 
     def management(self, raw: Any, background: dict[str, Background]) -> Management | None:
         if raw is None:
@@ -577,6 +655,39 @@ class _Parser:
         if wrong:
             raise self.fail("cfa.groups", f"{', '.join(wrong)}: not a background variable")
         return Cfa(**{key: raw[key] for key in choices if key in raw}, groups=tuple(groups))
+
+    def linkage(self, raw: Any, background: dict[str, Background]) -> Linkage:
+        if not isinstance(raw, dict):
+            raise self.fail("linkage", "expected a mapping with max_edits and consistent")
+        unknown = set(raw) - {"max_edits", "consistent", "min_agreeing"}
+        if unknown:
+            raise self.fail(
+                f"linkage.{sorted(unknown)[0]}",
+                "unknown setting (known: max_edits, consistent, min_agreeing)",
+            )
+        max_edits = raw.get("max_edits", Linkage.max_edits)
+        if isinstance(max_edits, bool) or max_edits not in MAX_EDITS:
+            raise self.fail(
+                "linkage.max_edits",
+                "expected 0 (exact codes only) or 1 (one wrong, missing or extra character, or "
+                "two neighbours swapped): more edits link different persons' codes of a few "
+                "characters",
+            )
+        consistent = self.names(raw.get("consistent", []), "linkage.consistent")
+        wrong = [name for name in consistent if name not in background]
+        if wrong:
+            raise self.fail("linkage.consistent", f"{', '.join(wrong)}: not a background variable")
+        agreeing = raw.get("min_agreeing", min(1, len(consistent)))
+        if (
+            isinstance(agreeing, bool)
+            or not isinstance(agreeing, int)
+            or not 0 <= agreeing <= len(consistent)
+        ):
+            raise self.fail(
+                "linkage.min_agreeing",
+                f"expected a whole number from 0 to the {len(consistent)} consistent variables",
+            )
+        return Linkage(int(max_edits), consistent, agreeing)
 
     def anonymisation(self, raw: Any, background: dict[str, Background]) -> Anonymisation:
         if not isinstance(raw, dict):

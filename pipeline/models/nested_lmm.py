@@ -272,6 +272,42 @@ def fit_nested(
     )
 
 
+def profiled_loglik(
+    y,
+    X,
+    company,
+    person=None,
+    reml: bool = True,
+    wave_slope=None,
+    slope_correlated: bool = True,
+    *,
+    variances: dict[str, float],
+) -> float:
+    """The log-likelihood (lme4's convention, as `fit_nested`'s) at the random variances'
+    ratios to the residual one in `variances` (a `MixedFit`'s keys, on the data scale), with the
+    fixed effects and the residual variance profiled out.
+
+    Any such value is at most the optimum, so it bounds from below what a fit of the same model
+    by any engine must reach (`multilevel.fit_guarded` uses this).
+    """
+    d = _design(y, X, company, person, wave_slope, slope_correlated)
+    return -0.5 * _profile(d, _parameters(d, variances), reml).deviance
+
+
+def _parameters(d: _Design, variances: dict[str, float]) -> np.ndarray:
+    """The optimiser's parameters (see `_Design.kinds`) at data-scale variances: T = L L' on the
+    residual's scale, with L's rows taken in turn so that a singular T (a variance at 0) works."""
+    ratio = {name: value / variances["residual"] for name, value in variances.items()}
+    company = [ratio["company"]]
+    if d.correlated:
+        root = np.sqrt(ratio["company"])
+        below = ratio["company_wave_cov"] / root if root > 0 else 0.0
+        company = [root, below, max(ratio["wave_slope"] - below**2, 0.0)]
+    elif d.q == 2:
+        company.append(ratio["wave_slope"])
+    return np.array(company + ([ratio["person"]] if d.nested else []))
+
+
 def _converged(d: _Design, params: np.ndarray, reml: bool, gradient: np.ndarray) -> bool:
     """lme4's gradient check (check.conv.grad): per free parameter the smaller of the gradient
     on lme4's theta = sqrt(t) scale and the Hessian-scaled gradient (about the distance to the

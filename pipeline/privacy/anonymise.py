@@ -1,7 +1,9 @@
 """The privacy boundary: from validated (identified) rows to shareable responses.
 
 Keeps only what the output contract allows (pseudonyms, wave, generalised and suppressed
-background, item codes); direct identifiers, free text and platform metadata stay behind.
+background, item codes); direct identifiers, free text and platform metadata stay behind. A
+person's pseudonym is that of their company and linkage code, after the panel linkage
+(`linkage.py`) has corrected a mistyped code to the code it links to.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pyreadstat
 from pipeline.instrument.codebook import Codebook
 from pipeline.lineage.files import fix_sav_timestamp
 from pipeline.privacy.disclosure import DisclosureReport, background_labels, protect_panel
+from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import PseudonymKey, pseudonymise
 
 COMPANY_PREFIX = "c"  # of a company's pseudonym, `c_<hex>`: `scan deliver` makes it again
@@ -25,9 +28,9 @@ def anonymise(
 ) -> tuple[pd.DataFrame, DisclosureReport]:
     """The shareable responses of `wave`; disclosure control sees the validated rows of every
     wave in `validated`, so that a panel member's records are protected together."""
-    rows = pd.concat([validated[w] for w in sorted(validated)], ignore_index=True)
+    rows = every_wave(validated)
     company = pseudonymise(rows[codebook.company_id], key, COMPANY_PREFIX)
-    person = pseudonymise(rows[codebook.respondent_id], key, "p")
+    person = pseudonymise(link_panel(rows, codebook).person, key, "p")
     labels = background_labels(rows, codebook)
     background, reports = protect_panel(
         labels, company, person, rows["wave"].astype("string"), codebook, [wave]
@@ -49,6 +52,11 @@ def anonymise(
         axis=1,
     )
     return responses.reset_index(drop=True), reports[wave]
+
+
+def every_wave(validated: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The validated rows of every wave, in wave order."""
+    return pd.concat([validated[w] for w in sorted(validated)], ignore_index=True)
 
 
 def cell_texts(frame: pd.DataFrame) -> set[str]:

@@ -272,13 +272,15 @@ def test_identifiers_are_planted_and_recorded(responses):
 
 
 def test_resp_codes_link_most_repeat_respondents(responses):
+    """The codes as typed: case and space variants, and a few real typos that exact codes do
+    not link (the panel linkage corrects them: tests/privacy/test_linkage.py)."""
     people = responses[responses["person_uid"] != ""]
     typed = people["resp_code"].fillna("")
     assert (typed != typed.str.strip().str.upper()).mean() > 0.02, "case and space variants"
     codes = people.assign(code=typed.str.strip().str.upper()).groupby("person_uid")["code"]
     repeat = codes.nunique()[people.groupby("person_uid")["wave"].nunique() > 1]
     assert len(repeat) > 300
-    assert 0.005 < (repeat > 1).mean() < 0.1, "a few typos break the linkage"
+    assert 0.005 < (repeat > 1).mean() < 0.1, "a few typos that exact codes do not link"
 
 
 # --- planted structure -----------------------------------------------------------------------

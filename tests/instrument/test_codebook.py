@@ -160,6 +160,22 @@ def test_the_required_core_is_small_and_everything_else_has_a_default(tmp_path):
     assert cb.models.outcomes == () and cb.models.culture == ()
     assert cb.item_label("A1") == "A1"
     assert (cb.cfa.estimator, cb.cfa.missing, cb.cfa.groups) == ("MLR", "fiml", ())
+    assert cb.linkage is None  # linkage codes link only when exactly the same
+
+
+def test_linkage_settings_and_their_defaults(tmp_path):
+    demo = load_codebook(CODEBOOK).linkage
+    assert demo.max_edits == 1 and demo.min_agreeing == 1
+    assert "gender" in demo.consistent and "trajectory" not in demo.consistent
+    background = "background: {sex: {values: [m, f]}, role: {values: [staff, boss]}}\n"
+    cb = load_codebook(write(tmp_path, MINIMAL + background + "linkage: {consistent: [sex]}\n"))
+    assert (cb.linkage.max_edits, cb.linkage.consistent, cb.linkage.min_agreeing) == (
+        1,
+        ("sex",),
+        1,
+    )
+    cb = load_codebook(write(tmp_path, MINIMAL + "linkage: {max_edits: 0}\n"))
+    assert (cb.linkage.max_edits, cb.linkage.consistent, cb.linkage.min_agreeing) == (0, (), 0)
 
 
 def test_instrument_shapes_of_real_scans(tmp_path):
@@ -208,6 +224,16 @@ management: {variable: role, value: boss}
         ("cfa: {missing: pairwise}\n", "cfa.missing", "expected one of fiml, listwise"),
         ("cfa: {rotation: none}\n", "cfa.rotation", "unknown setting"),
         ("cfa: {groups: [sector]}\n", "cfa.groups", "sector: not a background variable"),
+        ("linkage: [1]\n", "linkage", "expected a mapping"),
+        ("linkage: {max_edit: 1}\n", "linkage.max_edit", "unknown setting"),
+        ("linkage: {max_edits: 2}\n", "linkage.max_edits", "expected 0 (exact codes only) or 1"),
+        ("linkage: {max_edits: true}\n", "linkage.max_edits", "expected 0"),
+        ("linkage: {consistent: [sex]}\n", "linkage.consistent", "sex: not a background"),
+        (
+            "background: {sex: {values: [m, f]}}\nlinkage: {consistent: [sex], min_agreeing: 2}\n",
+            "linkage.min_agreeing",
+            "expected a whole number from 0 to the 1 consistent variables",
+        ),
         (
             "background: {role: {values: [a, b]}}\nmanagement: {variable: role, value: c}\n",
             "management.value",

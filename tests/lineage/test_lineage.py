@@ -16,7 +16,7 @@ from rocrate.rocrate import ROCrate
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, build_definitions
 from assets.lineage import MANIFEST, TraceError, trace
-from assets.privacy import anonymised_responses
+from assets.privacy import anonymised_responses, panel_linkage
 from assets.resources import ALL_WAVES, resources_for
 from assets.scores import scale_scores
 from assets.staleness import pipeline_status
@@ -97,7 +97,11 @@ def test_a_changed_export_makes_its_wave_and_all_that_is_protected_with_it_stale
     assert found[("raw_responses", "2021-T1")] == f"changed file 2021-T1/{export.name}"
     assert found[("validated_responses", "2021-T1")] == "upstream raw_responses changed"
     graph = build_definitions(Settings(data, reports)).resolve_asset_graph()
-    protected = dg.AssetSelection.assets(anonymised_responses).downstream().resolve(graph)
+    # from the privacy boundary on, and the panel linkage's report beside it (it reads the
+    # validated rows of every wave, as the anonymisation does)
+    protected = (
+        dg.AssetSelection.assets(anonymised_responses, panel_linkage).downstream().resolve(graph)
+    )
     expected = {(asset, wave) for asset, wave in found if wave == "2021-T1"}
     expected |= {(k.to_user_string(), w) for k in protected for _, w in found} & set(found)
     assert stale == expected

@@ -1,10 +1,12 @@
-"""The statsmodels multilevel engine and model layer agree with lme4 (fixtures: lme4_models.R).
+"""The statsmodels multilevel engine and model layer agree with lme4 (fixtures: lme4_models.R;
+for the guard against a fit short of the optimum, lme4_nested.R's person0 fits).
 
-No R is needed: the R script's output is committed. Tolerance 1e-4 relative for fixed effects,
+No R is needed: the R scripts' output is committed. Tolerance 1e-4 relative for fixed effects,
 SEs, variance components, logLik, AIC, BIC and R^2; observed differences are ~1e-6 or smaller.
 """
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from scipy import stats
 
 from pipeline.models import multilevel as ml
 from pipeline.models.mixed_fit import MixedFit
-from pipeline.models.nested_lmm import fit_nested
+from pipeline.models.nested_lmm import fit_nested, profiled_loglik
 
 REFERENCE = Path(__file__).parents[1] / "reference"
 TOL = 1e-4
@@ -474,6 +476,84 @@ def test_fast_engine_and_statsmodels_agree_inside_the_guard(reml):
     for part in ("company", "person", "residual"):
         assert fast.fit.variances[part] == pytest.approx(reference.fit.variances[part], rel=1e-5)
     assert fast.fit.loglik == pytest.approx(reference.fit.loglik, rel=1e-9)
+
+
+# lme4_nested.R: 30 companies, persons answering 1-3 waves, no person effect; lme4 puts the person
+# variance at exactly 0 (REML and ML)
+PERSON0 = pd.read_csv(REFERENCE / "lme4_nested_person0_data.csv")
+
+
+def person0_model():
+    X = np.column_stack([np.ones(len(PERSON0)), PERSON0.wave, PERSON0.x, PERSON0.z])
+    names = ("(Intercept)", "wave", "x", "z")
+    return PERSON0.y.to_numpy(), X, names, PERSON0.company.to_numpy(), PERSON0.person.to_numpy()
+
+
+def person0_reference(reml: bool):
+    fit = f"person0_{'reml' if reml else 'ml'}"
+    fixef = pd.read_csv(REFERENCE / "lme4_nested_fixef.csv").query("fit == @fit")
+    varcomp = pd.read_csv(REFERENCE / "lme4_nested_varcomp.csv").query("fit == @fit")
+    loglik = pd.read_csv(REFERENCE / "lme4_nested_fit.csv").set_index("fit").loglik[fit]
+    return fixef, varcomp.set_index("component").variance, loglik
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_guard_rejects_a_fallback_short_of_the_optimum_lme4_finds(reml):
+    """Issue #19: without the fast engine, statsmodels' lbfgs stops at a person variance of
+    ~0.005 that lme4 puts at 0, company variance 0.2-0.7% off, calls it converged, and the
+    earlier rules pass it. The log-likelihood rule rejects it; powell + bfgs agrees with lme4."""
+    fixef, variances, loglik = person0_reference(reml)
+    model = person0_model()
+    raw = ml.fit_statsmodels(*model, reml=reml, method="lbfgs")
+    assert raw.converged and ml.fit_problems(raw) == []  # not even a boundary note
+    assert raw.variances["person"] > 1e-3 * raw.variances["residual"]
+    assert abs(raw.variances["company"] / variances["company"] - 1) > 1e-3
+    assert loglik - raw.loglik > 50 * ml.LOGLIK_TOL
+
+    guarded = ml.fit_guarded(*model, reml=reml, strategies=ml.STRATEGIES[1:])
+    stuck = next(a for a in guarded.attempts if a.optimizer == "lbfgs")
+    # the old rule stopped at the first fit without blocking problems that no earlier one beat
+    for earlier in guarded.attempts[: guarded.attempts.index(stuck)]:
+        assert not earlier.converged and earlier.loglik < stuck.loglik
+    assert stuck.loglik == raw.loglik
+    (reason,) = stuck.problems
+    assert reason.startswith("short_of_optimum: ") and "(person variance at 0;" in reason
+
+    fit = guarded.fit
+    assert not guarded.blocking and fit.engine == "statsmodels"
+    assert guarded.attempts[-1].optimizer == fit.optimizer != "lbfgs"
+    np.testing.assert_allclose(fit.fe, fixef.estimate, rtol=TOL)
+    np.testing.assert_allclose(fit.se, fixef.se, rtol=TOL)
+    for part in ("company", "residual"):
+        assert fit.variances[part] == pytest.approx(variances[part], rel=TOL), part
+    assert variances["person"] == 0 and fit.variances["person"] < TOL * fit.variances["residual"]
+    assert fit.loglik == pytest.approx(loglik, abs=ml.LOGLIK_TOL)
+
+
+def test_a_fallback_alone_short_of_the_optimum_is_blocked_with_the_reason():
+    """With no other fit to compare, the fast engine's profile at the fallback's variances with
+    the person variance at 0 is higher: the only fit is blocked and publishes no numbers."""
+    y, X, names, company, person = person0_model()
+    guarded = ml.fit_guarded(y, X, names, company, person, strategies=[("lbfgs", None)])
+    assert guarded.blocking and [p.kind for p in guarded.problems] == ["short_of_optimum"]
+    profile = partial(profiled_loglik, y, X, company, person)
+    best, source = ml.boundary_probe(guarded.fit, profile)
+    assert source == "person variance at 0" and best - guarded.fit.loglik > ml.LOGLIK_TOL
+    design = ml.Design(y, X, names, company, person, None, 0)
+    row = ml.fit_table([ml.ModelResult("y/longitudinal", "y", design, guarded)]).iloc[0]
+    assert row.blocking and row.problems.startswith("short_of_optimum: loglik ")
+
+
+def test_loglik_tolerance_rule_on_constructed_fits():
+    fit = constructed([1.0, 0.3], {"company": 0.2, "residual": 1.0})  # loglik -100
+    assert ml.short_of_optimum(fit, -100.0, "itself") == []
+    assert ml.short_of_optimum(fit, -100.0 + 0.5 * ml.LOGLIK_TOL, "bfgs") == []
+    (problem,) = ml.short_of_optimum(fit, -100.0 + 2 * ml.LOGLIK_TOL, "nested_lmm")
+    assert problem.kind == "short_of_optimum" and problem.blocking
+    assert str(problem) == (
+        "short_of_optimum: loglik -100.000000 is 0.0002 below -99.999800 "
+        "(nested_lmm; tolerance 0.0001)"
+    )
 
 
 def test_collinear_fixed_effects_are_named_before_any_engine_runs():

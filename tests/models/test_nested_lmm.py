@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from pipeline.models.nested_lmm import _design, _profile, fit_nested
+from pipeline.models.nested_lmm import _design, _profile, fit_nested, profiled_loglik
 
 REFERENCE = Path(__file__).parents[1] / "reference"
 FITS = [
@@ -21,8 +21,15 @@ FITS = [
     "nested_ml",
     "boundary_reml",
     "boundary_ml",
+    "person0_reml",
+    "person0_ml",
 ]
-DATA = {"sleepstudy": "sleepstudy", "nested": "data", "boundary": "boundary_data"}
+DATA = {
+    "sleepstudy": "sleepstudy",
+    "nested": "data",
+    "boundary": "boundary_data",
+    "person0": "person0_data",
+}
 NESTED_TERMS = ["(Intercept)", "wave", "x", "z"]
 LME4_REL = 1e-6  # achieved: <= 2.1e-7 (nested_ml variances); 1e-4 would be ample
 LME4_ABS = 1e-10  # for variances lme4 puts at exactly 0
@@ -166,3 +173,35 @@ def test_gradient_matches_finite_differences(slope, correlated, params, reml):
         for step in np.eye(len(params))
     ]
     np.testing.assert_allclose(_profile(design, params, reml).gradient, numeric, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("slope, correlated", [(False, False), (True, True), (True, False)])
+def test_profiled_loglik_at_a_fit_is_its_loglik(slope, correlated, reml):
+    """The guard's probe evaluates any fit's variances: at the fast engine's own it gives back the
+    fit's logLik, so the variances are mapped to the optimiser's parameters correctly."""
+    data = dataset("nested_reml")
+    X = np.column_stack([np.ones(len(data)), data["wave"], data["x"], data["z"]])
+    args = (data["y"], X, data["company"], data["person"], reml, data["wave"] if slope else None)
+    ours = fit_nested(args[0], X, NESTED_TERMS, *args[2:], slope_correlated=correlated)
+    at_fit = profiled_loglik(*args, slope_correlated=correlated, variances=ours.variances)
+    assert at_fit == pytest.approx(ours.loglik, rel=1e-12)
+
+
+@pytest.mark.parametrize("fit_name", ["nested_reml", "nested_ml", "person0_reml", "person0_ml"])
+def test_profiled_loglik_at_statsmodels_variances_is_its_loglik(fit_name):
+    """Both engines compute the same likelihood, so the guard can hold a statsmodels fit, converged
+    or not (bfgs is not on the person0 data), against the fast engine's profile."""
+    data = dataset(fit_name)
+    _, theirs = statsmodels_fit(fit_name)
+    variances = {
+        "company": theirs.cov_re.iloc[0, 0],
+        "person": theirs.vcomp[0],
+        "residual": theirs.scale,
+    }
+    X = np.column_stack([np.ones(len(data)), data["wave"], data["x"], data["z"]])
+    reml = fit_name.endswith("_reml")
+    at_theirs = profiled_loglik(
+        data["y"], X, data["company"], data["person"], reml, variances=variances
+    )
+    assert at_theirs == pytest.approx(theirs.llf, rel=1e-12)

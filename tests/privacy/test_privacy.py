@@ -1,6 +1,7 @@
 """The privacy invariant, end to end: after the whole pipeline runs on the demo, no file in the
-shareable zone holds a name, e-mail address, linkage code, company code or IP address of the
-demo exports, and pseudonyms link each panel member across waves.
+shareable zone holds a name, e-mail address, linkage code (as typed or as the linkage compares
+it), company code or IP address of the demo exports, and pseudonyms link each panel member
+across waves, a mistyped code included where the background confirms it.
 
 The scan covers every file under data/processed/ and reports/output/, whatever later stages add.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyreadstat
-from conftest import DEMO_RAW, linked_attack, whole_tokens
+from conftest import DEMO_RAW, linked_attack, typo_links, whole_tokens
 
 from pipeline.ingest.readers import read_wave
 from pipeline.instrument.codebook import load_codebook
@@ -31,6 +32,8 @@ def identifying_values() -> set[str]:
         for column in [CB.respondent_id, CB.company_id, *CB.direct_identifiers]:
             for value in raw[column].dropna().astype(str):
                 values.update({value, value.strip()})
+        # the panel linkage compares codes trimmed and case-folded (pipeline/privacy/linkage.py)
+        values.update(raw[CB.respondent_id].dropna().astype(str).str.strip().str.casefold())
     truth = pd.read_csv(DEMO_RAW / "_demo_truth" / "rows.csv", dtype=str, keep_default_na=False)
     values.update(v for ids in truth["planted_identifiers"] for v in ids.split(";"))
     # the codebook's test codes are not persons; drop empties and lone digits
@@ -62,6 +65,7 @@ def test_nothing_identifying_in_the_shareable_zone(scan_run):
     files = [p for zone in (data / "processed", reports) for p in zone.rglob("*") if p.is_file()]
     suffixes = {p.suffix for p in files}
     assert {".parquet", ".sav", ".csv", ".json", ".html", ".pdf"} <= suffixes
+    assert data / "processed" / "all_waves" / "linkage.csv" in files, "the linkage report too"
     secrets = identifying_values()
     # whole tokens only: a longitude such as 4.7085 must not match inside 14.708512 (a time)
     pattern = whole_tokens(secrets)
@@ -79,33 +83,36 @@ def test_nothing_identifying_in_the_shareable_zone(scan_run):
 def test_panel_members_keep_their_person_id_across_waves(scan_run, truth_rows):
     data, *_ = scan_run
     linked = []
+    truth = truth_rows.set_index(["source_file", "source_row"])
     for wave in WAVES:
         shared = pd.read_parquet(data / "processed" / wave / "responses.parquet")
         staged = pd.read_parquet(
             data / "raw" / "_staging" / "validated_responses" / f"{wave}.parquet"
         )
         assert len(shared) == len(staged)
-        truth = truth_rows.set_index(["source_file", "source_row"])
         keys = list(zip(staged["_source_file"], staged["_source_row"].astype(str), strict=True))
         linked.append(
-            pd.DataFrame(
-                {
-                    "wave": wave,
-                    "person_id": shared["person_id"].to_numpy(),
-                    "person_uid": truth.loc[keys, "person_uid"].to_numpy(),
-                    "code_typo": truth.loc[keys, "code_typo"].to_numpy(),
-                    "code_variant": truth.loc[keys, "code_variant"].to_numpy(),
-                }
+            staged[list(CB.linkage.consistent)].assign(
+                wave=wave,
+                person_id=shared["person_id"].to_numpy(),
+                person=truth.loc[keys, "person_uid"].to_numpy(),
+                typo=truth.loc[keys, "code_typo"].to_numpy() == "1",
+                code_variant=truth.loc[keys, "code_variant"].to_numpy(),
             )
         )
-    people = pd.concat(linked)
-    typed_right = people[people["code_typo"] == "0"]
-    ids_per_person = typed_right.groupby("person_uid")["person_id"].nunique()
+    people = pd.concat(linked, ignore_index=True)
+    typed_right = people[~people["typo"]]
+    ids_per_person = typed_right.groupby("person")["person_id"].nunique()
     assert (ids_per_person == 1).all()
-    panel = typed_right.groupby("person_uid")["wave"].nunique()
+    panel = typed_right.groupby("person")["wave"].nunique()
     assert (panel >= 2).sum() > 100, "the demo has a real panel"
     assert (typed_right["code_variant"] == "1").sum() > 20, "case and space variants still link"
-    persons_per_id = people.groupby("person_id")["person_uid"].nunique()
+    # a real typo: the panel linkage gives the row its person's pseudonym where the background
+    # confirms it; a break-off before the background questions has nothing to confirm it with
+    typos = typo_links(people, people["person_id"], list(CB.linkage.consistent))
+    assert typos["evidence"].sum() >= 10 and typos[typos["evidence"]]["recovered"].all()
+    assert 0 < (~typos["recovered"]).sum() <= (~typos["evidence"]).sum(), "the demo has both"
+    persons_per_id = people.groupby("person_id")["person"].nunique()
     assert (persons_per_id == 1).all(), "no two persons share a pseudonym"
 
 

@@ -196,7 +196,10 @@ def test_group_invariance_tests_the_codebook_groups(pipeline_run, tmp_path):
     table = group_invariance(scan=scan, anonymised_responses=responses).value
     k = scan.codebook().anonymisation.k
     assert set(table["variable"]) == {"age_band"}
-    assert list(table["model"])[:3] == ["configural", "metric", "scalar"]
+    # the levels in order, a partial model after a rejected one (its suppressions, and so this
+    # decision, depend on the panel: the linkage corrects typos since issue #19)
+    levels = [model for model in table["model"] if "partial" not in model]
+    assert levels == ["configural", "metric", "scalar"]
     groups = table["groups"][0].split("; ")
     assert {g.rsplit(" (", 1)[0] for g in groups} <= {"<35", "35-44", "45+"} and len(groups) > 1
     assert all(int(g.rsplit("(", 1)[1].rstrip(")")) >= k for g in groups)
