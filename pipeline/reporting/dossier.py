@@ -30,6 +30,7 @@ from pipeline.reporting.wave_report import (
     number_id,
     pipe_table,
     provenance_table,
+    scalar_verdict,
     yaml_string,
 )
 
@@ -192,17 +193,14 @@ def panel_section(panel: pd.DataFrame, k: int) -> dict:
         return {"panel_table": "", "panel_status": f"The panel model was not fitted ({reasons})."}
     columns, rows = invariance_rows(panel, k, ("scale",))
     verdicts: dict[str, list[str]] = {}
+    words = {
+        "holds": "holds for",
+        "partial": "holds partially (the freed parameters in the table) for",
+        "untested": "could not be tested (the reason in the table) for",
+        "rejected": "is not supported for",
+    }
     for scale, levels in panel.groupby("scale", sort=False):
-        decisions = dict(zip(levels["model"], levels["decision"], strict=True))
-        if decisions.get("scalar") == "holds":
-            verdict = "holds for"
-        elif decisions.get("scalar (partial)") == "holds partially":
-            verdict = "holds partially (the freed parameters in the table) for"
-        elif levels["chisq"].isna().all():
-            verdict = "could not be tested (the reason in the table) for"
-        else:
-            verdict = "is not supported for"
-        verdicts.setdefault(verdict, []).append(escape(scale))
+        verdicts.setdefault(words[scalar_verdict(levels)], []).append(escape(scale))
     parts = [f"{verdict} {', '.join(scales)}" for verdict, scales in verdicts.items()]
     status = f"Scalar invariance over the waves in the panel {'; '.join(parts)}."
     return {"panel_table": pipe_table(columns, rows), "panel_status": status}

@@ -488,10 +488,10 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
             "invariance_status": status,
         }
     columns, rows = invariance_rows(invariance, k)
-    decisions = dict(zip(invariance["model"], invariance["decision"], strict=True))
-    if decisions.get("scalar") == "holds":
+    verdict = scalar_verdict(invariance)
+    if verdict == "holds":
         status = "Scalar invariance holds across the waves: wave means can be compared."
-    elif decisions.get("scalar (partial)") == "holds partially":
+    elif verdict == "partial":
         status = (
             "Scalar invariance holds partially across the waves: the items whose parameters "
             "were freed differ between the waves, so compare wave means of their scales with care."
@@ -506,6 +506,19 @@ def invariance_section(invariance: pd.DataFrame, k: int) -> dict:
         "invariance_method": escape(cfa_method(invariance)),
         "invariance_status": status,
     }
+
+
+def scalar_verdict(levels: pd.DataFrame) -> str:
+    """Where an invariance table's levels end: "holds" (scalar, every parameter equal),
+    "partial" (scalar holds with parameters freed, at its own level or the metric one),
+    "untested" (nothing was fitted) or "rejected"."""
+    if levels["chisq"].isna().all():
+        return "untested"
+    final = levels.fillna({"free": ""}).set_index("model")
+    for model in ("scalar (partial)", "scalar"):
+        if model in final.index and final.at[model, "decision"] in ("holds", "holds partially"):
+            return "partial" if final.at[model, "free"] else "holds"
+    return "rejected"
 
 
 def invariance_rows(invariance: pd.DataFrame, k: int, lead: tuple[str, ...] = ()):

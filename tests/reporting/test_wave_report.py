@@ -22,6 +22,7 @@ from pipeline.reporting.wave_report import (
     escape,
     pipe_table,
     report_numbers,
+    scalar_verdict,
     wave_context,
     welch_difference,
 )
@@ -451,3 +452,28 @@ def test_a_partial_invariance_names_the_freed_parameters(tmp_path):
     context = wave_context(crafted_inputs(invariance=invariance), CODEBOOK, tmp_path / "figures")
     assert "holds partially (free: LT3~1)" in context["invariance_table"].replace("\\", "")
     assert context["invariance_status"].startswith("Scalar invariance holds partially")
+
+
+def levels(*rows: tuple[str, str, str]) -> pd.DataFrame:
+    """An invariance table's (model, decision, free) rows, fitted."""
+    frame = pd.DataFrame(rows, columns=["model", "decision", "free"])
+    return frame.assign(chisq=1.0).replace({"free": {"": None}})
+
+
+def test_scalar_holds_only_with_every_parameter_equal():
+    """A scalar level that holds on top of a metric level with a freed loading is partial, as
+    is a partial scalar row that holds; without a fit it is untested."""
+    base = [("configural", "baseline", ""), ("metric", "holds", "")]
+    assert scalar_verdict(levels(*base, ("scalar", "holds", ""))) == "holds"
+    freed_metric = [
+        ("configural", "baseline", ""),
+        ("metric", "rejected", ""),
+        ("metric (partial)", "holds partially", "F=~x2"),
+        ("scalar", "holds", "F=~x2"),
+    ]
+    assert scalar_verdict(levels(*freed_metric)) == "partial"
+    partial = [*base, ("scalar", "rejected", ""), ("scalar (partial)", "holds partially", "x3~1")]
+    assert scalar_verdict(levels(*partial)) == "partial"
+    rejected = [*base, ("scalar", "rejected", ""), ("scalar (partial)", "rejected", "x3~1")]
+    assert scalar_verdict(levels(*rejected)) == "rejected"
+    assert scalar_verdict(levels(*base).assign(chisq=float("nan"))) == "untested"
