@@ -33,23 +33,23 @@ from pipeline.instrument.codebook import Codebook, TrajectoryRegister
 
 REGISTER_COLUMNS = ("trajectory_id", "type", "start", "end", "target_group")
 OPTIONAL = {"end"}  # a trajectory that still runs has no end
+FIRST = 2  # the number of the first data line (CSV) or row (Excel): the header is 1
 
 
 class RegisterError(ValueError):
     """A register file that does not follow its format."""
 
 
-def _read(path: Path, what: str) -> tuple[pd.DataFrame, str, int]:
-    """The file's cells as text ("" when empty), the word for its rows and the number of the
-    first data row (the header counted)."""
+def _read(path: Path, what: str) -> tuple[pd.DataFrame, str]:
+    """The file's cells as text ("" when empty) and the word for its rows."""
     if not path.is_file():
         raise RegisterError(f"{path}: {what} not found (the codebook's registers.trajectories)")
     if path.suffix.lower() == ".xlsx":
         frame = pd.read_excel(path, dtype=str, keep_default_na=False)
-        return frame.map(str.strip), "row", 2
+        return frame.map(str.strip), "row"
     if path.suffix.lower() == ".csv":
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return frame.map(str.strip), "line", 2
+        return frame.map(str.strip), "line"
     raise RegisterError(f"{path}: a {what} must be a .csv or .xlsx file")
 
 
@@ -62,17 +62,17 @@ def _require(frame: pd.DataFrame, columns: list[str], path: Path, what: str) -> 
         )
 
 
-def _where(path: Path, word: str, first: int, index: int) -> str:
-    return f"{path} {word} {first + index}"
+def _where(path: Path, word: str, index: int) -> str:
+    return f"{path} {word} {FIRST + index}"
 
 
-def _dates(frame: pd.DataFrame, column: str, path: Path, word: str, first: int) -> pd.Series:
+def _dates(frame: pd.DataFrame, column: str, path: Path, word: str) -> pd.Series:
     parsed = pd.to_datetime(frame[column], format="%Y-%m-%d", errors="coerce")
     bad = frame[column].ne("") & parsed.isna()
     if bad.any():
         index = int(bad.to_numpy().argmax())
         raise RegisterError(
-            f"{_where(path, word, first, index)}: {column} {frame[column].iat[index]!r} is not a "
+            f"{_where(path, word, index)}: {column} {frame[column].iat[index]!r} is not a "
             "date (expected YYYY-MM-DD, a real calendar date)"
         )
     return parsed
@@ -86,18 +86,18 @@ def read_trajectories(
     spec: TrajectoryRegister | None = codebook.trajectories
     if spec is None:
         raise RegisterError("the codebook declares no trajectory register")
-    frame, word, first = _read(path, "trajectory register")
+    frame, word = _read(path, "trajectory register")
     company = codebook.company_id
     _require(frame, [company, *REGISTER_COLUMNS], path, "trajectory register")
     for column in [company, *REGISTER_COLUMNS]:
         empty = frame[column].eq("")
         if column not in OPTIONAL and empty.any():
             index = int(empty.to_numpy().argmax())
-            raise RegisterError(f"{_where(path, word, first, index)}: {column} is empty")
-    start = _dates(frame, "start", path, word, first)
-    end = _dates(frame, "end", path, word, first)
+            raise RegisterError(f"{_where(path, word, index)}: {column} is empty")
+    start = _dates(frame, "start", path, word)
+    end = _dates(frame, "end", path, word)
     for index in range(len(frame)):
-        where = _where(path, word, first, index)
+        where = _where(path, word, index)
         if pd.notna(end.iat[index]) and end.iat[index] < start.iat[index]:
             raise RegisterError(f"{where}: end {frame['end'].iat[index]} is before start")
         if spec.types and frame["type"].iat[index] not in spec.types:
@@ -117,7 +117,7 @@ def read_trajectories(
             "start": start,
             "end": end,
             "target_group": frame["target_group"],
-            "_source_row": range(first, first + len(frame)),
+            "_source_row": range(FIRST, FIRST + len(frame)),
         }
     )
     _unique(
@@ -156,20 +156,20 @@ def _no_overlap(table: pd.DataFrame, path: Path, word: str) -> None:
 def read_participants(path: Path, codebook: Codebook, register: pd.DataFrame) -> pd.DataFrame:
     """The participants list as a table (company, person, trajectory_id, `_source_row`),
     validated against the `register` that `read_trajectories` returned."""
-    frame, word, first = _read(path, "participants list")
+    frame, word = _read(path, "participants list")
     company, person = codebook.company_id, codebook.respondent_id
     _require(frame, [company, person, "trajectory_id"], path, "participants list")
     for column in (company, person, "trajectory_id"):
         empty = frame[column].eq("")
         if empty.any():
             index = int(empty.to_numpy().argmax())
-            raise RegisterError(f"{_where(path, word, first, index)}: {column} is empty")
+            raise RegisterError(f"{_where(path, word, index)}: {column} is empty")
     table = pd.DataFrame(
         {
             "company": frame[company],
             "person": frame[person],
             "trajectory_id": frame["trajectory_id"],
-            "_source_row": range(first, first + len(frame)),
+            "_source_row": range(FIRST, FIRST + len(frame)),
         }
     )
     known = table.merge(register[["company", "trajectory_id"]], how="left", indicator=True)
@@ -177,7 +177,7 @@ def read_participants(path: Path, codebook: Codebook, register: pd.DataFrame) ->
     if unknown.any():
         index = int(unknown.argmax())
         raise RegisterError(
-            f"{_where(path, word, first, index)}: trajectory_id "
+            f"{_where(path, word, index)}: trajectory_id "
             f"{table['trajectory_id'].iat[index]!r} is not in the trajectory register for its "
             "company"
         )
