@@ -28,7 +28,7 @@ from assets.lineage import UNRECORDED, TraceError
 from assets.lineage import trace as trace_number
 from assets.lineage import verify as verify_outputs
 from assets.partitions import waves
-from assets.reports import company_report_numbers, company_reports
+from assets.reports import company_monitoring_numbers, company_report_numbers, company_reports
 from assets.resources import ALL_WAVES, resources_for
 from assets.staleness import DATA_TAG, error_text, pipeline_status, short, stale_reasons
 from pipeline.demo.write import DEFAULT_SEED, write_demo
@@ -283,7 +283,7 @@ def deliver(settings: Settings, wave: str) -> None:
     (<data-dir>/raw/_delivery/<wave>/): to send each company its own report. The shareable
     reports stay pseudonymous."""
     codebook = checked_codebook(settings, wave)
-    reports = (company_report_numbers, company_reports)
+    reports = (company_report_numbers, company_monitoring_numbers, company_reports)
     try:
         with exclusive(settings.data_dir / RUN_LOCK):
             stale = not_up_to_date(settings, dg.AssetSelection.assets(*reports), wave)
@@ -294,6 +294,10 @@ def deliver(settings: Settings, wave: str) -> None:
                 )
             file = company_report_numbers.metadata_by_key[company_report_numbers.key]["file"]
             numbers = pd.read_csv(settings.processed_dir / wave / file)
+            monitoring = company_monitoring_numbers.metadata_by_key[company_monitoring_numbers.key][
+                "file"
+            ]
+            monitoring = pd.read_csv(settings.processed_dir / wave / monitoring)
             folder = delivery_folder(settings, wave)
             companies = match(
                 register_companies(settings, codebook),
@@ -301,7 +305,13 @@ def deliver(settings: Settings, wave: str) -> None:
                 load_key(settings.data_dir),
             )
             distribution = deliver_reports(
-                numbers, companies, wave, codebook, folder, len(os.sched_getaffinity(0))
+                numbers,
+                monitoring,
+                companies,
+                wave,
+                codebook,
+                folder,
+                len(os.sched_getaffinity(0)),
             )
     except Busy as busy:
         raise click.ClickException(

@@ -9,6 +9,8 @@ from assets.models import (
     longitudinal_multilevel_models,
     models_converged,
     multilevel_models,
+    trajectory_effects,
+    trajectory_models_converged,
 )
 from assets.privacy import (
     anonymised_responses,
@@ -19,6 +21,7 @@ from assets.privacy import (
     no_identifying_columns,
     panel_linkage,
     responses_sav,
+    trajectory_exposure_assets,
 )
 from assets.psychometrics import (
     alpha_at_least_060,
@@ -30,6 +33,7 @@ from assets.psychometrics import (
 )
 from assets.reports import (
     REPORTS,
+    company_monitoring_numbers,
     company_report_numbers,
     company_reports,
     validation_dossier,
@@ -70,15 +74,22 @@ CROSS_WAVE_ASSETS = [
     trajectory_register,
     linked_disclosure,
     panel_linkage,
+    trajectory_exposure_assets,
     measurement_invariance,
     longitudinal_invariance,
     longitudinal_multilevel_models,
+    trajectory_effects,
     validation_dossier,
 ]  # read every wave
-CROSS_WAVE_CHECKS = [k_anonymity_across_waves, longitudinal_models_converged]
+CROSS_WAVE_CHECKS = [
+    k_anonymity_across_waves,
+    longitudinal_models_converged,
+    trajectory_models_converged,
+]
 # per wave, after the cross-wave assets
 REPORT_ASSETS = [
     company_report_numbers,
+    company_monitoring_numbers,
     company_reports,
     wave_report_numbers,
     wave_report,

@@ -9,6 +9,7 @@ import pandas as pd
 import pipeline.models.mixed_fit
 import pipeline.models.multilevel
 import pipeline.models.nested_lmm
+import pipeline.models.trajectories
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
@@ -21,11 +22,13 @@ from pipeline.models.multilevel import (
     model_frame,
     wave_models,
 )
+from pipeline.models.trajectories import exposure_frame, trajectory_models
 
 MODELS_CODE_VERSION = source_version(
     pipeline.models.multilevel,
     pipeline.models.nested_lmm,
     pipeline.models.mixed_fit,
+    pipeline.models.trajectories,
     sys.modules[__name__],
 )
 
@@ -112,6 +115,59 @@ def longitudinal_multilevel_models(
     yield from _outputs(results, "longitudinal_multilevel", "longitudinal_multilevel_fit")
 
 
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=MODELS_CODE_VERSION,
+    outs={
+        "trajectory_effects": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "trajectory_effects.csv"},
+            description="Fixed effects of the trajectory models per culture and outcome scale "
+            "(difference-in-differences `after_start`, participants vs colleagues "
+            "`participant_after_start`), with the between-within df, as multilevel.csv.",
+        ),
+        "trajectory_fit": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "trajectory_fit.csv"},
+            description="Fit of the trajectory models, as multilevel_fit.csv; `notes` counts "
+            "the companies with and without a trajectory and the participants.",
+        ),
+    },
+)
+def trajectory_effects(
+    scan: ScanConfig,
+    scale_scores: dict[str, pd.DataFrame],
+    trajectory_companies: pd.DataFrame,
+    trajectory_persons: pd.DataFrame,
+):
+    """Per culture and outcome scale, all waves: the difference-in-differences of the companies
+    with a trajectory against those without, and their participants against their colleagues
+    (pipeline/models/trajectories.py)."""
+    codebook = scan.codebook()
+    spec = codebook.trajectories
+    scales = [*codebook.models.culture, *codebook.models.outcomes]
+    starts = {name: wave.start for name, wave in codebook.waves.items()}
+    undated = [name for name in scale_scores if starts[name] is None]
+    if spec is None:
+        reason = "no trajectory register declared (the codebook's registers.trajectories)"
+        results = [NotEstimable("", "", f"not estimable: {reason}")]
+    elif undated:
+        reason = f"the codebook gives wave {undated[0]} no start date to place a trajectory's start"
+        results = [NotEstimable("", "", f"not estimable: {reason}")]
+    else:
+        participants = trajectory_persons["person_id"] if spec.knows_participants else None
+        frame = exposure_frame(
+            pd.concat([scale_scores[w] for w in sorted(scale_scores)], ignore_index=True),
+            trajectory_companies,
+            None if participants is None else frozenset(participants),
+            {name: pd.Timestamp(start) for name, start in starts.items() if start},
+        )
+        results = trajectory_models(frame, scales, list(codebook.waves))
+    yield from _outputs(results, "trajectory_effects", "trajectory_fit")
+
+
 def _guard(fits: pd.DataFrame) -> dg.AssetCheckResult:
     blocked = fits[fits["blocking"]]
     return dg.AssetCheckResult(
@@ -136,6 +192,12 @@ def models_converged(multilevel_fit: pd.DataFrame) -> dg.AssetCheckResult:
     """Every model converged without a zero or non-finite fixed effect, after refits with other
     optimisers and starts (statsmodels #10239); a model that did not publishes no numbers."""
     return _guard(multilevel_fit)
+
+
+@dg.asset_check(asset="trajectory_fit", blocking=True)
+def trajectory_models_converged(trajectory_fit: pd.DataFrame) -> dg.AssetCheckResult:
+    """As `models_converged`, for the trajectory models."""
+    return _guard(trajectory_fit)
 
 
 @dg.asset_check(asset="longitudinal_multilevel_fit", blocking=True)

@@ -20,6 +20,7 @@ from pipeline.privacy.anonymise import (
     cell_texts,
     every_wave,
     shareable_columns,
+    trajectory_exposure,
     write_sav,
 )
 from pipeline.privacy.disclosure import frequencies, linked_exposure
@@ -96,6 +97,48 @@ def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Mat
             **files_metadata(scan.settings, [folder / "responses.sav"]),
         }
     )
+
+
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=ANONYMISE_CODE_VERSION,
+    outs={
+        "trajectory_companies": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The trajectory register under the shareable company pseudonyms "
+            "(restricted zone: a company's trajectories can tell which company it is).",
+        ),
+        "trajectory_persons": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The person_id of every person who takes part in a trajectory, by the "
+            "survey's participation variable or the participants list (restricted zone).",
+        ),
+    },
+    ins={
+        "validated": dg.AssetIn("validated_responses", partition_mapping=dg.AllPartitionMapping())
+    },
+    # the pseudonyms must be those of the shareable responses: a new key redoes both
+    deps=[dg.AssetDep(anonymised_responses, partition_mapping=dg.AllPartitionMapping())],
+)
+def trajectory_exposure_assets(
+    scan: ScanConfig,
+    validated: dict[str, pd.DataFrame],
+    trajectory_register: pd.DataFrame,
+    trajectory_participants: pd.DataFrame,
+):
+    """Which companies run a trajectory and who takes part, under the pseudonyms of the
+    shareable files, so that the models and reports can join them to the scores."""
+    codebook = scan.codebook()
+    companies, persons = pd.DataFrame(columns=["company_id"]), pd.DataFrame(columns=["person_id"])
+    if codebook.trajectories is not None:
+        key = load_key(scan.settings.data_dir)
+        companies, persons = trajectory_exposure(
+            validated, trajectory_register, trajectory_participants, codebook, key
+        )
+    yield dg.Output(companies, "trajectory_companies", metadata={"trajectories": len(companies)})
+    yield dg.Output(persons, "trajectory_persons", metadata={"participants": len(persons)})
 
 
 @dg.asset(
@@ -199,7 +242,8 @@ def no_identifying_columns(
 def no_identifier_values(
     scan: ScanConfig, anonymised_responses: pd.DataFrame, validated_responses: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    """No value of an identifier or free-text column of the wave appears in any shareable cell."""
+    """No value of an identifier or free-text column of the wave appears in any shareable cell,
+    a decimal number (a coordinate) also as a float column writes it ("53.1070" as "53.107")."""
     codebook = scan.codebook()
     secrets = {
         value.strip()
@@ -207,6 +251,8 @@ def no_identifier_values(
         for value in validated_responses[column].dropna().astype(str)
         if value.strip()
     }
+    numbers = pd.to_numeric(pd.Series(sorted(secrets), dtype=object), errors="coerce").dropna()
+    secrets |= set(numbers[numbers != numbers.round()].astype("string"))
     cells = cell_texts(anonymised_responses)
     found = sorted(cells & secrets)
     return dg.AssetCheckResult(

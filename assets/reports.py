@@ -23,7 +23,12 @@ from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
 from pipeline.lineage.files import keep_version
 from pipeline.lineage.provenance import neutral_inputs
-from pipeline.reporting.company_report import previous_wave, render_company_reports, report_numbers
+from pipeline.reporting.company_report import (
+    monitoring_numbers,
+    previous_wave,
+    render_company_reports,
+    report_numbers,
+)
 from pipeline.reporting.dossier import DossierInputs, dossier_context
 from pipeline.reporting.render import REPORTS_DIR, Rendered, engine_description, render_report
 from pipeline.reporting.wave_report import WaveInputs, wave_context
@@ -124,13 +129,55 @@ def company_report_numbers(
     io_manager_key="shareable_io",
     group_name=REPORTS,
     code_version=REPORTS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "company_monitoring_numbers.csv"},
+    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
+    deps=[LINKED_CHECKED],
+)
+def company_monitoring_numbers(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    scores_by_wave: dict[str, pd.DataFrame],
+    trajectory_companies: pd.DataFrame,
+    trajectory_persons: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """The numbers of the company reports' section on monitoring learning outcomes, for the
+    companies with a report this wave that run a development trajectory: rows with a blank
+    `scale` give a trajectory's `trajectory_type` and the first `wave` it counts in; the others
+    the `mean` of a `group` (participants or colleagues) per outcome `scale` and `wave` up to
+    this one, only where both groups have at least k scores (hidden waves have no rows).
+    `company_monitoring_numbers[wave](company,scale,wave shown,group).mean` identifies each."""
+    wave = context.partition_key
+    numbers = monitoring_numbers(
+        wave, scores_by_wave, trajectory_companies, trajectory_persons, scan.codebook()
+    )
+    means = numbers[numbers["mean"].notna()]
+    return dg.Output(
+        numbers,
+        metadata={
+            "companies": numbers["company_id"].nunique(),
+            "companies_with_means": means["company_id"].nunique(),
+            "means": len(means),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
     kinds={"html", "pdf"},
     metadata={"file": "company_reports.csv"},
 )
 def company_reports(
-    context: dg.AssetExecutionContext, scan: ScanConfig, company_report_numbers: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    company_report_numbers: pd.DataFrame,
+    company_monitoring_numbers: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """One feedback report per company of `company_report_numbers`, named by its pseudonym, in
+    """One feedback report per company of `company_report_numbers` (with its section on
+    monitoring learning outcomes from `company_monitoring_numbers`), named by its pseudonym, in
     `<reports>/<wave>/companies/`; the table lists them with the sha256 of each file."""
     wave = context.partition_key
     out_dir = scan.settings.reports_dir / wave / "companies"
@@ -140,6 +187,7 @@ def company_reports(
         scan.codebook(),
         out_dir,
         workers=len(os.sched_getaffinity(0)),
+        monitoring=company_monitoring_numbers,
     )
     rows = [
         {"company_id": company, **{f"{f.format}_sha256": f.sha256 for f in report.files}}
@@ -213,6 +261,8 @@ def wave_report(
     multilevel: pd.DataFrame,
     multilevel_fit: pd.DataFrame,
     measurement_invariance: pd.DataFrame,
+    trajectory_effects: pd.DataFrame,
+    trajectory_fit: pd.DataFrame,
     company_reports: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The researchers' report of the wave, `<reports>/<wave>/wave_report.{html,pdf}`."""
@@ -238,6 +288,8 @@ def wave_report(
         companies_reported=reported,
         companies_without_report=int(totals["companies"]) - reported,
         provenance=_provenance(context, scan, wave),
+        trajectory_effects=trajectory_effects,
+        trajectory_fit=trajectory_fit,
     )
     out_dir = scan.settings.reports_dir / wave
     with tempfile.TemporaryDirectory(prefix="figures-") as figures:

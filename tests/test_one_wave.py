@@ -13,6 +13,7 @@ import pytest
 from conftest import DEMO_RAW, WAVES, scan, statuses
 from test_privacy import text_of as content_of
 
+from pipeline.instrument.codebook import load_codebook
 from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
 from pipeline.psychometrics.invariance import TABLE_COLUMNS
 
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.xdist_group("one_wave")
 WAVE = WAVES[0]
 KEY = "a-key-for-the-one-wave-study-0123456789"  # the demo minus two waves is not the demo
 NEEDS_TWO = "not estimable: needs 2 waves (1 in the data)"
+MODELS = load_codebook(DEMO_RAW / "codebook.yaml").models
+SCALES = [*MODELS.culture, *MODELS.outcomes]
 # an export's file name that names a company and its contact (none of it is in the demo data)
 EXPORT_NAME = "Houtzagerij Kwakernaak - t.kwakernaak@houtzagerij-kwakernaak.nl"
 
@@ -37,7 +40,8 @@ def one_wave(tmp_path_factory) -> OneWave:
     root = tmp_path_factory.mktemp("one_wave")
     raw = root / "data" / "raw"
     raw.mkdir(parents=True)
-    for name in ("codebook.yaml", "company_register.csv"):
+    registers = ("company_register.csv", "trajectory_register.csv", "trajectory_participants.csv")
+    for name in ("codebook.yaml", *registers):
         shutil.copy(DEMO_RAW / name, raw / name)
     shutil.copytree(DEMO_RAW / WAVE, raw / WAVE)
     (export,) = (raw / WAVE).iterdir()
@@ -84,6 +88,20 @@ def test_longitudinal_models_say_they_need_two_waves(one_wave):
     # the wave's own models are estimated as always
     wave_fits = pd.read_csv(one_wave.processed / WAVE / "multilevel_fit.csv")
     assert wave_fits["converged"].all() and wave_fits["n_obs"].gt(0).all()
+
+
+def test_trajectory_models_say_they_need_two_waves(one_wave):
+    fits = pd.read_csv(one_wave.processed / "all_waves" / "trajectory_fit.csv")
+    assert list(fits["model"]) == [
+        f"{scale}/{model}" for scale in SCALES for model in ("trajectory", "participants")
+    ]
+    assert (
+        fits.loc[fits["model"].str.endswith("/trajectory"), "notes"]
+        .eq("not estimable: needs 2 waves (1)")
+        .all()
+    )
+    assert fits["n_obs"].isna().all() and not fits["blocking"].any()
+    assert pd.read_csv(one_wave.processed / "all_waves" / "trajectory_effects.csv").empty
 
 
 def test_the_linkage_report_says_it_needs_two_waves(one_wave):

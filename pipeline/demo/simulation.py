@@ -2,6 +2,10 @@
 multilevel structure, the instrument's measurement model, and each wave's responses with the
 data-quality problems and identifiers planted in them, all drawn from one seed (`Simulation`).
 The wave layouts live here too: what a break-off leaves answered depends on the question order.
+
+When the codebook declares a trajectory register (registers.trajectories) and the scan has two
+waves or more, some companies run a development trajectory with a known effect on the latents
+(`Simulation._plant_trajectories`); otherwise there are no trajectories and no effects.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
+from scipy.special import ndtr
 
 from pipeline.instrument.codebook import Codebook
 
@@ -36,6 +41,10 @@ XLSX_COMPANY_HEADER = "bedrijf"
 COMPANY_NUMBERS = 150  # company codes C001..C150, or three per company in a larger scan
 COMPANY_IPS = 245  # companies' office IPs in 198.51.100.0/24; beyond that, 2001:db8:c0::/48
 WIDE_CODES_AFTER = 4000  # linkage codes in use before random letters replace name prefixes
+TRAJECTORY_TYPES = ("werkplekleren", "leiderschapsprogramma", "leerlijn")  # codebook lists none
+TARGET_GROUPS = ("alle medewerkers", "productie", "werkvoorbereiding")
+TRAJECTORY_DAYS = (365, 540)  # length of a trajectory that has ended
+RUNNING_SHARE = 1 / 3  # of the trajectories still running: no end date
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class Params:
     size_median: float = 22.0  # employees, log-normal, clipped to size_range
     size_sigma: float = 0.75
     size_range: tuple[int, int] = (5, 60)
+    small_companies: int = 2  # the smallest drawn are made the smallest size: under k most waves
     leave_rate: float = 0.17  # share of employees gone by the next wave, replaced by new hires
     response_rate: float = 0.70  # mean; each company draws its own, Beta(20 rate, 20 (1 - rate))
     latent_company_share: float = 0.11  # of each culture latent; observed ICC(1) is about .10
@@ -56,6 +66,13 @@ class Params:
     culture_to_outcome: float = 0.35  # on outcome scales, within and between companies alike
     individual_to_outcome: float = 0.25
     wave_effect: float = 0.15  # SD per wave, on culture and outcome latents
+    # Development trajectories (only when the codebook declares registers.trajectories), one per
+    # company; the effects are latent SDs added from the first wave on or after the start.
+    trajectory_share: float = 0.4  # of the companies present from the first wave
+    trajectory_culture_effect: float = 0.30  # every culture latent of every employee
+    trajectory_outcome_effect: float = 0.10  # every outcome latent of every employee
+    participant_outcome_effect: float = 0.30  # extra on the outcome latents of participants
+    participant_share: float = 0.35  # of a trajectory company's employees, drawn at hire
     loading_range: tuple[float, float] = (0.68, 0.78)
     agreement: float = 0.65  # category shares ~ Binomial(k - 1, agreement): skewed to agree
     dont_know_rate: float = 0.016  # highest missing code (9, weet niet/n.v.t.)
@@ -131,7 +148,7 @@ BACKGROUND_WEIGHTS = {
     "leader": (0.85, 0.15),
     "contract": (0.80, 0.13, 0.04, 0.03),
     "gender": (0.86, 0.12, 0.02),
-    "trajectory": (0.70, 0.30),
+    "trajectory": (0.70, 0.30),  # replaced by who takes part when it is the participation variable
 }
 COMPANY_SPECIFIC = {"department"}
 
@@ -234,6 +251,18 @@ class Person:
     ip: str
     location: tuple[float, float]
     waves_answered: int = 0
+    participant: bool = False  # takes part in the company's trajectory (drawn at hire)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A company's development trajectory, as the trajectory register lists it."""
+
+    trajectory_id: str
+    type: str
+    start: dt.date
+    end: dt.date | None  # None: still running
+    target_group: str
 
 
 @dataclass
@@ -250,6 +279,7 @@ class Company:
     location: tuple[float, float]
     staff: list[Person] = field(default_factory=list)
     launch: int = 0  # day of the current wave's window when the company sends the link
+    trajectory: Trajectory | None = None
 
 
 @dataclass
@@ -318,6 +348,20 @@ class _Instrument:
         codes = self.low + np.array(cuts)
         return np.where(self.reverse, self.low + self.high - codes, codes)
 
+    def expected_score(self, k: int, latent: np.ndarray) -> np.ndarray:
+        """The expected score of scale k given its latent, per latent value: the mean over its
+        items of E[code | latent] = low + sum_j P(y > cut_j), y as `answers` draws it. The
+        scoring recodes reverse-keyed items back, and missing codes (equally likely for every
+        item of a scale, whatever the latent) drop out of the mean."""
+        latent = np.asarray(latent, dtype=float)
+        items = np.flatnonzero(self.scale_index == k)
+        total = np.zeros(latent.shape)
+        for i in items:
+            lam, cuts = self.loadings[i], self.thresholds[i]
+            z = (lam * latent[..., None] + self.intercepts[i] - cuts) / np.sqrt(1 - lam**2)
+            total += self.low[i] + ndtr(z).sum(axis=-1)
+        return total / len(items)
+
     def random_answers(self, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(self.low.astype(int), self.high.astype(int) + 1).astype(float)
 
@@ -357,10 +401,13 @@ class Simulation:
         self.wave_rngs = [np.random.default_rng(s) for s in per_wave]
         self.instrument = _Instrument(codebook, params, self.rng)
         self.companies = self._companies()
+        self._plant_trajectories()
+        self.participation = _participation_codes(codebook)
         self.register = {c.code for c in self.companies}
         self.codes_in_use: set[str] = set()
         self.response_ids: set[str] = set()
         self.people = 0
+        self.participants: list[Person] = []  # ever employed, in the order hired
 
     # -- companies and people
 
@@ -392,7 +439,52 @@ class Simulation:
                     location=(rng.uniform(51.6, 53.2), rng.uniform(4.6, 7.0)),
                 )
             )
+        for company in sorted(companies, key=lambda c: c.size)[: p.small_companies]:
+            company.size = p.size_range[0]
         return companies
+
+    def _plant_trajectories(self) -> None:
+        """One trajectory each for `trajectory_share` of the companies present from the first
+        wave, their starts spread over the gaps between the waves (before the second wave, the
+        third, ..., the last, the second again, ...), a third still running.
+
+        Only when the codebook declares registers.trajectories and the scan has two waves or
+        more: otherwise no company has a trajectory, and nobody a trajectory effect."""
+        spec = self.codebook.trajectories
+        if spec is None or len(self.waves) < 2:
+            return
+        p, rng = self.params, self.rng
+        eligible = [c for c in self.companies if c.joined == 0]
+        n = round(p.trajectory_share * len(eligible))
+        chosen = sorted(int(i) for i in rng.choice(len(eligible), size=n, replace=False))
+        for k, i in enumerate(chosen):
+            start = self._start_before(1 + k % (len(self.waves) - 1))
+            end = None
+            if rng.random() >= RUNNING_SHARE:
+                low, high = TRAJECTORY_DAYS
+                end = start + dt.timedelta(days=int(rng.integers(low, high + 1)))
+            eligible[i].trajectory = Trajectory(
+                trajectory_id=f"T{k + 1:02d}",
+                type=str(rng.choice(spec.types or TRAJECTORY_TYPES)),
+                start=start,
+                end=end,
+                target_group=str(rng.choice(TARGET_GROUPS)),
+            )
+
+    def _start_before(self, w: int) -> dt.date:
+        """A day strictly between the end of wave w - 1 and the start of wave w (uniformly), or
+        wave w's first day when there is none between."""
+        before, wave = self.waves[w - 1], self.waves[w]
+        gap = (wave.start - before.end).days
+        if gap < 2:
+            return wave.start
+        return before.end + dt.timedelta(days=int(self.rng.integers(1, gap)))
+
+    def after_start(self, company: Company, w: int) -> bool:
+        """Wave w starts on or after the start of the company's trajectory (which goes on
+        counting after its end: what was learned stays learned)."""
+        trajectory = company.trajectory
+        return trajectory is not None and trajectory.start <= self.waves[w].start
 
     def _company_name(self, sector: str, taken: set[str]) -> str:
         while True:
@@ -426,7 +518,7 @@ class Simulation:
         )
         name = f"{rng.choice(FEMALE if female else MALE)} {rng.choice(SURNAMES)}"
         at_office = rng.random() < 0.6
-        return Person(
+        person = Person(
             uid=f"P{self.people:04d}",
             company=company,
             trait=trait,
@@ -438,6 +530,10 @@ class Simulation:
             ip=company.ip if at_office else _personal_ip(rng),
             location=company.location if at_office else _nearby(company.location, rng),
         )
+        if company.trajectory is not None and rng.random() < p.participant_share:
+            person.participant = True
+            self.participants.append(person)
+        return person
 
     def _background(self, company: Company, rng: np.random.Generator) -> dict[str, int]:
         codes = {}
@@ -516,6 +612,13 @@ class Simulation:
             + p.wave_effect * w
             + np.sqrt(1 - explained) * latent[outcome]
         )
+        # The trajectory's effects come last: they pass neither from culture to the individual
+        # and outcome scales nor from the individual scales to the outcomes.
+        if self.after_start(person.company, w):
+            latent[culture] += p.trajectory_culture_effect
+            latent[outcome] += p.trajectory_outcome_effect
+            if person.participant:
+                latent[outcome] += p.participant_outcome_effect
         return latent
 
     def _answers(self, person: Person, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -533,12 +636,24 @@ class Simulation:
             return _variant(code, rng)
         return code
 
+    def _asked_background(self, person: Person, w: int) -> dict[str, int]:
+        """The background codes a person gives in wave w: as drawn at hire, but the codebook's
+        participation variable (when it declares one) says its participation value for a
+        participant in the waves on or after the company's trajectory start, the first other
+        value otherwise."""
+        codes = dict(person.background)
+        if self.participation is not None:
+            variable, takes_part, other = self.participation
+            now = person.participant and self.after_start(person.company, w)
+            codes[variable] = takes_part if now else other
+        return codes
+
     def _respond(self, person: Person, w: int, rng: np.random.Generator) -> Row:
         background = {
             k: float(
                 self.instrument.unanswered if rng.random() < self.params.unanswered_rate else v
             )
-            for k, v in person.background.items()
+            for k, v in self._asked_background(person, w).items()
         }
         return Row(
             person=person,
@@ -773,6 +888,23 @@ class Simulation:
         if not row.planned - {"incomplete"} <= set(problems):
             raise AssertionError(f"planted {row.planned} but the rules find {problems}")
         return problems
+
+
+def _participation_codes(codebook: Codebook) -> tuple[str, int, int] | None:
+    """(variable, the code of the participation value, the code of the first other value) of
+    the codebook's registers.trajectories.participation, or None when it declares none (or the
+    variable has no other value: then it is drawn like any background variable)."""
+    spec = codebook.trajectories
+    if spec is None or spec.participation is None:
+        return None
+    variable = codebook.background[spec.participation.variable]
+    value = spec.participation.value
+    levels = {code: variable.generalise.get(label, label) for code, label in variable.codes.items()}
+    takes_part = [code for code, level in levels.items() if level == value]
+    other = [code for code, level in levels.items() if level != value]
+    if not takes_part or not other:
+        return None
+    return variable.name, takes_part[0], other[0]
 
 
 def layout(w: int) -> Layout:

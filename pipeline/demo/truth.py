@@ -1,6 +1,8 @@
-"""The demo's ground truth and company register: every raw row's planted problems, identifiers
-and linkage-code errors (raw/_demo_truth/rows.csv), the parameters, planted effects and per-wave
-counts (truth.json), and the simulated companies (company_register.csv).
+"""The demo's ground truth and registers: every raw row's planted problems, identifiers and
+linkage-code errors (raw/_demo_truth/rows.csv), the parameters, planted effects and per-wave
+counts (truth.json), the simulated companies (company_register.csv), and, when the codebook
+declares them, the trajectory register and its participants list with the trajectories' expected
+effect on the observed scale scores.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
 
 from pipeline.demo.simulation import PROBLEMS, Row, Simulation
 from pipeline.lineage.fingerprint import sha256_file
@@ -31,6 +34,21 @@ PROBLEM_DEFINITIONS = {
     "unknown_company": "a company code that is neither in the register nor the test code",
     "outside_window": "StartDate before the wave's start or after its end (dates, inclusive)",
 }
+QUADRATURE_NODES = 40  # Gauss-Hermite nodes for an expectation over a normal latent
+EXPECTED_EFFECT_METHOD = (
+    "Per culture and outcome scale, the expected change of the observed scale score (mean of the "
+    "valid items, reverse-keyed recoded) of a trajectory company's employees in the waves on or "
+    "after its start: f(eta + effect) - f(eta) averaged over eta, where f is the expected score "
+    "given the scale's latent eta (the mean over its items of E[code | eta] under the generator's "
+    "ordinal-probit measurement model; missing codes do not depend on eta) and eta is normal "
+    "with the scale's mean latent over the waves on or after some start and its latent SD "
+    "without trajectories (latent_without_trajectory); by Gauss-Hermite quadrature, 40 nodes. "
+    "after_start: culture E[f(eta + culture effect) - f(eta)]; outcome p E[f(eta + outcome "
+    "effect + participant effect) - f(eta)] + (1 - p) E[f(eta + outcome effect) - f(eta)], p the "
+    "participant share. participant_after_start: participants' change beyond their colleagues': "
+    "culture 0, outcome E[f(eta + outcome effect + participant effect) - f(eta + outcome "
+    "effect)]. Averaging the latent mean over the waves approximates the mix of waves."
+)
 
 
 def _write_csv_table(path: Path, header: list[str], rows: list[list]) -> None:
@@ -47,6 +65,41 @@ def write_register(sim: Simulation, path: Path) -> None:
     ]
     header = ["company_code", "company_name", "sector", "employees", "joined_wave"]
     _write_csv_table(path, header, rows)
+
+
+def write_trajectory_register(sim: Simulation, raw: Path) -> tuple[str, ...]:
+    """The trajectory register and its participants list, named and laid out as the codebook's
+    registers.trajectories declares them (pipeline/ingest/trajectories.py reads them): one row
+    per trajectory, by company; one row per participant ever employed, with the true linkage
+    code. Header only when no trajectory was planted; nothing when none is declared. The demo
+    writes CSV only. Returns the files written, relative to raw/."""
+    spec, codebook = sim.codebook.trajectories, sim.codebook
+    if spec is None:
+        return ()
+    planted = sorted((c for c in sim.companies if c.trajectory), key=lambda c: c.code)
+    register = [
+        [
+            c.code,
+            c.trajectory.trajectory_id,
+            c.trajectory.type,
+            c.trajectory.start.isoformat(),
+            c.trajectory.end.isoformat() if c.trajectory.end else "",
+            c.trajectory.target_group,
+        ]
+        for c in planted
+    ]
+    header = [codebook.company_id, "trajectory_id", "type", "start", "end", "target_group"]
+    files = [(spec.file, header, register)]
+    if spec.participants:
+        people = sorted(sim.participants, key=lambda p: (p.company.code, p.uid))
+        rows = [[p.company.code, p.resp_code, p.company.trajectory.trajectory_id] for p in people]
+        header = [codebook.company_id, codebook.respondent_id, "trajectory_id"]
+        files.append((spec.participants, header, rows))
+    for name, header, rows in files:
+        if Path(name).suffix.lower() != ".csv":
+            raise ValueError(f"the demo writes its trajectory register as CSV, not {name}")
+        _write_csv_table(raw / name, header, rows)
+    return tuple(name for name, _, _ in files)
 
 
 def _rounded(value):
@@ -74,6 +127,95 @@ def _effects(sim: Simulation) -> dict:
         "item_loadings": dict(
             zip(sim.instrument.items, sim.instrument.loadings.tolist(), strict=True)
         ),
+    }
+
+
+def _after_start_waves(sim: Simulation) -> list[int]:
+    """The waves on or after some company's trajectory start."""
+    return [w for w in range(len(sim.waves)) if any(sim.after_start(c, w) for c in sim.companies)]
+
+
+def _latent_moments(sim: Simulation, waves: list[int]) -> dict[int, tuple[float, float]]:
+    """Per culture and outcome scale (by index) the mean of its latent over `waves` and its SD,
+    without trajectories, as `Simulation._latent` makes them. A culture latent: mean
+    wave_effect w, variance 1. An outcome latent: mean c E[culture_z] + i E[individual mean] +
+    wave_effect w, variance 1 - i^2 (1 - b^2) (1 - 1/n) for n individual scales (1 with one:
+    the mean of several individual scales varies less than one of them)."""
+    p, level = sim.params, sim.instrument.level
+    culture, individual = level["culture"], level["individual"]
+    # one mean over the waves on or after some start: an approximation of their mix
+    shift = p.wave_effect * float(np.mean(waves))
+    n = len(culture)
+    culture_z = shift / np.sqrt((1 + (n - 1) * p.culture_correlation) / n) if culture else 0.0
+    b = p.culture_to_individual
+    i = p.individual_to_outcome if individual else 0.0
+    outcome_mean = p.culture_to_outcome * culture_z + i * b * culture_z + shift
+    outcome_var = 1 - i**2 * (1 - b**2) * (1 - 1 / len(individual)) if individual else 1.0
+    moments = dict.fromkeys(culture, (shift, 1.0))
+    return moments | dict.fromkeys(level["outcome"], (outcome_mean, float(np.sqrt(outcome_var))))
+
+
+def _normal_expectation(g, mean: float, sd: float) -> float:
+    """E[g(eta)] for eta ~ N(mean, sd^2): Gauss-Hermite quadrature (probabilists' weights)."""
+    nodes, weights = hermegauss(QUADRATURE_NODES)
+    return float(weights @ g(mean + sd * nodes) / np.sqrt(2 * np.pi))
+
+
+def _score_change(sim: Simulation, k: int, moments: tuple[float, float], a: float, b: float):
+    """E[f(eta + b) - f(eta + a)] for scale k, f its expected score given the latent."""
+    f = sim.instrument.expected_score
+    return _normal_expectation(lambda eta: f(k, eta + b) - f(k, eta + a), *moments)
+
+
+def _expected_observed_effect(sim: Simulation, moments: dict) -> dict:
+    """Per culture and outcome scale: after_start and participant_after_start (see
+    EXPECTED_EFFECT_METHOD), in scale-score units."""
+    p, scales = sim.params, sim.instrument.scales
+    culture_effect, outcome = p.trajectory_culture_effect, p.trajectory_outcome_effect
+    participant = outcome + p.participant_outcome_effect
+    effects = {}
+    for k, m in moments.items():
+        if scales[k].level == "culture":
+            after, extra = _score_change(sim, k, m, 0.0, culture_effect), 0.0
+        else:
+            colleague = _score_change(sim, k, m, 0.0, outcome)
+            taking_part = _score_change(sim, k, m, 0.0, participant)
+            after = p.participant_share * taking_part + (1 - p.participant_share) * colleague
+            extra = _score_change(sim, k, m, outcome, participant)
+        effects[scales[k].name] = {"after_start": after, "participant_after_start": extra}
+    return effects
+
+
+def trajectory_truth(sim: Simulation) -> dict:
+    """The planted trajectories, their latent effects and the effects expected on the observed
+    scale scores (none when no trajectory was planted)."""
+    p = sim.params
+    planted = [c for c in sim.companies if c.trajectory]
+    first = [next(w for w in range(len(sim.waves)) if sim.after_start(c, w)) for c in planted]
+    waves = _after_start_waves(sim)
+    moments = _latent_moments(sim, waves) if waves else {}
+    scales = sim.instrument.scales
+    return {
+        "declared": sim.codebook.trajectories is not None,
+        "companies_with_trajectory": len(planted),
+        "companies_after_start_from_wave": {
+            wave.name: first.count(w) for w, wave in enumerate(sim.waves)
+        },
+        "participants_ever_employed": len(sim.participants),
+        "participant_share": p.participant_share,
+        "latent_effect_sd": {
+            "culture_all_employees": p.trajectory_culture_effect,
+            "outcome_all_employees": p.trajectory_outcome_effect,
+            "outcome_participants_extra": p.participant_outcome_effect,
+        },
+        "effect_timing": "from the first wave whose start is on or after the trajectory's "
+        "start, lasting after its end; added to the latents after the structural equations, so "
+        "the culture effect does not pass on to the individual or outcome scales",
+        "latent_without_trajectory": {
+            scales[k].name: {"mean": m, "sd": sd} for k, (m, sd) in moments.items()
+        },
+        "expected_observed_effect": _expected_observed_effect(sim, moments),
+        "expected_observed_effect_method": EXPECTED_EFFECT_METHOD,
     }
 
 
@@ -159,6 +301,7 @@ def write_truth(sim: Simulation, seed: int, table: list[dict], folder: Path) -> 
         "problem_definitions": PROBLEM_DEFINITIONS,
         "companies": {"total": len(sim.companies), "persons_ever_employed": sim.people},
         "waves": waves,
+        "trajectories": trajectory_truth(sim),
     }
     text = json.dumps(_rounded(truth), sort_keys=True, indent=2, ensure_ascii=False)
     (folder / "truth.json").write_text(text + "\n", encoding="utf-8")

@@ -19,11 +19,11 @@ confirm` comment. What it guesses, and how:
   values lie in an answer scale (or its missing codes) and its name shares a prefix with
   another such column (`X1`, `X2`, `X3`: scale `X`). The answer scale is the widest run of
   consecutive labelled codes; without value labels (or with labels on a scale's ends only), of
-  the codes that recur in the prefix's columns (in at least 1% of their answers, or in more
-  than half of the columns: a stray code is rare and in few). At most 11 points (0..10). Items
-  with the same scale and labels share one `response_scales` entry; the prefix's items on
-  another scale go to `items:`. Reverse-keyed items are those whose loading on the first
-  principal component of their scale's item correlations has the minority's sign.
+  the codes that recur in the prefix's columns (in at least 1% of their answers, or at least
+  twice in each of more than half of the columns: a stray code is rare and in few). At most 11
+  points (0..10). Items with the same scale and labels share one `response_scales` entry; the
+  prefix's items on another scale go to `items:`. Reverse-keyed items are those whose loading
+  on the first principal component of their scale's item correlations has the minority's sign.
 - **Missing codes**: codes outside an item's answer scale that are labelled (9 "weet niet",
   -99) or recur; and labelled codes outside a background variable's run of labelled codes.
 - **Background variables**: the other number columns; coded (`values`: code: label from the
@@ -317,10 +317,11 @@ def widest_run(codes) -> tuple[int, int]:
 
 
 def common_codes(columns: list[Column]) -> set[int]:
-    """The codes that recur in these columns: in at least RECURRING of their answers, or in
-    more than half of the columns (a stray code is rare and in few)."""
+    """The codes that recur in these columns: in at least RECURRING of their answers, or at
+    least twice in each of more than half of the columns (a stray code is rare and in few: in a
+    scale of three items, two strays in two of them are not a missing code)."""
     pooled = sum((column.codes for column in columns), Counter())
-    spread = Counter(code for column in columns for code in column.codes)
+    spread = Counter(code for column in columns for code, n in column.codes.items() if n >= 2)
     total = pooled.total()
     return {
         code

@@ -179,6 +179,10 @@ class TrajectoryRegister:
     participation: Participation | None = None
     participants: str | None = None
 
+    @property
+    def knows_participants(self) -> bool:
+        return self.participation is not None or self.participants is not None
+
 
 @dataclass(frozen=True)
 class Anonymisation:

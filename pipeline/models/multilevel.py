@@ -674,7 +674,7 @@ class ModelResult:
         return self.guarded.fit
 
 
-def _fit_model(name, outcome, design, *, nested=False, slope=False, reml=True, notes=(), lr=None):
+def fit_model(name, outcome, design, *, nested=False, slope=False, reml=True, notes=(), lr=None):
     guarded = fit_guarded(
         design.y,
         design.X,
@@ -707,9 +707,9 @@ def wave_models(
             design.y, design.X[:, :1], design.names[:1], design.company, reml=False
         )
         ml_full = fit_guarded(design.y, design.X, design.names, design.company, reml=False)
-        results.append(_fit_model(f"{outcome}/empty", outcome, design.empty()))
+        results.append(fit_model(f"{outcome}/empty", outcome, design.empty()))
         results.append(
-            _fit_model(f"{outcome}/full", outcome, design, lr=lr_test(ml_empty.fit, ml_full.fit))
+            fit_model(f"{outcome}/full", outcome, design, lr=lr_test(ml_empty.fit, ml_full.fit))
         )
     return results
 
@@ -750,7 +750,7 @@ def longitudinal_models(
                 f"wave slope not estimable: needs {SLOPE_MIN_WAVES} waves ({n_waves} in the data)"
             )
         else:
-            with_slope = _fit_model(
+            with_slope = fit_model(
                 name,
                 outcome,
                 design,
@@ -763,7 +763,7 @@ def longitudinal_models(
                 results.append(with_slope)
                 continue
             notes.append(f"wave slope dropped: {'; '.join(map(str, reasons))}")
-        results.append(_fit_model(name, outcome, design, nested=nested, notes=notes))
+        results.append(fit_model(name, outcome, design, nested=nested, notes=notes))
     return results
 
 

@@ -19,6 +19,7 @@ from pipeline.lineage.files import fix_sav_timestamp
 from pipeline.privacy.disclosure import DisclosureReport, background_labels, protect_panel
 from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import PseudonymKey, pseudonymise
+from pipeline.validate.quality import normalised
 
 COMPANY_PREFIX = "c"  # of a company's pseudonym, `c_<hex>`: `scan deliver` makes it again
 
@@ -52,6 +53,46 @@ def anonymise(
         axis=1,
     )
     return responses.reset_index(drop=True), reports[wave]
+
+
+def trajectory_exposure(
+    validated: dict[str, pd.DataFrame],
+    register: pd.DataFrame,
+    listed: pd.DataFrame,
+    codebook: Codebook,
+    key: PseudonymKey,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trajectory register and who takes part, under the pseudonyms `anonymise` gives
+    (`register` and `listed` as pipeline/ingest/trajectories.py reads them): the register with
+    `company_id` for its company code, and the `person_id`s of the persons taking part (none
+    when the codebook says of no way to know who does: `TrajectoryRegister.knows_participants`).
+
+    A person takes part when a row of theirs holds the codebook's participation value, or when
+    the participants list names their company and one of their linkage codes (a code the panel
+    linkage corrected counts too: the person is the linked one)."""
+    trajectories = register.drop(columns=["company", "_source_row"], errors="ignore")
+    trajectories.insert(0, "company_id", pseudonymise(register["company"], key, COMPANY_PREFIX))
+    spec = codebook.trajectories
+    persons = pd.DataFrame({"person_id": pd.Series(dtype="string")})
+    if spec is None or not spec.knows_participants:
+        return trajectories, persons
+    rows = every_wave(validated)
+    person = link_panel(rows, codebook).person
+    taking_part = pd.Series(False, index=rows.index)
+    if spec.participation is not None:
+        answers = background_labels(rows, codebook)[spec.participation.variable]
+        taking_part |= answers.eq(spec.participation.value).fillna(False)
+    if spec.participants and not listed.empty:
+        named = set(zip(normalised(listed["company"]), normalised(listed["person"]), strict=True))
+        pairs = zip(
+            normalised(rows[codebook.company_id]),
+            normalised(rows[codebook.respondent_id]),
+            strict=True,
+        )
+        taking_part |= pd.Series([pair in named for pair in pairs], index=rows.index)
+    keys = person[taking_part].dropna().drop_duplicates()
+    persons = pd.DataFrame({"person_id": pseudonymise(keys, key, "p").sort_values()})
+    return trajectories, persons.reset_index(drop=True)
 
 
 def every_wave(validated: dict[str, pd.DataFrame]) -> pd.DataFrame:

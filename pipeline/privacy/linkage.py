@@ -7,7 +7,11 @@ codebook's `linkage:` section (`max_edits`, `consistent`, `min_agreeing`; docs/a
 1. Codes are compared as the validation compares them (`normalised`: trimmed, case-folded), and
    only within a company. An empty code, a test code (`quality.test_respondent_codes`) and a
    test company's code (`quality.test_company_codes`) are never linked.
-2. The same code in two waves of one company is one person: an exact link.
+2. The same code in two waves of one company is one person: an exact link, unless a background
+   variable listed under `consistent` contradicts (rule 3c) between the code's earliest answers
+   and a later wave's: then someone else typed that code (a typo that hit a colleague's code, or
+   the same code chosen twice), and the later wave's rows are a person of their own, counted as
+   ambiguous.
 3. For each pair of waves, a code of one wave with no exact match in the other is linked to a
    code of the other wave, a correction, when
    a. the two are at most `max_edits` edits apart in optimal string alignment distance
@@ -94,8 +98,10 @@ def link_panel(rows: pd.DataFrame, codebook: Codebook) -> LinkedPanel:
         set(wave), key=lambda w: (declared.index(w) if w in declared else len(declared), w)
     )
     consistent = list(rule.consistent) if rule else []
+    background = comparable_background(rows, codebook, consistent)
+    code, ambiguous = _reused_codes(company, wave, code, usable, background, waves)
     nodes = (
-        pd.concat([company, wave, code, comparable_background(rows, codebook, consistent)], axis=1)
+        pd.concat([company, wave, code, background], axis=1)
         .set_axis(["company", "wave", "code", *consistent], axis=1)[usable]
         .groupby(["company", "wave", "code"], sort=True)
         # the first answered value (the duplicate rule leaves one row per code anyway)
@@ -103,7 +109,6 @@ def link_panel(rows: pd.DataFrame, codebook: Codebook) -> LinkedPanel:
         .drop(columns="code")
     )
     persons = _Persons(nodes.index, waves)
-    ambiguous: set[tuple[str, str, str, str]] = set()  # (company, wave, code, other wave)
     if rule and rule.max_edits:
         values = nodes.to_numpy(dtype="float64")
         per_company: dict[str, dict[str, dict[str, int]]] = {}  # company: wave: code: node
@@ -130,6 +135,49 @@ def link_panel(rows: pd.DataFrame, codebook: Codebook) -> LinkedPanel:
         outcome=_outcomes(frame, usable, codes_of, doubt),
         pairs=_pair_counts(frame, usable, ambiguous, waves, rule),
     )
+
+
+def _reused_codes(company, wave, code, usable, background: pd.DataFrame, waves: list[str]):
+    """Rule 2's exception: the codes with a later wave's code made its own (the code, SEPARATOR
+    and the wave) where its background contradicts the code's earliest answers (the first
+    answered value of each variable, earliest wave first); and both sides of each refused exact
+    link as (company, wave, code, other wave), for the report's ambiguous count."""
+    refused: set[tuple[str, str, str, str]] = set()
+    if background.empty or background.shape[1] == 0:
+        return code, refused
+    rank = {w: i for i, w in enumerate(waves)}
+    names = list(background.columns)
+    nodes = (
+        pd.concat([company, code, wave, background], axis=1)
+        .set_axis(["company", "code", "wave", *names], axis=1)[usable]
+        .groupby(["company", "code", "wave"], sort=False)
+        .first()
+        .reset_index()
+    )
+    nodes = nodes.assign(rank=nodes["wave"].map(rank)).sort_values(["company", "code", "rank"])
+    earliest = nodes.groupby(["company", "code"], sort=False)
+    base = earliest[names].transform("first")
+    first_wave = earliest["wave"].transform("first")
+    values = nodes[names]
+    clash = values.notna() & base.notna() & values.ne(base)
+    split = nodes.duplicated(["company", "code"]) & clash.any(axis=1)
+    if not split.any():
+        return code, refused
+    moved = set()
+    for c, k, w, w0 in zip(
+        nodes["company"][split],
+        nodes["code"][split],
+        nodes["wave"][split],
+        first_wave[split],
+        strict=True,
+    ):
+        moved.add((c, k, w))
+        refused.update({(c, w0, k, w), (c, w, f"{k}{SEPARATOR}{w}", w0)})
+    relabelled = [
+        f"{k}{SEPARATOR}{w}" if (c, k, w) in moved else k
+        for c, k, w in zip(company, code, wave, strict=True)
+    ]
+    return pd.Series(relabelled, index=code.index, dtype=object), refused
 
 
 def comparable_background(rows: pd.DataFrame, codebook: Codebook, names: list[str]) -> pd.DataFrame:

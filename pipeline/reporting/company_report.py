@@ -20,6 +20,14 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
   `management` declaration the section is left out.
   With the company mean and the difference shown, the group means can at most be solved for when
   every respondent is in a group, and then both rest on at least k respondents.
+- Monitoring of learning outcomes (`monitoring_numbers`, stored as `company_monitoring_numbers`),
+  for a company with a development trajectory: the types of its trajectories and the first wave
+  each counts in (never a date, target group or trajectory id), and per outcome scale and wave
+  up to the report's the mean of the participants and of their colleagues (every other
+  respondent of the company), shown only for a wave where both groups have at least k scores on
+  the scale; a group's size never appears. The two groups make up the company, so with its
+  published mean neither can be solved for a smaller group. Without a trajectory register in
+  the codebook the section is left out.
 """
 
 import re
@@ -46,6 +54,10 @@ TOP = 2
 MIN_RADAR_DIMENSIONS = 3
 CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
 NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
+MONITORING_ASSET = "company_monitoring_numbers"  # the stored table of monitoring_numbers
+PARTICIPANTS, COLLEAGUES = "participants", "colleagues"  # the groups of monitoring_numbers
+GROUP_LABELS = {PARTICIPANTS: "Deelnemers", COLLEAGUES: "Collega's"}
+MONITORING_COLUMNS = ("company_id", "scale", "wave", "group", "mean", "trajectory_type")
 CHUNK = 100  # companies rendered per pandoc process
 # What a report says instead of the sections a codebook without culture or outcome scales lacks.
 NO_CULTURE = (
@@ -117,7 +129,7 @@ def report_numbers(
         )
     k = codebook.anonymisation.k
     sizes = scale_scores.groupby("company_id").size()
-    companies = pd.Index(sorted(sizes.index[sizes >= k]), dtype=object)
+    companies = reported_companies(scale_scores, k)
     culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
     previous = previous_wave(wave, company_scores, codebook)
     gaps = management_gaps(scale_scores, roles(responses, codebook), culture, k)
@@ -142,6 +154,13 @@ def report_numbers(
     frame["previous_wave"] = previous or ""
     floats = [c for c in NUMBER_COLUMNS[3:] if c not in ("benchmark_companies", "previous_wave")]
     return frame.reindex(columns=list(NUMBER_COLUMNS)).astype({c: float for c in floats})
+
+
+def reported_companies(scale_scores: pd.DataFrame, k: int) -> pd.Index:
+    """The companies of a wave's `scale_scores` with at least k respondents, sorted: those that
+    get a report (when the codebook has culture or outcome scales to report on)."""
+    sizes = scale_scores.groupby("company_id").size()
+    return pd.Index(sorted(sizes.index[sizes >= k]), dtype=object)
 
 
 def scale_numbers(table: pd.DataFrame, companies: pd.Index) -> pd.DataFrame:
@@ -201,18 +220,145 @@ def management_gaps(
     return gap.where(n_management.fillna(0).ge(k) & n_staff.fillna(0).ge(k))
 
 
+def monitoring_numbers(
+    wave: str,
+    scores_by_wave: Mapping[str, pd.DataFrame],
+    trajectories: pd.DataFrame,
+    participants: pd.DataFrame,
+    codebook: Codebook,
+) -> pd.DataFrame:
+    """The numbers of the reports' section on monitoring learning outcomes, for the companies
+    that get a report in `wave` (at least k respondents, and culture or outcome scales to
+    report on) and run a development trajectory. Two kinds of rows (`MONITORING_COLUMNS`):
+
+    - a trajectory row per company and trajectory type: `scale` and `group` blank, `wave` the
+      first wave the trajectory counts in (the first wave whose start is on or after the
+      trajectory's; blank when no wave is), `trajectory_type` its type, `mean` blank;
+    - a number row per company, outcome scale, wave (in codebook order, up to and including
+      `wave`) and group (PARTICIPANTS, COLLEAGUES): `mean` the group's mean score, only for a
+      wave where both groups have at least k scores on the scale, so both rows or neither.
+      Hidden waves have no rows: a blank mean would only say that a group was small.
+
+    `scores_by_wave`: every wave's scale_scores (this one and earlier ones); `trajectories`:
+    `trajectory_companies` (company_id, type, start, ...); `participants`: `trajectory_persons`
+    (person_id), read only when the codebook knows who takes part. A participant is a person of
+    `participants`, a colleague every other respondent of the company, so the two groups make
+    up the company and neither is a remainder that the company mean could give away. Nothing
+    without a trajectory register. `company_monitoring_numbers[wave](company,scale,wave shown,
+    group).mean` identifies each number."""
+    spec, k = codebook.trajectories, codebook.anonymisation.k
+    culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
+    if spec is None or trajectories.empty or not (culture or outcomes):
+        return _monitoring_frame([])
+    companies = reported_companies(scores_by_wave[wave], k)
+    own = trajectories[trajectories["company_id"].isin(companies)]
+    if own.empty:
+        return _monitoring_frame([])
+    rows = _trajectory_rows(own, codebook)
+    if spec.knows_participants:
+        order = list(codebook.waves)
+        shown = [w for w in order[: order.index(wave) + 1] if w in scores_by_wave]
+        taking_part = set(participants["person_id"].dropna())
+        for w in shown:
+            scores = scores_by_wave[w]
+            scores = scores[scores["company_id"].isin(set(own["company_id"]))]
+            rows += _group_means(scores, taking_part, [s for s in outcomes if s in scores], w, k)
+    frame = _monitoring_frame(rows)
+    scale_order = {s: i for i, s in enumerate(["", *outcomes])}
+    wave_order = {w: i for i, w in enumerate(["", *codebook.waves])}
+    keys = pd.DataFrame(
+        {
+            "company": frame["company_id"],
+            "scale": frame["scale"].map(scale_order),
+            "wave": frame["wave"].map(wave_order),
+            "group": frame["group"].map({"": 0, PARTICIPANTS: 1, COLLEAGUES: 2}),
+            "type": frame["trajectory_type"],
+        }
+    )
+    ordered = keys.sort_values(list(keys.columns), kind="stable").index
+    return frame.loc[ordered].reset_index(drop=True)
+
+
+def _monitoring_frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(MONITORING_COLUMNS))
+    texts = [c for c in MONITORING_COLUMNS if c != "mean"]
+    return frame.astype({"mean": float, **{c: object for c in texts}})
+
+
+def first_wave(start, codebook: Codebook) -> str:
+    """The first wave, in codebook order, whose start is on or after `start` (as the trajectory
+    models place a trajectory); "" when none is."""
+    for name, wave in codebook.waves.items():
+        if wave.start is not None and pd.Timestamp(wave.start) >= pd.Timestamp(start):
+            return name
+    return ""
+
+
+def _trajectory_rows(trajectories: pd.DataFrame, codebook: Codebook) -> list[dict]:
+    """One row per company and type, with the first wave its earliest trajectory of that type
+    counts in; no date, target group or trajectory id leaves this function."""
+    rows = {}
+    for r in trajectories.sort_values(["company_id", "start"], kind="stable").itertuples():
+        key = (r.company_id, str(r.type))
+        if key not in rows:
+            rows[key] = {
+                "company_id": r.company_id,
+                "scale": "",
+                "wave": first_wave(r.start, codebook),
+                "group": "",
+                "mean": np.nan,
+                "trajectory_type": str(r.type),
+            }
+    return list(rows.values())
+
+
+def _group_means(
+    scores: pd.DataFrame, taking_part: set, scales: Sequence[str], wave: str, k: int
+) -> list[dict]:
+    """Per company and scale of one wave's `scores`, the participants' and the colleagues'
+    mean score, where both groups have at least k scores; nothing for the other pairs."""
+    if scores.empty or not scales:
+        return []
+    group = np.where(scores["person_id"].isin(taking_part), PARTICIPANTS, COLLEAGUES)
+    long = (
+        scores[["company_id", *scales]]
+        .assign(group=group)
+        .melt(id_vars=["company_id", "group"], var_name="scale", value_name="score")
+        .dropna(subset=["score"])
+    )
+    stats = long.groupby(["company_id", "scale", "group"])["score"].agg(["mean", "count"])
+    counts = stats["count"].unstack("group").reindex(columns=[PARTICIPANTS, COLLEAGUES])
+    both = counts.index[counts.fillna(0).ge(k).all(axis=1)]
+    return [
+        {
+            "company_id": company,
+            "scale": scale,
+            "wave": wave,
+            "group": name,
+            "mean": float(stats.loc[(company, scale, name), "mean"]),
+            "trajectory_type": "",
+        }
+        for company, scale in both
+        for name in (PARTICIPANTS, COLLEAGUES)
+    ]
+
+
 def company_contexts(
     numbers: pd.DataFrame,
     wave: str,
     codebook: Codebook,
     figures_dir: Path,
     names: Mapping[str, str] | None = None,
+    monitoring: pd.DataFrame | None = None,
 ) -> dict[str, dict]:
     """A report context per company of `numbers` (rows of the `report_numbers` of `wave`),
     titled by its pseudonym, or by its name in `names` (the restricted copies `scan deliver`
-    makes). Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`."""
+    makes). Figures are written to `figures_dir` as `<company>_<wave>_<kind>.svg`.
+    `monitoring` holds the rows of the wave's `monitoring_numbers` (as stored: blanks may be
+    NaN); without it the section on monitoring learning outcomes is left out."""
     k = codebook.anonymisation.k
     culture, outcomes = _scales(codebook, "culture"), _scales(codebook, "outcome")
+    by_company = dict(iter(monitoring.groupby("company_id"))) if monitoring is not None else {}
     contexts = {}
     for company, rows in numbers.groupby("company_id", sort=True):
         rows = rows.set_index("scale")
@@ -240,6 +386,9 @@ def company_contexts(
             **management_staff_section(rows.loc[culture], codebook, k),
             "outcomes_note": "" if outcomes else NO_OUTCOMES,
             "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
+            **monitoring_section(
+                company, by_company.get(company), wave, codebook, monitoring is not None
+            ),
             "number_ids_table": number_ids_table(company, wave, rows.index, codebook),
         }
     return contexts
@@ -260,22 +409,28 @@ def render_company_reports(
     out_dir: Path,
     workers: int,
     names: Mapping[str, str] | None = None,
+    monitoring: pd.DataFrame | None = None,
 ) -> dict[str, Rendered]:
     """Every company's report written to `out_dir/<company>.{html,pdf}` from the wave's
-    `report_numbers` (titled as `company_contexts` does with `names`), the companies shared
-    out over `workers` processes (figures and rendering
-    are CPU-bound, and each report depends only on its numbers, so the files are the same
-    however the companies are shared out)."""
+    `report_numbers` and `monitoring_numbers` (titled as `company_contexts` does with `names`;
+    without `monitoring`, no monitoring section), the companies shared out over `workers`
+    processes (figures and rendering are CPU-bound, and each report depends only on its
+    numbers, so the files are the same however the companies are shared out)."""
     companies = sorted(numbers["company_id"].unique())
     shares = [companies[i::workers] for i in range(workers) if companies[i::workers]]
     data = (wave, codebook, out_dir, names)
     rendered: dict[str, Rendered] = {}
     if len(shares) <= 1:
-        rendered |= _render_share(numbers, *data)
+        rendered |= _render_share(numbers, monitoring, *data)
     else:
         with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
             parts = [
-                pool.submit(_render_share, numbers[numbers["company_id"].isin(share)], *data)
+                pool.submit(
+                    _render_share,
+                    numbers[numbers["company_id"].isin(share)],
+                    _of(monitoring, share),
+                    *data,
+                )
                 for share in shares
             ]
             for part in parts:
@@ -283,15 +438,23 @@ def render_company_reports(
     return dict(sorted(rendered.items()))
 
 
-def _render_share(numbers, wave, codebook, out_dir, names):
+def _of(monitoring: pd.DataFrame | None, companies: Sequence[str]) -> pd.DataFrame | None:
+    """The monitoring rows of `companies` (None stays None: no section)."""
+    return None if monitoring is None else monitoring[monitoring["company_id"].isin(companies)]
+
+
+def _render_share(numbers, monitoring, wave, codebook, out_dir, names):
     """The share's reports, CHUNK companies at a time (one pandoc process each, and their
     figures on disk only until rendered)."""
     companies = sorted(numbers["company_id"].unique())
     rendered = {}
     for start in range(0, len(companies), CHUNK):
-        chunk = numbers[numbers["company_id"].isin(companies[start : start + CHUNK])]
+        part = companies[start : start + CHUNK]
+        chunk = numbers[numbers["company_id"].isin(part)]
         with tempfile.TemporaryDirectory(prefix="figures-") as figures:
-            contexts = company_contexts(chunk, wave, codebook, Path(figures), names)
+            contexts = company_contexts(
+                chunk, wave, codebook, Path(figures), names, _of(monitoring, part)
+            )
             rendered |= render_reports(REPORTS_DIR / "company.qmd", contexts, out_dir)
     return rendered
 
@@ -524,6 +687,129 @@ def management_staff_section(rows: pd.DataFrame, codebook: Codebook, k: int) -> 
         note += f" Niet getoond voor {', '.join(hidden)}. {rule}"
     table = _table(["Dimensie", "Verschil leidinggevenden - medewerkers"], shown)
     return {"management_staff_note": note, "management_staff_table": table}
+
+
+def _text(value) -> str:
+    """A stored text cell: "" where the CSV left it blank (NaN)."""
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def monitoring_section(
+    company: str, rows: pd.DataFrame | None, wave: str, codebook: Codebook, given: bool
+) -> dict[str, str]:
+    """The section on monitoring learning outcomes (`rows`: the company's rows of
+    `monitoring_numbers`, None when it has none; `given`: whether the caller passed the table).
+    Left out without the table or without a trajectory register; one sentence for a company
+    without a trajectory; otherwise its trajectories (type and first wave, nothing more
+    precise), and the participants' and colleagues' means per outcome and wave shown, with the
+    rule, or why there are none."""
+    empty = {"monitoring_note": "", "monitoring_table": "", "monitoring_ids_table": ""}
+    spec, k = codebook.trajectories, codebook.anonymisation.k
+    if not given or spec is None:
+        return empty
+    rows = rows if rows is not None else pd.DataFrame(columns=list(MONITORING_COLUMNS))
+    kinds = rows.assign(scale=rows["scale"].map(_text), group=rows["group"].map(_text))
+    own = kinds[kinds["scale"] == ""]
+    if own.empty:
+        note = (
+            "Voor uw bedrijf is geen ontwikkeltraject geregistreerd. Daarom volgen we hier geen "
+            "leeropbrengsten van deelnemers aan een traject."
+        )
+        return {**empty, "monitoring_note": note}
+    starts = [_text(w) for w in own["wave"]]
+    order = list(codebook.waves)
+    first = min((w for w in starts if w), key=order.index, default="")
+    paragraphs = [_trajectory_sentence(own, codebook)]
+    outcomes = _scales(codebook, "outcome")
+    if not spec.knows_participants:
+        paragraphs.append(
+            "Wie aan het traject deelneemt, is voor deze scan niet bekend. Daarom vergelijken "
+            "we de opbrengsten van deelnemers niet met die van hun collega's."
+        )
+        return {**empty, "monitoring_note": "\n\n".join(paragraphs)}
+    if not outcomes:
+        paragraphs.append(
+            "De vragenlijst van deze scan meet geen opbrengsten van leren. Daarom vergelijken we "
+            "geen deelnemers met hun collega's."
+        )
+        return {**empty, "monitoring_note": "\n\n".join(paragraphs)}
+    numbers = kinds[kinds["scale"] != ""]
+    means = numbers.pivot_table(
+        index=["scale", "wave"], columns="group", values="mean", aggfunc="first"
+    ).reindex(columns=[PARTICIPANTS, COLLEAGUES])
+    means = means.dropna(how="any")  # never one group without the other
+    rule = (
+        f"We tonen een meting alleen als zowel de deelnemers als de collega's minstens {k} "
+        "mensen met een score op dat onderdeel tellen; anders tonen we van die meting geen van "
+        "beide groepen. Hoeveel mensen in elke groep zitten, tonen we nooit."
+    )
+    explain = (
+        "Hier vergelijken we per opbrengst van leren de gemiddelde score van de deelnemers aan "
+        "het traject met die van hun collega's (de andere medewerkers van uw bedrijf die de "
+        f"vragenlijst invulden), per meting tot en met deze meting ({codebook.waves[wave].label})."
+    )
+    if first and order.index(first) <= order.index(wave):
+        explain += (
+            f" Metingen vanaf {codebook.waves[first].label} vallen na de start van het traject; "
+            "eerdere metingen laten zien hoe het daarvoor was."
+        )
+    else:
+        explain += " Al deze metingen vallen vóór de start van het traject."
+    if means.empty:
+        paragraphs += [
+            f"{explain} In geen enkele meting hadden beide groepen genoeg mensen met een score, "
+            "dus we tonen hier geen scores.",
+            rule,
+        ]
+        return {**empty, "monitoring_note": "\n\n".join(paragraphs)}
+    paragraphs += [explain, rule]
+    table_rows, ids = [], []
+    for scale in outcomes:
+        for w in order:
+            if (scale, w) not in means.index:
+                continue
+            label = escape(codebook.scales[scale].label)
+            when = codebook.waves[w].label + (
+                " (na start)" if first and order.index(w) >= order.index(first) else ""
+            )
+            values = means.loc[(scale, w)]
+            table_rows.append(
+                [label, when, number(values[PARTICIPANTS]), number(values[COLLEAGUES])]
+            )
+            for group in (PARTICIPANTS, COLLEAGUES):
+                key = [company, scale, w, group]
+                ids.append(
+                    [
+                        f"{label}, meting {codebook.waves[w].label}, {GROUP_LABELS[group].lower()}",
+                        f"`{number_id(MONITORING_ASSET, wave, key, 'mean')}`",
+                    ]
+                )
+    header = ["Opbrengst", "Meting", GROUP_LABELS[PARTICIPANTS], GROUP_LABELS[COLLEAGUES]]
+    return {
+        "monitoring_note": "\n\n".join(paragraphs),
+        "monitoring_table": _table(header, table_rows),
+        "monitoring_ids_table": _table(["Onderdeel", "Id van het getal"], ids),
+    }
+
+
+def _trajectory_sentence(own: pd.DataFrame, codebook: Codebook) -> str:
+    """Which trajectories the company runs (`own`: its trajectory rows) and from which wave on
+    each counts."""
+
+    def counted(row) -> str:
+        w = _text(row["wave"])
+        return f"vanaf meting {codebook.waves[w].label}" if w else "vanaf een volgende meting"
+
+    parts = [f"{escape(_text(r['trajectory_type']))} ({counted(r)})" for _, r in own.iterrows()]
+    if len(parts) == 1:
+        return (
+            f"Uw bedrijf volgt een ontwikkeltraject van het type {parts[0]}. Het traject telt mee "
+            "vanaf de eerste meting na de start."
+        )
+    return (
+        f"Uw bedrijf volgt ontwikkeltrajecten van deze types: {'; '.join(parts)}. Een traject "
+        "telt mee vanaf de eerste meting na de start."
+    )
 
 
 def number_ids_table(company: str, wave: str, scales: Sequence[str], codebook: Codebook) -> str:

@@ -118,6 +118,7 @@ def title(name: str) -> str:
 
 def deliver(
     numbers: pd.DataFrame,
+    monitoring: pd.DataFrame,
     companies: pd.DataFrame,
     wave: str,
     codebook: Codebook,
@@ -132,7 +133,9 @@ def deliver(
     names = {c.pseudonym: title(c.name or c.code) for c in companies.itertuples()}
     rows, written = [], set()
     with tempfile.TemporaryDirectory(prefix=".render-", dir=folder.parent) as work:
-        rendered = render_company_reports(numbers, wave, codebook, Path(work), workers, names)
+        rendered = render_company_reports(
+            numbers, wave, codebook, Path(work), workers, names, monitoring
+        )
         for company in companies.sort_values(["name", "code"]).itertuples():
             files = rendered[company.pseudonym].files if company.pseudonym in rendered else ()
             entry = {

@@ -11,6 +11,7 @@ markdown pipe tables (captions live in the template), plain numbers and figures.
   percentages 1, counts none.
 """
 
+import dataclasses
 import math
 import string
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from scipy import stats
 
 from pipeline.instrument.codebook import Codebook
 from pipeline.lineage.settings import ALL_WAVES
+from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
+from pipeline.models.trajectories import AFTER_START, EFFECTS, PARTICIPANT_AFTER_START
 from pipeline.privacy.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 from pipeline.psychometrics.invariance import MIN_GROUPS
 from pipeline.reporting.figures import coefficient_plot, distribution_plot
@@ -54,7 +57,8 @@ class WaveInputs:
 
     `numbers` is the wave's `report_numbers`, `previous_wave` None for the first wave,
     `invariance` the cross-wave table (not estimable with one wave), `provenance` a JSON-like
-    dict.
+    dict, `trajectory_effects` and `trajectory_fit` the cross-wave tables of the trajectory
+    models (pipeline/models/trajectories.py; without rows when there are no models).
     """
 
     wave: str
@@ -73,6 +77,12 @@ class WaveInputs:
     companies_reported: int
     companies_without_report: int
     provenance: dict
+    trajectory_effects: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(COEFFICIENT_COLUMNS))
+    )
+    trajectory_fit: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(FIT_COLUMNS))
+    )
 
 
 def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
@@ -100,6 +110,7 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         **invariance_section(inputs.invariance, k),
         **aggregation_section(inputs, codebook, figures_dir),
         **models_section(inputs, codebook, figures_dir),
+        **trajectory_section(inputs.trajectory_effects, inputs.trajectory_fit, codebook),
         "company_reports_note": company_reports_note(codebook),
         **change_section(numbers_of(inputs.numbers, "change"), inputs.previous_wave, codebook),
         "provenance_table": provenance_table(inputs.provenance),
@@ -680,6 +691,162 @@ def _terms_table(terms: pd.DataFrame) -> str:
     return pipe_table([*columns, ("95% CI", "r"), ("p", "r")], rows)
 
 
+# The effects of the trajectory models the report shows: (term, model suffix, its name in the
+# table, what its models are called in the notes); the template's caption maps names to terms and
+# says what each compares. Words, not the terms, so that a narrow column can wrap them.
+TRAJECTORY_EFFECTS = (
+    (AFTER_START, "/trajectory", "after start", "difference-in-differences models"),
+    (
+        PARTICIPANT_AFTER_START,
+        "/participants",
+        "participant after start",
+        "participant models",
+    ),
+)
+TRAJECTORY_DESIGN = (
+    "Both effects come from multilevel models over all waves (REML, an intercept per company "
+    "and per person within company, a fixed effect per wave). `after_start` (model "
+    "*scale*/trajectory) is a difference-in-differences: how much the scores of a company's "
+    "employees changed in the waves after its trajectory started, beyond the change over the "
+    "same waves in the companies without a trajectory. `participant_after_start` (model "
+    "*scale*/participants, the companies with a trajectory only) is how much more the "
+    "participants' scores changed after the start than those of their colleagues in the same "
+    "companies. A wave counts as after the start from its first fieldwork day on or after the "
+    "start of the company's first trajectory, and a trajectory's effect is taken to last after "
+    "its end. Trajectories of every type are pooled into one effect. With starts staggered over "
+    "the waves this is the two-way fixed-effects estimate, unbiased only when the effect is the "
+    "same whichever wave a trajectory starts in (Goodman-Bacon, 2021)."
+)
+
+
+def trajectory_section(effects: pd.DataFrame, fit: pd.DataFrame, codebook: Codebook) -> dict:
+    """The effects of development trajectories (`effects`, `fit`: trajectory_effects and
+    trajectory_fit): per scale, culture then outcome in codebook order, the
+    difference-in-differences and the participants-vs-colleagues effect with estimate, SE, df,
+    CI, p and n, or why a model shows none (not estimable, blocked, n < k); the models' notes
+    and the design in words. Without a register, or without models, one sentence says why."""
+    empty = {"trajectory_table": "", "trajectory_notes": "", "trajectory_design": ""}
+    if codebook.trajectories is None:
+        note = (
+            "No trajectory register is declared, so the effect of development trajectories is "
+            "not estimated. To estimate it, declare the register of the companies' trajectories "
+            "in the codebook (registers.trajectories)."
+        )
+        return {"trajectory_note": note, **empty}
+    fit = fit.assign(model=fit["model"].fillna("").astype(str))
+    unnamed = fit[fit["model"] == ""]
+    if fit.empty or not unnamed.empty:
+        reasons = [escape(r) for r in unnamed["notes"].dropna() if str(r)]
+        why = f": {'; '.join(reasons)}" if reasons else ""
+        note = f"There are no trajectory models{why}."
+        if fit.empty:
+            note = (
+                "There are no trajectory models: they explain the culture and outcome scales of "
+                "the codebook's models, and it names none."
+            )
+        return {"trajectory_note": note, **empty}
+    k = codebook.anonymisation.k
+    columns, rows = trajectory_rows(effects, fit, codebook, k)
+    notes = trajectory_notes(fit, codebook)
+    if not codebook.trajectories.knows_participants:
+        notes += (
+            " Who takes part in a trajectory is not known (the register declares neither a "
+            "participation variable nor a participants list), so participants are not compared "
+            "with their colleagues."
+        )
+    return {
+        "trajectory_note": "",
+        "trajectory_table": pipe_table(columns, rows),
+        "trajectory_notes": notes.strip(),
+        "trajectory_design": TRAJECTORY_DESIGN,
+    }
+
+
+def _scale_order(codebook: Codebook, scales) -> list[str]:
+    """`scales` with the culture scales first, then the outcome scales, then any other, each in
+    codebook order (a scale the codebook does not know last)."""
+    names = list(codebook.scales)
+    rank = {"culture": 0, "outcome": 1}
+
+    def key(scale):
+        known = codebook.scales.get(scale)
+        level = rank.get(known.level, 2) if known else 3
+        return level, names.index(scale) if known else len(names), str(scale)
+
+    return sorted(dict.fromkeys(scales), key=key)
+
+
+def trajectory_rows(effects: pd.DataFrame, fit: pd.DataFrame, codebook: Codebook, k: int):
+    """The columns and rows of the trajectory table; a Status column only when some model shows
+    no numbers (not estimable, blocked, or under k rows)."""
+    by_model = fit.set_index("model")
+    rows, named = [], set()
+    for scale in _scale_order(codebook, fit["outcome"].dropna()):
+        for term, suffix, label, _ in TRAJECTORY_EFFECTS:
+            model = f"{scale}{suffix}"
+            if model not in by_model.index:
+                continue
+            r = by_model.loc[model]
+            name = "" if scale in named else _scale_name(codebook, scale)
+            named.add(scale)
+            status = _trajectory_status(r, k)
+            found = effects[(effects["model"] == model) & (effects["term"] == term)]
+            if status or found.empty or pd.isna(found["estimate"].iloc[0]):
+                status = status or "not published: no estimate"
+                rows.append([name, label, *[ABSENT] * 6, status])
+                continue
+            e = found.iloc[0]
+            rows.append(
+                [name, label, num(e.estimate, 3), num(e.std_error, 3)]
+                + [num(e.df, 0), interval(e.ci_low, e.ci_high, 3), p_value(e.p_value)]
+                + [count(r["n_obs"]), ""]
+            )
+    columns = [("Scale", "l"), ("Effect", "l"), ("Estimate", "r")]
+    columns += [("SE", "r"), ("df", "r"), ("95% CI", "r"), ("p", "r"), ("n", "r")]
+    columns += [("Status", "l")]
+    if all(not row[-1] for row in rows):
+        columns, rows = columns[:-1], [row[:-1] for row in rows]
+    return columns, rows
+
+
+def _trajectory_status(r: pd.Series, k: int) -> str:
+    """Why a trajectory model shows no numbers, or "" when it shows them."""
+    if pd.isna(r["n_obs"]):
+        return escape(r["notes"]) if pd.notna(r["notes"]) and r["notes"] else "not estimable"
+    if _is_true(r["blocking"]):
+        problems = r["problems"]
+        return (
+            f"not published: {escape(problems) if pd.notna(problems) and problems else 'blocked'}"
+        )
+    if not shown(r["n_obs"], k):
+        return f"not published: n < {k}"
+    return ""
+
+
+def trajectory_notes(fit: pd.DataFrame, codebook: Codebook) -> str:
+    """The fitted models' notes (companies with and without a trajectory, participants and
+    colleagues), each said once with the scales it holds for when they differ between scales.
+    A model that is not estimable has its reason in the table instead."""
+    fitted = fit[fit["n_obs"].notna() & fit["notes"].notna()].set_index("outcome", drop=False)
+    fitted = fitted.loc[_scale_order(codebook, fitted.index)]
+    sentences = []
+    for term, suffix, _, models_name in TRAJECTORY_EFFECTS:
+        models = fitted[fitted["model"].str.endswith(suffix)]
+        said = {}
+        for r in models.itertuples():
+            if str(r.notes):
+                said.setdefault(str(r.notes), []).append(str(r.outcome))
+        if not said:
+            continue
+        parts = [
+            escape(note) if len(said) == 1 else f"{escape(note)} ({', '.join(map(escape, scales))})"
+            for note, scales in said.items()
+        ]
+        lead = f"{models_name.capitalize()} (`{term}`)"
+        sentences.append(f"{lead}: {'; '.join(parts)}.")
+    return " ".join(sentences)
+
+
 def welch_difference(current: pd.Series, previous: pd.Series) -> tuple[float, float, float]:
     """Difference of means (current - previous) with its Welch 95% interval."""
     a, b = current.to_numpy(float), previous.to_numpy(float)
@@ -725,6 +892,8 @@ SOURCES = (
     ("Company aggregation", "aggregation", "aggregation", 1, "icc1"),
     ("Multilevel models", "multilevel", "multilevel", 2, "estimate"),
     ("Multilevel model fit", "multilevel_fit", "multilevel_fit", 1, "loglik"),
+    ("Development trajectories", "trajectory_effects", "trajectory_effects", 2, "estimate"),
+    ("Development trajectory model fit", "trajectory_fit", "trajectory_fit", 1, "n_obs"),
 )
 # The tables of report_numbers: (section, table).
 NUMBER_TABLES = (
@@ -734,7 +903,7 @@ NUMBER_TABLES = (
     ("Company means", "companies"),
     ("Change since the previous wave", "change"),
 )
-CROSS_WAVE = {"measurement_invariance"}
+CROSS_WAVE = {"measurement_invariance", "trajectory_effects", "trajectory_fit"}
 
 
 def number_id(asset: str, partition: str, row: Sequence[object], column: str) -> str:
@@ -749,6 +918,8 @@ def number_ids_table(inputs: WaveInputs) -> str:
     for section, asset, field, keys, column in SOURCES:
         frame = getattr(inputs, field)
         numbers = frame[frame[column].notna()]  # none in a table that only says why it is empty
+        if asset == "trajectory_effects":  # the example is an effect the report shows
+            numbers = numbers[numbers["term"].isin(EFFECTS)]
         if numbers.empty:
             continue
         partition = ALL_WAVES if asset in CROSS_WAVE else inputs.wave

@@ -2,7 +2,8 @@
 ground truth that matches what is in the files (problems, identifiers, planted structure).
 
 The exports are read here with pyreadstat, csv and openpyxl directly, not with the pipeline's
-readers, so these tests check the generator on its own.
+readers, so these tests check the generator on its own; the trajectory register is read with the
+pipeline's reader, which defines its format.
 """
 
 import csv
@@ -19,9 +20,11 @@ import pyreadstat
 import pytest
 from conftest import CODEBOOK, DEMO_RAW
 
-from pipeline.demo.simulation import PROBLEMS
+from pipeline.demo.simulation import PROBLEMS, Params, Simulation
 from pipeline.demo.write import write_demo
+from pipeline.ingest.trajectories import read_participants, read_trajectories
 from pipeline.instrument.codebook import load_codebook
+from pipeline.instrument.scoring import score_scales
 
 CB = load_codebook(CODEBOOK)
 WAVES = list(CB.waves)
@@ -29,9 +32,12 @@ ALLOWED = {c for s in CB.response_scales.values() for c in s.labels} | set(CB.mi
 NUMBERS = [c for c in CB.column_order if CB.column_type(c) == "number"]
 
 
-def generate(data: Path):
+def generate(data: Path, codebook_text: str | None = None):
     (data / "raw").mkdir(parents=True)
-    shutil.copy(CODEBOOK, data / "raw" / "codebook.yaml")
+    if codebook_text is None:
+        shutil.copy(CODEBOOK, data / "raw" / "codebook.yaml")
+    else:
+        (data / "raw" / "codebook.yaml").write_text(codebook_text, encoding="utf-8")
     return write_demo(data)
 
 
@@ -335,3 +341,146 @@ def test_planted_structure_is_in_the_clean_rows(responses):
     culture = [s.name for s in CB.scales.values() if s.level == "culture"]
     correlations = scores[culture].corr().to_numpy()[np.triu_indices(len(culture), 1)]
     assert 0.3 < correlations.mean() < 0.7
+
+
+# --- development trajectories ----------------------------------------------------------------
+
+SPEC = CB.trajectories
+PARTICIPATION = CB.background[SPEC.participation.variable]
+TAKES_PART = next(c for c, v in PARTICIPATION.codes.items() if v == SPEC.participation.value)
+
+
+@pytest.fixture(scope="module")
+def trajectories(raw) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The register and participants list, read and validated by the pipeline's reader."""
+    companies = set(pd.read_csv(raw / "company_register.csv", dtype=str)["company_code"])
+    register = read_trajectories(raw / SPEC.file, CB, companies)
+    return register, read_participants(raw / SPEC.participants, CB, register)
+
+
+def test_trajectory_register_and_participants_match_the_truth(raw, trajectories, truth):
+    register, participants = trajectories
+    stated = truth["trajectories"]
+    assert len(register) == stated["companies_with_trajectory"] >= 10
+    assert len(participants) == stated["participants_ever_employed"] > 100
+    assert register["company"].is_monotonic_increasing and register["company"].is_unique
+    assert set(register["type"]) <= set(SPEC.types) and register["end"].isna().any()
+    companies = pd.read_csv(raw / "company_register.csv", dtype=str)
+    joined = companies.set_index("company_code")["joined_wave"]
+    assert (joined[register["company"]] == WAVES[0]).all(), "present from the first wave"
+    # every start lies strictly between two waves; count the companies per first wave after it
+    starts = [pd.Timestamp(CB.waves[w].start) for w in WAVES]
+    ends = [pd.Timestamp(CB.waves[w].end) for w in WAVES]
+    first = [
+        next(w for w, s in zip(WAVES, starts, strict=True) if s >= t) for t in register["start"]
+    ]
+    for t, wave in zip(register["start"], first, strict=True):
+        assert ends[WAVES.index(wave) - 1] < t < starts[WAVES.index(wave)]
+    counted = {w: first.count(w) for w in WAVES}
+    assert stated["companies_after_start_from_wave"] == counted
+    assert counted[WAVES[0]] == 0 and all(counted[w] > 0 for w in WAVES[1:])
+    assert set(participants["company"]) <= set(register["company"])
+
+
+def test_participation_answer_says_who_takes_part_after_the_start(responses, trajectories):
+    register, participants = trajectories
+    people = responses[responses["person_uid"] != ""]
+    untypoed = people[people["code_typo"] == "0"]
+    code = untypoed.groupby("person_uid")["resp_code"].first().str.strip().str.upper()
+    listed = set(zip(participants["company"], participants["person"], strict=True))
+    participant = [
+        (company, code[uid]) in listed
+        for company, uid in zip(people["company_code_true"], people["person_uid"], strict=True)
+    ]
+    start = people["company_code_true"].map(register.set_index("company")["start"])
+    wave_start = people["wave"].map({w: pd.Timestamp(CB.waves[w].start) for w in WAVES})
+    expected = np.array(participant) & (start <= wave_start).to_numpy()
+    answer = pd.to_numeric(people[SPEC.participation.variable], errors="coerce")
+    answered = answer.notna() & (answer != min(CB.missing_codes))
+    assert answered.mean() > 0.9 and expected.sum() > 100
+    assert ((answer == TAKES_PART) == expected)[answered].all()
+    assert set(answer[answered]) == {TAKES_PART, min(set(PARTICIPATION.codes) - {TAKES_PART})}
+
+
+def simulated_score(inst, k: int, latent: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Scale k's scores as the pipeline scores them, from item codes drawn as
+    `_Instrument.answers` draws them (vectorised over respondents)."""
+    items = np.flatnonzero(inst.scale_index == k)
+    lam = inst.loadings[items]
+    y = lam * latent[:, None] + np.sqrt(1 - lam**2) * noise + inst.intercepts[items]
+    cuts = np.column_stack(
+        [np.searchsorted(inst.thresholds[i], y[:, j]) for j, i in enumerate(items)]
+    )
+    codes = inst.low[items] + cuts
+    codes = np.where(inst.reverse[items], inst.low[items] + inst.high[items] - codes, codes)
+    frame = pd.DataFrame(np.nan, index=range(len(latent)), columns=CB.items)
+    frame[[inst.items[i] for i in items]] = codes
+    return score_scales(frame, CB)[inst.scales[k].name].to_numpy()
+
+
+def test_expected_observed_effect_matches_a_monte_carlo(truth):
+    stated, p = truth["trajectories"], Params()
+    inst = Simulation(CB, p, truth["seed"]).instrument
+    loadings = dict(zip(inst.items, np.round(inst.loadings, 4).tolist(), strict=True))
+    assert loadings == truth["effects"]["item_loadings"], "the demo's measurement model"
+    rng = np.random.default_rng(7)
+    culture, outcome = (
+        next(s for s in CB.scales.values() if s.level == lv) for lv in ("culture", "outcome")
+    )
+    for scale in (culture, outcome):
+        k = list(CB.scales).index(scale.name)
+        moments = stated["latent_without_trajectory"][scale.name]
+        latent = rng.normal(moments["mean"], moments["sd"], size=200_000)
+        noise = rng.standard_normal((len(latent), len(scale.items)))
+
+        def score(shift, latent=latent, noise=noise, k=k):
+            return simulated_score(inst, k, latent + shift, noise).mean()
+
+        before = score(0.0)
+        if scale.level == "culture":
+            after = score(p.trajectory_culture_effect) - before
+            extra = 0.0
+        else:
+            colleague = score(p.trajectory_outcome_effect)
+            participant = score(p.trajectory_outcome_effect + p.participant_outcome_effect)
+            after = p.participant_share * participant + (1 - p.participant_share) * colleague
+            after, extra = after - before, participant - colleague
+        expected = stated["expected_observed_effect"][scale.name]
+        assert abs(after - expected["after_start"]) < 0.005, scale.name
+        assert abs(extra - expected["participant_after_start"]) < 0.005, scale.name
+        assert expected["after_start"] > 0.05
+    # the culture latent's mean: the wave shift averaged over the waves on or after some start
+    counts = stated["companies_after_start_from_wave"]
+    first = min(i for i, w in enumerate(WAVES) if counts[w])
+    mean = stated["latent_without_trajectory"][culture.name]["mean"]
+    assert mean == pytest.approx(p.wave_effect * np.mean(range(first, len(WAVES))), abs=1e-4)
+
+
+def test_one_wave_writes_empty_trajectory_files(tmp_path):
+    text = CODEBOOK.read_text(encoding="utf-8")
+    later = [
+        line
+        for line in text.splitlines(keepends=True)
+        if line.startswith(tuple(f"  {w}:" for w in WAVES[1:]))
+    ]
+    assert len(later) == 2, "the test's anchor: one line per wave in the demo codebook"
+    for line in later:
+        text = text.replace(line, "", 1)
+    summary = generate(tmp_path / "data", text)
+    raw = tmp_path / "data" / "raw"
+    assert {SPEC.file, SPEC.participants} <= set(summary.files)
+    assert (raw / SPEC.file).read_text(encoding="utf-8").splitlines() == [
+        "company_code,trajectory_id,type,start,end,target_group"
+    ]
+    assert (raw / SPEC.participants).read_text(encoding="utf-8").splitlines() == [
+        "company_code,resp_code,trajectory_id"
+    ]
+    truth = json.loads((raw / "_demo_truth" / "truth.json").read_text(encoding="utf-8"))
+    assert truth["trajectories"]["companies_with_trajectory"] == 0
+    assert truth["trajectories"]["participants_ever_employed"] == 0
+    assert truth["trajectories"]["expected_observed_effect"] == {}
+    frame, _ = pyreadstat.read_sav(raw / summary.files[0], user_missing=True)
+    rows = pd.read_csv(raw / "_demo_truth" / "rows.csv", dtype=str, keep_default_na=False)
+    people = set(rows.loc[rows["person_uid"] != "", "response_id"])
+    answers = frame.loc[frame["ResponseId"].isin(people), SPEC.participation.variable].dropna()
+    assert len(answers) > 500 and not (answers == TAKES_PART).any(), "nobody takes part"

@@ -35,12 +35,18 @@ GOOD = (
 )
 
 
+def with_register(text: str, block: str = DECLARED) -> str:
+    """The codebook text with its registers.trajectories block replaced by `block`."""
+    lines = text.splitlines(keepends=True)
+    start = lines.index(next(line for line in lines if line.startswith("  trajectories:")))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    return "".join(lines[:start]) + block.lstrip("\n") + "".join(lines[end:])
+
+
 @pytest.fixture
 def codebook(tmp_path, codebook_text):
-    anchor = "registers:\n"
-    assert anchor in codebook_text, "the test's anchor is gone from the demo codebook"
     path = tmp_path / "codebook.yaml"
-    path.write_text(codebook_text.replace(anchor, anchor + DECLARED.lstrip("\n"), 1))
+    path.write_text(with_register(codebook_text))
     return load_codebook(path)
 
 
@@ -55,12 +61,20 @@ def write(tmp_path: Path, text: str, name: str = "trajectory_register.csv") -> P
     return path
 
 
-def test_the_codebook_declares_the_register(codebook):
+def codebook_file(folder: Path, text: str) -> Path:
+    path = folder / "other.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_codebook_declares_the_register(codebook, codebook_text, tmp_path):
     spec = codebook.trajectories
     assert spec.file == "trajectory_register.csv" and spec.types == ("werkplekleren", "leiderschap")
     assert (spec.participation.variable, spec.participation.value) == ("trajectory", "ja")
     assert spec.participants == "trajectory_participants.csv"
-    assert load_codebook(DEMO_RAW / "codebook.yaml").trajectories is None  # optional
+    assert load_codebook(DEMO_RAW / "codebook.yaml").trajectories is not None  # the demo's
+    path = codebook_file(tmp_path, with_register(codebook_text, ""))
+    assert load_codebook(path).trajectories is None  # optional
 
 
 def test_a_good_register_reads_with_dates_and_lines(tmp_path, codebook, companies):
@@ -150,9 +164,8 @@ def test_participants_are_checked_against_the_register(tmp_path, codebook, compa
     ],
 )
 def test_a_malformed_declaration_names_its_key(tmp_path, codebook_text, old, new, message):
-    text = codebook_text.replace("registers:\n", "registers:\n" + DECLARED.lstrip("\n"), 1)
     path = tmp_path / "codebook.yaml"
-    path.write_text(text.replace(old, new, 1))
+    path.write_text(with_register(codebook_text).replace(old, new, 1))
     with pytest.raises(CodebookError, match=message.replace("(", r"\(")):
         load_codebook(path)
 
@@ -161,7 +174,7 @@ def declare(data: Path, register: str, participants: str | None = None) -> None:
     """The demo codebook with the register declared, and its files under raw/."""
     codebook = data / "raw" / "codebook.yaml"
     text = codebook.read_text(encoding="utf-8")
-    codebook.write_text(text.replace("registers:\n", "registers:\n" + DECLARED.lstrip("\n"), 1))
+    codebook.write_text(with_register(text))
     (data / "raw" / "trajectory_register.csv").write_text(register, encoding="utf-8")
     if participants is not None:
         (data / "raw" / "trajectory_participants.csv").write_text(participants, encoding="utf-8")
@@ -203,6 +216,8 @@ def test_the_register_asset_stores_it_restricted_and_status_follows_its_files(de
 
 
 def test_without_a_declared_register_the_asset_is_empty_and_says_why(demo_data, instance):
+    codebook = demo_data / "raw" / "codebook.yaml"
+    codebook.write_text(with_register(codebook.read_text(encoding="utf-8"), ""))
     result = materialize_register(demo_data, instance)
     assert result.success
     notes = {

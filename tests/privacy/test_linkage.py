@@ -11,7 +11,7 @@ from assets.resources import ALL_WAVES
 from pipeline.demo.exports import frame as export_frame
 from pipeline.demo.simulation import Params, Simulation
 from pipeline.instrument.codebook import load_codebook
-from pipeline.privacy.anonymise import anonymise
+from pipeline.privacy.anonymise import anonymise, trajectory_exposure
 from pipeline.privacy.linkage import OUTCOMES, PAIR_COLUMNS, link_panel
 from pipeline.privacy.pseudonyms import PseudonymKey
 from pipeline.validate.quality import earlier_submissions, normalised
@@ -70,6 +70,23 @@ def test_the_same_code_links_whatever_its_spelling(codebook):
     result = link_panel(frame, cb)
     assert result.person.nunique() == 1
     assert list(result.outcome) == ["exact"] * 3
+
+
+def test_the_same_code_with_a_contradicting_background_is_someone_else(codebook):
+    # a typo that hit a colleague's code, or the same code chosen twice (found in simulations)
+    cb = codebook()
+    frame = panel(
+        ("w1", "C1", "AB12CD", 1, 1, 35),
+        ("w2", "C1", "AB12CD", 2, 1, 35),  # the other sex: not the w1 person
+        ("w3", "C1", "AB12CD", 1, None, 35),  # agrees with w1 where answered: the w1 person
+    )
+    result = link_panel(frame, cb)
+    assert linked(frame, cb) == [0, 1, 0]
+    assert list(result.outcome) == ["exact", "ambiguous", "exact"]
+    pairs = result.pairs.set_index(["wave", "other_wave"])
+    assert pairs.loc[("w1", "w2"), "ambiguous"] == pairs.loc[("w2", "w1"), "ambiguous"] == 1
+    assert pairs.loc[("w1", "w3"), "linked_exact"] == 1
+    assert linked(frame, codebook(INSTRUMENT)) == [0, 0, 0], "without `consistent`, codes link"
 
 
 @pytest.mark.parametrize(
@@ -266,6 +283,41 @@ def test_anonymise_gives_a_corrected_code_its_matchs_pseudonym(codebook):
     assert list(first["person_id"]) == list(second["person_id"])
     assert first["person_id"].nunique() == 2, "the same code at two companies: two persons"
     assert np.all(first["person_id"].str.fullmatch(r"p_[0-9a-f]{16}"))
+
+
+def test_trajectory_exposure_uses_the_shareable_pseudonyms_and_a_corrected_code(codebook):
+    register = (
+        "registers: {trajectories: {file: t.csv, participation: {variable: role, value: boss}, "
+        "participants: p.csv}}\n"
+    )
+    stable = "linkage: {consistent: [sex, age]}\n"  # the role changes: taking part
+    cb = codebook(INSTRUMENT + stable + register)
+    frame = panel(
+        ("w1", "C1", "AB12CD"),
+        ("w2", "C1", "AB13CD"),  # the same person, mistyped: listed under the typo
+        ("w1", "C1", "XY01ZZ"),
+        ("w2", "C1", "XY01ZZ", 1, 2, 35),  # says so in the survey, in w2 only
+        ("w1", "C2", "QQ05RR"),
+    )
+    validated = {wave: rows.reset_index(drop=True) for wave, rows in frame.groupby("wave")}
+    trajectories = pd.DataFrame(
+        {"company": [" c1"], "trajectory_id": ["T1"], "start": pd.to_datetime(["2021-01-01"])}
+    )
+    listed = pd.DataFrame({"company": ["C1"], "person": ["ab13cd "], "trajectory_id": ["T1"]})
+    companies, persons = trajectory_exposure(validated, trajectories, listed, cb, KEY)
+    shared = pd.concat([anonymise(validated, w, cb, KEY)[0] for w in ("w1", "w2")])
+    assert companies.columns.tolist() == ["company_id", "trajectory_id", "start"]
+    assert companies["company_id"].tolist() == [shared["company_id"].iat[0]]
+    assert set(persons["person_id"]) == set(shared["person_id"].iloc[[0, 1]])
+    assert len(persons) == 2, "the typo and its match are one person"
+    shown = companies.to_csv() + persons.to_csv()
+    assert not whole_tokens(["AB12CD", "AB13CD", "XY01ZZ", "C1", "c1"]).search(shown)
+    survey_only = codebook(INSTRUMENT + stable + register.replace(", participants: p.csv", ""))
+    _, only = trajectory_exposure(validated, trajectories, pd.DataFrame(), survey_only, KEY)
+    assert set(only["person_id"]) == set(shared["person_id"].iloc[[1]])
+    unknown = codebook(INSTRUMENT + "registers: {trajectories: {file: t.csv}}\n")
+    assert not unknown.trajectories.knows_participants
+    assert trajectory_exposure(validated, trajectories, listed, unknown, KEY)[1].empty
 
 
 # The demo's parameters with a quarter of its companies (as large as the demo's): 100 seeds in

@@ -335,7 +335,11 @@ def test_wave_models_find_the_planted_culture_effect(pipeline_run):
 def test_longitudinal_models_find_the_planted_growth_and_the_panel(pipeline_run):
     settings, results, *_ = pipeline_run
     checks = {e.check_name: e.passed for e in results[ALL_WAVES].get_asset_check_evaluations()}
-    assert checks == {"longitudinal_models_converged": True, "k_anonymity_across_waves": True}
+    assert checks == {
+        "longitudinal_models_converged": True,
+        "k_anonymity_across_waves": True,
+        "trajectory_models_converged": True,
+    }
     folder = settings.processed_dir / "all_waves"
     fits = pd.read_csv(folder / "multilevel_fit.csv").set_index("model")
     coefficients = pd.read_csv(folder / "multilevel.csv").set_index(["model", "term"])

@@ -168,7 +168,8 @@ def test_the_distribution_list_has_each_companys_contact_and_odd_names_stay_lite
     folder = settings.raw_dir / "_delivery" / WAVE
     folder.mkdir(parents=True)
     (folder / "left-over.pdf").write_bytes(b"a report of an earlier delivery")
-    distribution = deliver(one, companies, WAVE, codebook, folder, workers=1)
+    monitoring = pd.read_csv(scan_run.data / "processed" / WAVE / "company_monitoring_numbers.csv")
+    distribution = deliver(one, monitoring, companies, WAVE, codebook, folder, workers=1)
     assert not (folder / "left-over.pdf").exists()
     assert sorted(distribution["contact"].unique()) == sorted(
         f"hr{i}@example.org" for i in range(len(REGISTER))

@@ -49,10 +49,11 @@ def test_scan_quarantine_lists_each_row_by_file_and_line_with_its_reasons(scan_r
         r"^(\S+)\s+(line|row|case) (\d+)\s+([a-z_]+(?:, [a-z_]+)*)", done.stdout, re.MULTILINE
     )
     listed = {(file, int(row)): set(reasons.split(", ")) for file, _, row, reasons in rows}
-    assert len(rows) == len(listed) == 66
+    expected = truth_of(truth_rows, WAVE)
+    assert len(rows) == len(listed) == len(expected) > 50
     assert {counted for _, counted, _, _ in rows} == {"line"}
-    assert listed == truth_of(truth_rows, WAVE)
-    assert f"{WAVE}: 66 quarantined row(s)" in done.stdout
+    assert listed == expected
+    assert f"{WAVE}: {len(expected)} quarantined row(s)" in done.stdout
     assert "line: the line of the CSV file where the row starts, its header lines" in done.stdout
     assert f"  duplicate: {REASON_TEXT['duplicate']}" in done.stdout
     # nothing of the rows themselves: no identifier, free text or other text or time cell
