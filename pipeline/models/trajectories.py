@@ -62,7 +62,7 @@ def exposure_frame(
     first = trajectories.groupby(COMPANY)["start"].min()
     start = scores[COMPANY].map(first)
     when = scores[WAVE].map(wave_starts)
-    after = (start <= when).fillna(False).astype(float)
+    after = (start <= when).astype(float)  # a missing start or wave date compares False
     ever = after.groupby(scores[COMPANY]).transform("max")
     frame = scores.assign(**{HAS_TRAJECTORY: ever, AFTER_START: after})
     if participants is not None:
