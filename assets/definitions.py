@@ -2,9 +2,11 @@
 
 import dagster as dg
 
-from assets.ingest import raw_responses, trajectory_register
+from assets.ingest import community_register, raw_responses, trajectory_register
 from assets.lineage import provenance_manifest
 from assets.models import (
+    community_effects,
+    community_models_converged,
     longitudinal_models_converged,
     longitudinal_multilevel_models,
     models_converged,
@@ -14,6 +16,7 @@ from assets.models import (
 )
 from assets.privacy import (
     anonymised_responses,
+    community_members_asset,
     k_anonymity,
     k_anonymity_across_waves,
     linked_disclosure,
@@ -33,6 +36,8 @@ from assets.psychometrics import (
 )
 from assets.reports import (
     REPORTS,
+    community_numbers,
+    community_reports,
     company_monitoring_numbers,
     company_report_numbers,
     company_reports,
@@ -72,25 +77,31 @@ WAVE_CHECKS = [
 ]
 CROSS_WAVE_ASSETS = [
     trajectory_register,
+    community_register,
     linked_disclosure,
     panel_linkage,
     trajectory_exposure_assets,
+    community_members_asset,
     measurement_invariance,
     longitudinal_invariance,
     longitudinal_multilevel_models,
     trajectory_effects,
+    community_effects,
     validation_dossier,
 ]  # read every wave
 CROSS_WAVE_CHECKS = [
     k_anonymity_across_waves,
     longitudinal_models_converged,
     trajectory_models_converged,
+    community_models_converged,
 ]
 # per wave, after the cross-wave assets
 REPORT_ASSETS = [
     company_report_numbers,
     company_monitoring_numbers,
     company_reports,
+    community_numbers,
+    community_reports,
     wave_report_numbers,
     wave_report,
     provenance_manifest,

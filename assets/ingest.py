@@ -1,5 +1,5 @@
-"""Stage 1: the raw exports of a wave, read into one canonical frame, and the trajectory register
-(restricted zone)."""
+"""Stage 1: the raw exports of a wave, read into one canonical frame, and the trajectory and
+community registers (restricted zone)."""
 
 import sys
 from pathlib import Path
@@ -7,13 +7,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+import pipeline.ingest.communities
 import pipeline.ingest.readers
+import pipeline.ingest.register_files
 import pipeline.ingest.trajectories
 import pipeline.instrument.codebook
 import pipeline.validate.quality
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
+from pipeline.ingest.communities import read_communities, read_partners
 from pipeline.ingest.readers import export_files, read_wave
 from pipeline.ingest.trajectories import read_participants, read_trajectories
 from pipeline.instrument.codebook import load_codebook
@@ -82,31 +85,42 @@ def raw_responses(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Out
 
 REGISTER_CODE_VERSION = source_version(
     pipeline.instrument.codebook,
+    pipeline.ingest.register_files,
     pipeline.ingest.trajectories,
+    pipeline.ingest.communities,
     pipeline.validate.quality,
     sys.modules[__name__],
 )
+TRAJECTORIES, COMMUNITIES = "trajectories", "communities"  # the registers
 
 
-def register_files(settings: Settings) -> list[Path]:
-    """The files the trajectory register is read from: the codebook, and the register, its
-    participants list and the company register where the codebook declares them."""
+def register_files(settings: Settings, register: str) -> list[Path]:
+    """The files a register (TRAJECTORIES or COMMUNITIES) is read from: the codebook, the
+    company register and the register's own files, where the codebook declares them."""
     codebook = load_codebook(settings.codebook_path)
-    spec = codebook.trajectories
     declared = [codebook.company_register] if codebook.company_register else []
+    spec = codebook.trajectories if register == TRAJECTORIES else codebook.communities
     if spec is not None:
-        declared += [spec.file, *([spec.participants] if spec.participants else [])]
+        extra = spec.participants if register == TRAJECTORIES else spec.partners
+        declared += [spec.file, *([extra] if extra else [])]
     return [settings.codebook_path, *(settings.raw_dir / name for name in declared)]
 
 
-def register_fingerprint(settings: Settings) -> str:
-    """The data version of the trajectory register: changes exactly when a file it is read from
-    (an absent one counts as absent) or its code does."""
-    files = register_files(settings)
+def register_fingerprint(settings: Settings, register: str) -> str:
+    """The data version of a register: changes exactly when a file it is read from (an absent
+    one counts as absent) or its code does."""
+    files = register_files(settings, register)
     hashes = {
         p.relative_to(settings.raw_dir).as_posix(): p.is_file() and sha256_file(p) for p in files
     }
     return combine({"inputs": hashes, "code": REGISTER_CODE_VERSION})
+
+
+def _companies(settings: Settings, codebook) -> set[str] | None:
+    """The company register's codes, when the codebook declares one."""
+    if not codebook.company_register:
+        return None
+    return read_register(settings.raw_dir / codebook.company_register, codebook.company_id)
 
 
 @dg.multi_asset(
@@ -131,18 +145,15 @@ def trajectory_register(scan: ScanConfig):
     """The register and its participants list, read and validated like an export; empty, with
     the reason in `note`, when the codebook declares none."""
     settings, codebook = scan.settings, scan.codebook()
-    version = dg.DataVersion(register_fingerprint(settings))
+    version = dg.DataVersion(register_fingerprint(settings, TRAJECTORIES))
     spec = codebook.trajectories
     register = pd.DataFrame()
     participants = pd.DataFrame()
     note = "no trajectory register declared (the codebook's registers.trajectories)"
     if spec is not None:
-        companies = (
-            read_register(settings.raw_dir / codebook.company_register, codebook.company_id)
-            if codebook.company_register
-            else None
+        register = read_trajectories(
+            settings.raw_dir / spec.file, codebook, _companies(settings, codebook)
         )
-        register = read_trajectories(settings.raw_dir / spec.file, codebook, companies)
         note = f"{len(register)} trajectories in {register['company'].nunique()} companies"
         if spec.participants:
             path = settings.raw_dir / spec.participants
@@ -152,6 +163,54 @@ def trajectory_register(scan: ScanConfig):
         ("trajectory_register", register),
         ("trajectory_participants", participants),
     ):
+        yield dg.Output(
+            frame,
+            name,
+            data_version=version,
+            metadata={"dagster/row_count": len(frame), "note": note},
+        )
+
+
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=REGISTER_CODE_VERSION,
+    outs={
+        "community_register": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The learning communities' member companies, with the wave each joined "
+            "and left (codebook registers.communities), validated (restricted zone).",
+        ),
+        "community_partners": dg.AssetOut(
+            io_manager_key="restricted_io",
+            kinds={"pandas", "parquet"},
+            description="The partner institutions of each learning community, by kind "
+            "(restricted zone).",
+        ),
+    },
+)
+def community_register(scan: ScanConfig):
+    """The community register and its partners list, read and validated like an export;
+    empty, with the reason in `note`, when the codebook declares none."""
+    settings, codebook = scan.settings, scan.codebook()
+    version = dg.DataVersion(register_fingerprint(settings, COMMUNITIES))
+    spec = codebook.communities
+    columns = ["community_id", "community", "company", "joined", "left"]
+    register = pd.DataFrame(columns=columns, dtype=object)
+    partners = pd.DataFrame(columns=["community_id", "kind", "partner"], dtype=object)
+    note = "no community register declared (the codebook's registers.communities)"
+    if spec is not None:
+        register = read_communities(
+            settings.raw_dir / spec.file, codebook, _companies(settings, codebook)
+        )
+        note = (
+            f"{register['community_id'].nunique()} communities, "
+            f"{register['company'].nunique()} companies"
+        )
+        if spec.partners:
+            partners = read_partners(settings.raw_dir / spec.partners, codebook, register)
+            note += f"; {len(partners)} partners"
+    for name, frame in (("community_register", register), ("community_partners", partners)):
         yield dg.Output(
             frame,
             name,

@@ -6,6 +6,7 @@ import sys
 import dagster as dg
 import pandas as pd
 
+import pipeline.models.communities
 import pipeline.models.mixed_fit
 import pipeline.models.multilevel
 import pipeline.models.nested_lmm
@@ -14,6 +15,7 @@ from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
 from pipeline.instrument.codebook import Codebook
+from pipeline.models.communities import community_frame, community_models
 from pipeline.models.multilevel import (
     NotEstimable,
     coefficients_table,
@@ -29,6 +31,7 @@ MODELS_CODE_VERSION = source_version(
     pipeline.models.nested_lmm,
     pipeline.models.mixed_fit,
     pipeline.models.trajectories,
+    pipeline.models.communities,
     sys.modules[__name__],
 )
 
@@ -168,6 +171,48 @@ def trajectory_effects(
     yield from _outputs(results, "trajectory_effects", "trajectory_fit")
 
 
+@dg.multi_asset(
+    group_name=ALL_WAVES,
+    code_version=MODELS_CODE_VERSION,
+    outs={
+        "community_effects": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "community_effects.csv"},
+            description="Fixed effects of the community models per culture and outcome scale "
+            "(`community`: member companies' difference, `community_growth`: their change per "
+            "wave beyond the others'), with the between-within df, as multilevel.csv.",
+        ),
+        "community_fit": dg.AssetOut(
+            io_manager_key="shareable_io",
+            kinds={"csv"},
+            metadata={"file": "community_fit.csv"},
+            description="Fit of the community models, as multilevel_fit.csv; `notes` counts "
+            "the member companies and communities.",
+        ),
+    },
+)
+def community_effects(
+    scan: ScanConfig, scale_scores: dict[str, pd.DataFrame], community_members: pd.DataFrame
+):
+    """Per culture and outcome scale, all waves: learning-community membership as a
+    company-level predictor of the score and its growth (pipeline/models/communities.py)."""
+    codebook = scan.codebook()
+    scales = [*codebook.models.culture, *codebook.models.outcomes]
+    if codebook.communities is None:
+        reason = "no community register declared (the codebook's registers.communities)"
+        results = [NotEstimable("", "", f"not estimable: {reason}")]
+    else:
+        frame = community_frame(
+            pd.concat([scale_scores[w] for w in sorted(scale_scores)], ignore_index=True),
+            community_members,
+            list(codebook.waves),
+        )
+        communities = community_members["community_id"].nunique()
+        results = community_models(frame, scales, list(codebook.waves), communities)
+    yield from _outputs(results, "community_effects", "community_fit")
+
+
 def _guard(fits: pd.DataFrame) -> dg.AssetCheckResult:
     blocked = fits[fits["blocking"]]
     return dg.AssetCheckResult(
@@ -204,3 +249,9 @@ def trajectory_models_converged(trajectory_fit: pd.DataFrame) -> dg.AssetCheckRe
 def longitudinal_models_converged(longitudinal_multilevel_fit: pd.DataFrame) -> dg.AssetCheckResult:
     """As `models_converged`, for the models across the waves."""
     return _guard(longitudinal_multilevel_fit)
+
+
+@dg.asset_check(asset="community_fit", blocking=True)
+def community_models_converged(community_fit: pd.DataFrame) -> dg.AssetCheckResult:
+    """As `models_converged`, for the community models."""
+    return _guard(community_fit)

@@ -18,6 +18,7 @@ from pipeline.lineage.fingerprint import frame_digest
 from pipeline.privacy.anonymise import (
     anonymise,
     cell_texts,
+    community_members,
     every_wave,
     shareable_columns,
     trajectory_exposure,
@@ -139,6 +140,25 @@ def trajectory_exposure_assets(
         )
     yield dg.Output(companies, "trajectory_companies", metadata={"trajectories": len(companies)})
     yield dg.Output(persons, "trajectory_persons", metadata={"participants": len(persons)})
+
+
+@dg.asset(
+    name="community_members",
+    io_manager_key="restricted_io",
+    group_name=ALL_WAVES,
+    code_version=ANONYMISE_CODE_VERSION,
+    kinds={"pandas", "parquet"},
+    # the pseudonyms must be those of the shareable responses: a new key redoes it
+    deps=[dg.AssetDep(anonymised_responses, partition_mapping=dg.AllPartitionMapping())],
+)
+def community_members_asset(
+    scan: ScanConfig, community_register: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """The learning communities' member companies under the shareable company pseudonyms, with
+    the wave each joined and left (restricted zone: membership can tell which company it is)."""
+    members = community_members(community_register, load_key(scan.settings.data_dir))
+    communities = members["community_id"].nunique()
+    return dg.Output(members, metadata={"communities": communities, "memberships": len(members)})
 
 
 @dg.asset(

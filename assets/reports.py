@@ -11,6 +11,8 @@ import pandas as pd
 
 import pipeline.privacy.suppression
 import pipeline.psychometrics.aggregation
+import pipeline.reporting.communities
+import pipeline.reporting.community_report
 import pipeline.reporting.company_report
 import pipeline.reporting.dossier
 import pipeline.reporting.figures
@@ -21,8 +23,11 @@ from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
 from assets.versions import source_version
+from pipeline.ingest.communities import ALL
 from pipeline.lineage.files import keep_version
 from pipeline.lineage.provenance import neutral_inputs
+from pipeline.reporting.communities import community_numbers as numbers_of_communities
+from pipeline.reporting.community_report import render_community_reports
 from pipeline.reporting.company_report import (
     monitoring_numbers,
     previous_wave,
@@ -36,6 +41,8 @@ from pipeline.reporting.wave_report import WaveInputs, wave_context
 REPORTS = "reports"  # the asset group
 REPORTS_CODE_VERSION = source_version(
     pipeline.psychometrics.aggregation,
+    pipeline.reporting.communities,
+    pipeline.reporting.community_report,
     pipeline.reporting.company_report,
     pipeline.reporting.dossier,
     pipeline.reporting.figures,
@@ -88,6 +95,30 @@ def _remove_other_reports(folder: Path, companies: set[str]) -> None:
     for path in folder.glob("*"):
         if path.suffix in (".html", ".pdf") and path.stem not in companies:
             path.unlink()
+
+
+def _listed(
+    rendered: dict[str, Rendered], key: str, out_dir: Path, scan: ScanConfig
+) -> dg.Output[pd.DataFrame]:
+    """The reports of `out_dir` as a table (`key`, and the sha256 of each file), after keeping
+    each file's version and removing the reports of a folder that are no longer made."""
+    for report in rendered.values():
+        _keep_versions(report, scan)
+    _remove_other_reports(out_dir, set(rendered))
+    rows = [
+        {key: stem, **{f"{f.format}_sha256": f.sha256 for f in report.files}}
+        for stem, report in rendered.items()
+    ]
+    table = pd.DataFrame(rows, columns=[key, "html_sha256", "pdf_sha256"])
+    written = [f.path for report in rendered.values() for f in report.files]
+    return dg.Output(
+        table,
+        metadata={
+            "reports": len(table),
+            "folder": dg.MetadataValue.path(str(out_dir)),
+            **files_metadata(scan.settings, written),
+        },
+    )
 
 
 @dg.asset(
@@ -189,23 +220,86 @@ def company_reports(
         workers=len(os.sched_getaffinity(0)),
         monitoring=company_monitoring_numbers,
     )
-    rows = [
-        {"company_id": company, **{f"{f.format}_sha256": f.sha256 for f in report.files}}
-        for company, report in rendered.items()
-    ]
-    for report in rendered.values():
-        _keep_versions(report, scan)
-    _remove_other_reports(out_dir, set(rendered))
-    table = pd.DataFrame(rows, columns=["company_id", "html_sha256", "pdf_sha256"])
-    written = [f.path for report in rendered.values() for f in report.files]
+    return _listed(rendered, "company_id", out_dir, scan)
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"csv"},
+    metadata={"file": "community_numbers.csv"},
+    ins={
+        "scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF),
+        "company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF),
+    },
+    deps=[LINKED_CHECKED],
+)
+def community_numbers(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    scores_by_wave: dict[str, pd.DataFrame],
+    company_scores_by_wave: dict[str, pd.DataFrame],
+    community_members: pd.DataFrame,
+    trajectory_companies: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Every number of the wave's learning-community reports (pipeline/reporting/communities.py),
+    only for the communities the disclosure rules allow, and for all communities together
+    (`all`); `community_numbers[wave](community_id,table,row,statistic).value` identifies each."""
+    wave = context.partition_key
+    numbers = numbers_of_communities(
+        wave,
+        scores_by_wave,
+        company_scores_by_wave,
+        community_members,
+        trajectory_companies,
+        scan.codebook(),
+    )
+    reported = sorted(set(numbers["community_id"]) - {ALL})
     return dg.Output(
-        table,
+        numbers,
         metadata={
-            "reports": len(table),
-            "folder": dg.MetadataValue.path(str(out_dir)),
-            **files_metadata(scan.settings, written),
+            "communities_reported": reported,
+            "communities_not_reported": community_members["community_id"].nunique() - len(reported),
         },
     )
+
+
+@dg.asset(
+    partitions_def=waves,
+    io_manager_key="shareable_io",
+    group_name=REPORTS,
+    code_version=REPORTS_CODE_VERSION,
+    kinds={"html", "pdf"},
+    metadata={"file": "community_reports.csv"},
+)
+def community_reports(
+    context: dg.AssetExecutionContext,
+    scan: ScanConfig,
+    community_numbers: pd.DataFrame,
+    community_members: pd.DataFrame,
+    community_partners: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """One report per learning community of `community_numbers`, for its meeting, in
+    `<reports>/<wave>/communities/<community_id>.{html,pdf}`; the table lists them with the
+    sha256 of each file."""
+    wave, codebook = context.partition_key, scan.codebook()
+    known = context.instance.get_dynamic_partitions(waves.name)
+    out_dir = scan.settings.reports_dir / wave / "communities"
+    names = dict(
+        zip(community_members["community_id"], community_members["community"], strict=True)
+    )
+    rendered = render_community_reports(
+        community_numbers,
+        wave,
+        codebook,
+        out_dir,
+        names,
+        community_partners,
+        previous_wave(wave, known, codebook),
+    )
+    return _listed(rendered, "community_id", out_dir, scan)
 
 
 @dg.asset(

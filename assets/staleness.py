@@ -16,6 +16,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest import (
+    COMMUNITIES,
+    TRAJECTORIES,
+    community_register,
     raw_responses,
     register_fingerprint,
     trajectory_register,
@@ -27,6 +30,11 @@ from assets.privacy import anonymised_responses
 from pipeline.lineage.outputs import FILES, describe_problems, file_problems
 from pipeline.lineage.settings import Settings
 from pipeline.privacy.pseudonyms import PseudonymKeyError, load_key
+
+REGISTERS = (
+    (TRAJECTORIES, trajectory_register, "trajectory register"),
+    (COMMUNITIES, community_register, "community register"),
+)
 
 DATA_VERSION = "dagster/data_version"
 CODE_VERSION = "dagster/code_version"
@@ -282,10 +290,11 @@ def _reason(instance, record_of, check_logs, graph, settings, key, wave, known, 
         if tags.get(DATA_VERSION) != wave_fingerprint(wave_inputs(settings, wave)):
             return _changed_inputs(instance, settings, wave)
         return ""
-    if key in trajectory_register.keys:
-        if tags.get(DATA_VERSION) != register_fingerprint(settings):
-            return "trajectory register or its inputs changed"
-        return ""
+    for register, asset, name in REGISTERS:
+        if key in asset.keys:
+            if tags.get(DATA_VERSION) != register_fingerprint(settings, register):
+                return f"{name} or its inputs changed"
+            return ""
     if key == anonymised_responses.key and (change := _key_change(instance, settings, wave)):
         return change
     tags_of = functools.partial(_tags, record_of)

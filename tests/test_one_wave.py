@@ -40,7 +40,13 @@ def one_wave(tmp_path_factory) -> OneWave:
     root = tmp_path_factory.mktemp("one_wave")
     raw = root / "data" / "raw"
     raw.mkdir(parents=True)
-    registers = ("company_register.csv", "trajectory_register.csv", "trajectory_participants.csv")
+    registers = (
+        "company_register.csv",
+        "trajectory_register.csv",
+        "trajectory_participants.csv",
+        "community_register.csv",
+        "community_partners.csv",
+    )
     for name in ("codebook.yaml", *registers):
         shutil.copy(DEMO_RAW / name, raw / name)
     shutil.copytree(DEMO_RAW / WAVE, raw / WAVE)
@@ -102,6 +108,20 @@ def test_trajectory_models_say_they_need_two_waves(one_wave):
     )
     assert fits["n_obs"].isna().all() and not fits["blocking"].any()
     assert pd.read_csv(one_wave.processed / "all_waves" / "trajectory_effects.csv").empty
+
+
+def test_communities_are_reported_and_their_model_needs_two_waves(one_wave):
+    fits = pd.read_csv(one_wave.processed / "all_waves" / "community_fit.csv")
+    assert list(fits["model"]) == [f"{scale}/community" for scale in SCALES]
+    assert fits["notes"].eq("not estimable: needs 2 waves (1)").all()
+    assert pd.read_csv(one_wave.processed / "all_waves" / "community_effects.csv").empty
+    numbers = pd.read_csv(one_wave.processed / WAVE / "community_numbers.csv")
+    reported = set(numbers["community_id"])
+    assert (
+        reported and {p.stem for p in (one_wave.reports / "communities").glob("*.pdf")} == reported
+    )
+    change = numbers[numbers["statistic"].isin(["previous_mean", "change"])]
+    assert change["value"].isna().all()  # no wave before the first
 
 
 def test_the_linkage_report_says_it_needs_two_waves(one_wave):

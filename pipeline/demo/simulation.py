@@ -6,6 +6,10 @@ The wave layouts live here too: what a break-off leaves answered depends on the 
 When the codebook declares a trajectory register (registers.trajectories) and the scan has two
 waves or more, some companies run a development trajectory with a known effect on the latents
 (`Simulation._plant_trajectories`); otherwise there are no trajectories and no effects.
+When it declares a community register (registers.communities), some companies present from the
+first wave form learning communities with a known level and growth on the latents
+(`Simulation._plant_communities`), drawn from a random stream of their own: every other draw is
+the same with or without them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ TRAJECTORY_TYPES = ("werkplekleren", "leiderschapsprogramma", "leerlijn")  # cod
 TARGET_GROUPS = ("alle medewerkers", "productie", "werkvoorbereiding")
 TRAJECTORY_DAYS = (365, 540)  # length of a trajectory that has ended
 RUNNING_SHARE = 1 / 3  # of the trajectories still running: no end date
+COMMUNITY_STREAM = 0x1C0  # the communities' random stream: np.random.default_rng([seed, this])
+MIN_REPORTED_MEMBERS = 5  # member companies with k respondents a community needs to be reported
+RELIABLE_RESPONDENTS = 2  # a large community's member expects at least this times k respondents
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,13 @@ class Params:
     trajectory_outcome_effect: float = 0.10  # every outcome latent of every employee
     participant_outcome_effect: float = 0.30  # extra on the outcome latents of participants
     participant_share: float = 0.35  # of a trajectory company's employees, drawn at hire
+    # Learning communities (only when the codebook declares registers.communities), of companies
+    # present from the first wave; the effects are latent SDs of every employee of a company that
+    # is a member in any wave, whatever the wave it joined or left (w: the wave's index).
+    community_sizes: tuple[int, ...] = (10, 7, 6, 3)  # under MIN_REPORTED_MEMBERS: not reported
+    community_culture_level: float = 0.20  # every culture latent, in every wave
+    community_culture_growth: float = 0.15  # every culture latent, times w
+    community_outcome_growth: float = 0.10  # every outcome latent, times w
     loading_range: tuple[float, float] = (0.68, 0.78)
     agreement: float = 0.65  # category shares ~ Binomial(k - 1, agreement): skewed to agree
     dont_know_rate: float = 0.016  # highest missing code (9, weet niet/n.v.t.)
@@ -136,6 +150,21 @@ LEGAL_FORMS = ("B.V.", "B.V.", "B.V.", "& Zn. B.V.", "Groep B.V.")
 EMAIL_DOMAINS = ("example.com", "example.nl", "voorbeeld.nl")
 LANGUAGES = {"NL": 0.90, "EN": 0.04, "PL": 0.04, "DE": 0.02}
 FEMALE_VALUES = {"vrouw"}  # a background value that makes the invented first name female
+
+COMMUNITY_NAMES = (
+    "Leerkring Slim Produceren", "Leergemeenschap Lassen en Verbinden",
+    "Leernetwerk Installatietechniek Oost", "Leerkring Vakmanschap Hunzedal",
+    "Leergemeenschap Kunststof en Composiet", "Leernetwerk Onderhoud en Storingen",
+)  # fmt: skip
+# Partner institutions per kind, invented: {place} and {trade} filled in by `_partner_name`.
+PARTNER_NAMES = {
+    "mbo": "ROC {place}",
+    "hbo": "Hogeschool {place}",
+    "branche": "Brancheplatform {trade} {place}",
+    "opleidingsfonds": "Opleidingsfonds {trade}",
+}
+PARTNER_PLACES = ("Oostwaard", "Hunzedal", "Vechtzoom", "Kanaalstreek", "Dinkelmond", "Reggeland")
+PARTNER_TRADES = ("Maakindustrie", "Plaat en Profiel", "Installatievak", "Verbindingstechniek")
 
 # Plausible shares per background value; a variable not listed here, or listed with another
 # number of values, is drawn uniformly. `department` is company-specific (a few per company).
@@ -265,6 +294,25 @@ class Trajectory:
     target_group: str
 
 
+@dataclass(frozen=True)
+class Membership:
+    """A company's membership of a community, as the community register lists it."""
+
+    company: Company
+    joined: int  # index of the first wave it is a member in
+    left: int | None = None  # index of the first wave it is no longer a member in; None: still
+
+
+@dataclass(frozen=True)
+class Community:
+    """A learning community, as the community register and its partners list give it."""
+
+    community_id: str
+    name: str
+    members: tuple[Membership, ...]
+    partners: tuple[tuple[str, str], ...]  # (kind, name)
+
+
 @dataclass
 class Company:
     code: str
@@ -280,6 +328,7 @@ class Company:
     staff: list[Person] = field(default_factory=list)
     launch: int = 0  # day of the current wave's window when the company sends the link
     trajectory: Trajectory | None = None
+    community: str | None = None  # the id of the community it is a member of in any wave
 
 
 @dataclass
@@ -402,6 +451,7 @@ class Simulation:
         self.instrument = _Instrument(codebook, params, self.rng)
         self.companies = self._companies()
         self._plant_trajectories()
+        self.communities = self._plant_communities(seed)
         self.participation = _participation_codes(codebook)
         self.register = {c.code for c in self.companies}
         self.codes_in_use: set[str] = set()
@@ -485,6 +535,91 @@ class Simulation:
         counting after its end: what was learned stays learned)."""
         trajectory = company.trajectory
         return trajectory is not None and trajectory.start <= self.waves[w].start
+
+    def _plant_communities(self, seed: int) -> list[Community]:
+        """The learning communities, of `community_sizes` companies each (exclusive), when the
+        codebook declares registers.communities. Most members join at the first wave, the last
+        large community's at the second; one member of the first large one leaves at the third.
+
+        Drawn from their own random stream (COMMUNITY_STREAM), so that every other draw of the
+        simulation is the same with or without them: only the members' latents shift."""
+        if self.codebook.communities is None:
+            return []
+        rng = np.random.default_rng([seed, COMMUNITY_STREAM])
+        groups = self._community_members(rng)
+        large = [i for i in sorted(groups) if len(groups[i]) >= MIN_REPORTED_MEMBERS] or [None]
+        late = 1 if len(self.waves) > 1 else 0  # the second wave, when there is one
+        left = 2 if len(self.waves) > 2 else None  # the third
+        communities = []
+        for i, members in sorted(groups.items()):
+            joined = late if i == large[-1] else 0
+            leaver = members[int(rng.integers(len(members)))] if i == large[0] else None
+            memberships = tuple(
+                Membership(c, joined, left if c is leaver else None)
+                for c in sorted(members, key=lambda c: c.code)
+            )
+            community_id = f"LG{i + 1:02d}"
+            for company in members:
+                company.community = community_id
+            communities.append(
+                Community(community_id, _community_name(i), memberships, self._partners(rng))
+            )
+        return communities
+
+    def _community_members(self, rng: np.random.Generator) -> dict[int, list[Company]]:
+        """The member companies per community (by its index in `community_sizes`), all present
+        from the first wave: the large ones' (MIN_REPORTED_MEMBERS or more) among the companies
+        that reliably have k respondents in every wave (in a scan with too few of them, then
+        those that expect the most), the small ones' among the rest. None when the scan has too
+        few companies present from the first wave.
+
+        Stratified by trajectory (`_stratum`), so that the trajectory and community effects do
+        not confound: in every community, and every run of them, the shares of companies
+        without one and with one starting before each wave are about those among the companies
+        present from the first wave (the trajectories' own population: the companies joining
+        later run none, and they hardly enter the trajectories' before-after comparison), as
+        far as the reliable companies of each stratum go."""
+        sizes = self.params.community_sizes
+        first = [c for c in self.companies if c.joined == 0]
+        if sum(sizes) > len(first):
+            return {}
+        shuffled = [first[int(j)] for j in rng.permutation(len(first))]
+        # the reliable in random order (a stable sort keeps it), then the most respondents
+        ranked = sorted(
+            shuffled, key=lambda c: -min(c.size * c.response_rate, self._reliable_floor())
+        )
+        large = sum(n for n in sizes if n >= MIN_REPORTED_MEMBERS)
+        ranked = ranked[: max(large, sum(map(self.reliable, first)))]
+        quotas = _quotas([self._stratum(c) for c in first], sum(sizes))
+        groups: dict[int, list[Company]] = {}
+        taken: set[str] = set()
+        # the large communities first, so that the small ones leave them enough
+        for i in sorted(range(len(sizes)), key=lambda i: sizes[i] < MIN_REPORTED_MEMBERS):
+            pool = ranked if sizes[i] >= MIN_REPORTED_MEMBERS else shuffled
+            strata = quotas[len(taken) : len(taken) + sizes[i]]
+            groups[i] = _stratified([c for c in pool if c.code not in taken], strata, self._stratum)
+            taken |= {c.code for c in groups[i]}
+        return groups
+
+    def _stratum(self, company: Company) -> int | None:
+        """The index of the first wave on or after the company's trajectory start (None: none).
+        When it starts matters too: the members' growth shifts its before-after comparison."""
+        return next((w for w in range(len(self.waves)) if self.after_start(company, w)), None)
+
+    def reliable(self, company: Company) -> bool:
+        """It expects RELIABLE_RESPONDENTS times k respondents a wave (k: the anonymisation's),
+        enough that staff turnover and quality control rarely take a wave below k."""
+        return company.size * company.response_rate >= self._reliable_floor()
+
+    def _reliable_floor(self) -> float:
+        return RELIABLE_RESPONDENTS * self.codebook.anonymisation.k
+
+    def _partners(self, rng: np.random.Generator) -> tuple[tuple[str, str], ...]:
+        """One to three partner institutions, each of another of the codebook's partner kinds."""
+        kinds = self.codebook.communities.partner_kinds or tuple(PARTNER_NAMES)
+        n = min(len(kinds), int(rng.integers(1, 4)))
+        chosen = sorted(int(i) for i in rng.choice(len(kinds), size=n, replace=False))
+        return tuple((kinds[i], _partner_name(kinds[i], rng)) for i in chosen)
 
     def _company_name(self, sector: str, taken: set[str]) -> str:
         while True:
@@ -612,13 +747,16 @@ class Simulation:
             + p.wave_effect * w
             + np.sqrt(1 - explained) * latent[outcome]
         )
-        # The trajectory's effects come last: they pass neither from culture to the individual
-        # and outcome scales nor from the individual scales to the outcomes.
+        # The trajectory's and the community's effects come last: they pass neither from culture
+        # to the individual and outcome scales nor from the individual scales to the outcomes.
         if self.after_start(person.company, w):
             latent[culture] += p.trajectory_culture_effect
             latent[outcome] += p.trajectory_outcome_effect
             if person.participant:
                 latent[outcome] += p.participant_outcome_effect
+        if person.company.community is not None:
+            latent[culture] += p.community_culture_level + p.community_culture_growth * w
+            latent[outcome] += p.community_outcome_growth * w
         return latent
 
     def _answers(self, person: Person, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -905,6 +1043,41 @@ def _participation_codes(codebook: Codebook) -> tuple[str, int, int] | None:
     if not takes_part or not other:
         return None
     return variable.name, takes_part[0], other[0]
+
+
+def _quotas(strata: list, n: int) -> list:
+    """n labels of `strata` (one per company) in an order whose every stretch has about each
+    label's share among the companies: the label furthest behind its share comes next."""
+    shares = {label: strata.count(label) / len(strata) for label in dict.fromkeys(strata)}
+    counts = dict.fromkeys(shares, 0)
+    labels = []
+    for m in range(1, n + 1):
+        label = max(shares, key=lambda s: shares[s] * m - counts[s])
+        counts[label] += 1
+        labels.append(label)
+    return labels
+
+
+def _stratified(pool: list[Company], labels: list, stratum: Callable) -> list[Company]:
+    """One company per label: the pool's first (in its order) of that stratum, or when the pool
+    has none left of it, the pool's first."""
+    left, chosen = list(pool), []
+    for label in labels:
+        i = next((i for i, c in enumerate(left) if stratum(c) == label), 0)
+        chosen.append(left.pop(i))
+    return chosen
+
+
+def _community_name(i: int) -> str:
+    """The i-th community's name, numbered once COMMUNITY_NAMES run out."""
+    name = COMMUNITY_NAMES[i % len(COMMUNITY_NAMES)]
+    return name if i < len(COMMUNITY_NAMES) else f"{name} {i // len(COMMUNITY_NAMES) + 1}"
+
+
+def _partner_name(kind: str, rng: np.random.Generator) -> str:
+    """An invented institution of that kind (a kind PARTNER_NAMES lacks: the kind and a place)."""
+    template = PARTNER_NAMES.get(kind, kind.capitalize() + " {place}")
+    return template.format(place=rng.choice(PARTNER_PLACES), trade=rng.choice(PARTNER_TRADES))
 
 
 def layout(w: int) -> Layout:

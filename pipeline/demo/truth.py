@@ -2,7 +2,8 @@
 linkage-code errors (raw/_demo_truth/rows.csv), the parameters, planted effects and per-wave
 counts (truth.json), the simulated companies (company_register.csv), and, when the codebook
 declares them, the trajectory register and its participants list with the trajectories' expected
-effect on the observed scale scores.
+effect on the observed scale scores, and the community register and its partners list with the
+communities' expected level and growth on them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pathlib import Path
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-from pipeline.demo.simulation import PROBLEMS, Row, Simulation
+from pipeline.demo.simulation import (
+    MIN_REPORTED_MEMBERS,
+    PROBLEMS,
+    Community,
+    Company,
+    Row,
+    Simulation,
+)
 from pipeline.lineage.fingerprint import sha256_file
 
 QC_RULE = (
@@ -48,6 +56,20 @@ EXPECTED_EFFECT_METHOD = (
     "participant share. participant_after_start: participants' change beyond their colleagues': "
     "culture 0, outcome E[f(eta + outcome effect + participant effect) - f(eta + outcome "
     "effect)]. Averaging the latent mean over the waves approximates the mix of waves."
+)
+
+COMMUNITY_EFFECT_METHOD = (
+    "Per culture and outcome scale and wave w (its index, 0 for the first), the expected "
+    "difference of the observed scale score (mean of the valid items, reverse-keyed recoded) "
+    "between the employees of a company that is a member of a community in any wave and those of "
+    "a company that is in none, holding the rest (trajectories) fixed: E[f(eta + d_w) - f(eta)], "
+    "f the expected score given the scale's latent eta (as for the trajectories' "
+    "expected_observed_effect), eta normal with the scale's latent mean and SD in wave w without "
+    "communities or trajectories (latent_without_community), d_w the planted latent difference: "
+    "culture level + culture growth w, outcome growth w; by Gauss-Hermite quadrature, 40 nodes. "
+    "expected_observed_level: the culture scales' difference in the first wave. "
+    "expected_observed_growth: the least-squares slope of the difference on the wave index "
+    "(for three waves, half the last wave's difference minus the first's); none with one wave."
 )
 
 
@@ -98,6 +120,39 @@ def write_trajectory_register(sim: Simulation, raw: Path) -> tuple[str, ...]:
     for name, header, rows in files:
         if Path(name).suffix.lower() != ".csv":
             raise ValueError(f"the demo writes its trajectory register as CSV, not {name}")
+        _write_csv_table(raw / name, header, rows)
+    return tuple(name for name, _, _ in files)
+
+
+def write_community_register(sim: Simulation, raw: Path) -> tuple[str, ...]:
+    """The community register and its partners list, named and laid out as the codebook's
+    registers.communities declares them (pipeline/ingest/communities.py reads them): one row per
+    membership, with the names of the first wave the company is a member in and of the first
+    it no longer is (empty while it is); one row per partner. Header only when no community was
+    planted; nothing when none is declared. The demo writes CSV only. Returns the files written,
+    relative to raw/."""
+    spec, codebook = sim.codebook.communities, sim.codebook
+    if spec is None:
+        return ()
+    members = [
+        [
+            community.community_id,
+            community.name,
+            m.company.code,
+            sim.waves[m.joined].name,
+            sim.waves[m.left].name if m.left is not None else "",
+        ]
+        for community in sim.communities
+        for m in community.members
+    ]
+    header = ["community_id", "community", codebook.company_id, "joined", "left"]
+    files = [(spec.file, header, members)]
+    if spec.partners:
+        rows = [[c.community_id, *partner] for c in sim.communities for partner in c.partners]
+        files.append((spec.partners, ["community_id", "kind", "partner"], rows))
+    for name, header, rows in files:
+        if Path(name).suffix.lower() != ".csv":
+            raise ValueError(f"the demo writes its community register as CSV, not {name}")
         _write_csv_table(raw / name, header, rows)
     return tuple(name for name, _, _ in files)
 
@@ -219,6 +274,114 @@ def trajectory_truth(sim: Simulation) -> dict:
     }
 
 
+def _community_difference(sim: Simulation, w: int, moments: dict) -> dict[str, float]:
+    """Per culture and outcome scale, the expected observed member-minus-nonmember difference in
+    wave w (see COMMUNITY_EFFECT_METHOD), given the latents' moments in that wave."""
+    p, scales = sim.params, sim.instrument.scales
+    culture = p.community_culture_level + p.community_culture_growth * w
+    shift = {"culture": culture, "outcome": p.community_outcome_growth * w}
+    return {
+        scales[k].name: _score_change(sim, k, m, 0.0, shift[scales[k].level])
+        for k, m in moments.items()
+    }
+
+
+def _slope(values: list[float]) -> float:
+    """The least-squares slope of values on their index."""
+    return float(np.polyfit(np.arange(len(values)), values, 1)[0])
+
+
+def _expected_community_effect(sim: Simulation) -> dict:
+    """The latents' moments per wave and the expected observed differences, level and growth
+    (see COMMUNITY_EFFECT_METHOD); empty when no community was planted."""
+    scales, waves = sim.instrument.scales, sim.waves
+    planted = range(len(waves)) if sim.communities else range(0)
+    moments = {waves[w].name: _latent_moments(sim, [w]) for w in planted}
+    differences = {
+        wave: _community_difference(sim, w, m) for w, (wave, m) in enumerate(moments.items())
+    }
+    first = next(iter(differences.values()), {})
+    growth = {}
+    if len(differences) > 1:
+        growth = {name: _slope([d[name] for d in differences.values()]) for name in first}
+    return {
+        "latent_without_community": {
+            wave: {scales[k].name: {"mean": m, "sd": sd} for k, (m, sd) in wave_moments.items()}
+            for wave, wave_moments in moments.items()
+        },
+        "expected_observed_difference": differences,
+        "expected_observed_level": {
+            name: d for name, d in first.items() if sim.codebook.scales[name].level == "culture"
+        },
+        "expected_observed_growth": growth,
+    }
+
+
+def _members_in(community: Community, w: int) -> list[Company]:
+    """The companies that are members of the community in wave w, as the register says."""
+    return [
+        m.company for m in community.members if m.joined <= w and (m.left is None or w < m.left)
+    ]
+
+
+def _community(sim: Simulation, community: Community) -> dict:
+    """A community's members and per wave its member count and whether it is reportable by
+    design: at least MIN_REPORTED_MEMBERS members in that wave that reliably have k
+    respondents (`Simulation.reliable`)."""
+    reportable = [
+        wave.name
+        for w, wave in enumerate(sim.waves)
+        if sum(map(sim.reliable, _members_in(community, w))) >= MIN_REPORTED_MEMBERS
+    ]
+    companies = [m.company for m in community.members]
+    return {
+        "name": community.name,
+        "size": len(companies),
+        "companies": [c.code for c in companies],
+        "with_trajectory": sum(c.trajectory is not None for c in companies),
+        "partners": len(community.partners),
+        "members_per_wave": {
+            wave.name: len(_members_in(community, w)) for w, wave in enumerate(sim.waves)
+        },
+        "reportable_by_design": bool(reportable),
+        "reportable_waves": reportable,
+    }
+
+
+def _trajectory_share(companies: list[Company]) -> float:
+    return sum(c.trajectory is not None for c in companies) / len(companies) if companies else 0.0
+
+
+def community_truth(sim: Simulation) -> dict:
+    """The planted learning communities, their latent level and growth, and the differences
+    expected on the observed scale scores (none when no community was planted)."""
+    p = sim.params
+    members = [c for c in sim.companies if c.community is not None]
+    return {
+        "declared": sim.codebook.communities is not None,
+        "communities": {c.community_id: _community(sim, c) for c in sim.communities},
+        "member_companies": len(members),
+        "trajectory_share": {
+            "members": _trajectory_share(members),
+            "companies_from_first_wave": _trajectory_share(
+                [c for c in sim.companies if c.joined == 0]
+            ),
+            "all_companies": _trajectory_share(sim.companies),
+        },
+        "latent_effect_sd": {
+            "culture_level": p.community_culture_level,
+            "culture_growth_per_wave": p.community_culture_growth,
+            "outcome_growth_per_wave": p.community_outcome_growth,
+        },
+        "effect_timing": "every employee of a company that is a member of a community in any "
+        "wave, in every wave, whatever the wave it joined or left: level + growth times the "
+        "wave's index; added to the latents after the structural equations, so the culture "
+        "effect does not pass on to the individual or outcome scales",
+        **_expected_community_effect(sim),
+        "expected_observed_method": COMMUNITY_EFFECT_METHOD,
+    }
+
+
 def _wave_truth(table: list[dict]) -> dict:
     counts = {name: sum(name in r["problems"] for r in table) for name in PROBLEMS}
     return {
@@ -302,6 +465,7 @@ def write_truth(sim: Simulation, seed: int, table: list[dict], folder: Path) -> 
         "companies": {"total": len(sim.companies), "persons_ever_employed": sim.people},
         "waves": waves,
         "trajectories": trajectory_truth(sim),
+        "communities": community_truth(sim),
     }
     text = json.dumps(_rounded(truth), sort_keys=True, indent=2, ensure_ascii=False)
     (folder / "truth.json").write_text(text + "\n", encoding="utf-8")

@@ -5,9 +5,11 @@ with a planted multilevel structure (`simulation`), and writes each wave in a fo
 arrive in (SPSS .sav, Qualtrics CSV, Excel: `exports`), with the data-quality problems the
 validation must catch and the identifiers the anonymisation must remove. When the codebook
 declares a trajectory register, some companies run development trajectories with a known effect,
-written to the register and participants list it names. The truth (planted effects, every raw
-row's problems and identifiers) goes to raw/_demo_truth/ (`truth`). Everything
-comes from one seed, nothing from the clock: two runs with the same seed write byte-identical files.
+written to the register and participants list it names; when it declares a community register,
+some form learning communities with a known level and growth, written to the register and
+partners list it names. The truth (planted effects, every raw row's problems and identifiers)
+goes to raw/_demo_truth/ (`truth`). Everything comes from one seed, nothing from the clock: two
+runs with the same seed write byte-identical files.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from pipeline.demo.exports import WRITERS, check_headers, frame
 from pipeline.demo.exports import columns as export_columns
 from pipeline.demo.simulation import Params, Simulation
 from pipeline.demo.simulation import layout as wave_layout
-from pipeline.demo.truth import truth_rows, write_register, write_trajectory_register, write_truth
+from pipeline.demo.truth import (
+    truth_rows,
+    write_community_register,
+    write_register,
+    write_trajectory_register,
+    write_truth,
+)
 from pipeline.instrument.codebook import load_codebook
 
 DEFAULT_SEED = 20190304
@@ -57,7 +65,8 @@ def write_demo(
     data_dir: Path, seed: int = DEFAULT_SEED, params: Params | None = None
 ) -> DemoSummary:
     """Write the demo exports, the company register, the trajectory register and participants
-    list (when the codebook declares them) and the ground truth under data_dir/raw/.
+    list and the community register and partners list (when the codebook declares them) and the
+    ground truth under data_dir/raw/.
 
     The codebook is read from data_dir/raw/codebook.yaml and never written. `params` changes
     the simulated scan (more companies, larger ones, for the scale benchmark `bench/scale.py`);
@@ -69,6 +78,7 @@ def write_demo(
     table = [row for w in range(len(sim.waves)) for row in _write_wave(sim, w, raw)]
     write_register(sim, raw / REGISTER)
     trajectory_files = write_trajectory_register(sim, raw)
+    community_files = write_community_register(sim, raw)
     waves = write_truth(sim, seed, table, raw / TRUTH_DIR)
     exports = [t["source_file"] for t in waves.values()]
     return DemoSummary(
@@ -78,6 +88,7 @@ def write_demo(
             *exports,
             REGISTER,
             *trajectory_files,
+            *community_files,
             f"{TRUTH_DIR}/rows.csv",
             f"{TRUTH_DIR}/truth.json",
         ),

@@ -29,50 +29,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.ingest.register_files import (
+    FIRST,
+    RegisterError,
+    first,
+    place,
+    read_cells,
+    require_columns,
+    require_filled,
+    require_unique,
+)
 from pipeline.instrument.codebook import Codebook, TrajectoryRegister
 
 REGISTER_COLUMNS = ("trajectory_id", "type", "start", "end", "target_group")
 OPTIONAL = {"end"}  # a trajectory that still runs has no end
-FIRST = 2  # the number of the first data line (CSV) or row (Excel): the header is 1
-
-
-class RegisterError(ValueError):
-    """A register file that does not follow its format."""
-
-
-def _read(path: Path, what: str) -> tuple[pd.DataFrame, str]:
-    """The file's cells as text ("" when empty) and the word for its rows."""
-    if not path.is_file():
-        raise RegisterError(f"{path}: {what} not found (the codebook's registers.trajectories)")
-    if path.suffix.lower() == ".xlsx":
-        frame = pd.read_excel(path, dtype=str, keep_default_na=False)
-        return frame.map(str.strip), "row"
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        return frame.map(str.strip), "line"
-    raise RegisterError(f"{path}: a {what} must be a .csv or .xlsx file")
-
-
-def _require(frame: pd.DataFrame, columns: list[str], path: Path, what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise RegisterError(
-            f"{path}: the {what} needs the columns {', '.join(columns)}; "
-            f"missing {', '.join(missing)}"
-        )
-
-
-def _where(path: Path, word: str, index: int) -> str:
-    return f"{path} {word} {FIRST + index}"
+DECLARED = "registers.trajectories"
 
 
 def _dates(frame: pd.DataFrame, column: str, path: Path, word: str) -> pd.Series:
     parsed = pd.to_datetime(frame[column], format="%Y-%m-%d", errors="coerce")
     bad = frame[column].ne("") & parsed.isna()
     if bad.any():
-        index = int(bad.to_numpy().argmax())
+        index = first(bad)
         raise RegisterError(
-            f"{_where(path, word, index)}: {column} {frame[column].iat[index]!r} is not a "
+            f"{place(path, word, index)}: {column} {frame[column].iat[index]!r} is not a "
             "date (expected YYYY-MM-DD, a real calendar date)"
         )
     return parsed
@@ -86,18 +66,15 @@ def read_trajectories(
     spec: TrajectoryRegister | None = codebook.trajectories
     if spec is None:
         raise RegisterError("the codebook declares no trajectory register")
-    frame, word = _read(path, "trajectory register")
+    frame, word = read_cells(path, "trajectory register", DECLARED)
     company = codebook.company_id
-    _require(frame, [company, *REGISTER_COLUMNS], path, "trajectory register")
-    for column in [company, *REGISTER_COLUMNS]:
-        empty = frame[column].eq("")
-        if column not in OPTIONAL and empty.any():
-            index = int(empty.to_numpy().argmax())
-            raise RegisterError(f"{_where(path, word, index)}: {column} is empty")
+    require_columns(frame, [company, *REGISTER_COLUMNS], path, "trajectory register")
+    required = [c for c in [company, *REGISTER_COLUMNS] if c not in OPTIONAL]
+    require_filled(frame, required, path, word)
     start = _dates(frame, "start", path, word)
     end = _dates(frame, "end", path, word)
     for index in range(len(frame)):
-        where = _where(path, word, index)
+        where = place(path, word, index)
         if pd.notna(end.iat[index]) and end.iat[index] < start.iat[index]:
             raise RegisterError(f"{where}: end {frame['end'].iat[index]} is before start")
         if spec.types and frame["type"].iat[index] not in spec.types:
@@ -120,7 +97,7 @@ def read_trajectories(
             "_source_row": range(FIRST, FIRST + len(frame)),
         }
     )
-    _unique(
+    require_unique(
         table,
         ["company", "trajectory_id"],
         path,
@@ -129,13 +106,6 @@ def read_trajectories(
     )
     _no_overlap(table, path, word)
     return table
-
-
-def _unique(table: pd.DataFrame, keys: list[str], path: Path, word: str, what: str) -> None:
-    repeated = table[table.duplicated(keys, keep=False)]
-    if not repeated.empty:
-        rows = repeated.groupby(keys, sort=False)["_source_row"].apply(list).iloc[0]
-        raise RegisterError(f"{path} {word}s {', '.join(map(str, rows))}: {what}")
 
 
 def _no_overlap(table: pd.DataFrame, path: Path, word: str) -> None:
@@ -156,14 +126,10 @@ def _no_overlap(table: pd.DataFrame, path: Path, word: str) -> None:
 def read_participants(path: Path, codebook: Codebook, register: pd.DataFrame) -> pd.DataFrame:
     """The participants list as a table (company, person, trajectory_id, `_source_row`),
     validated against the `register` that `read_trajectories` returned."""
-    frame, word = _read(path, "participants list")
+    frame, word = read_cells(path, "participants list", DECLARED)
     company, person = codebook.company_id, codebook.respondent_id
-    _require(frame, [company, person, "trajectory_id"], path, "participants list")
-    for column in (company, person, "trajectory_id"):
-        empty = frame[column].eq("")
-        if empty.any():
-            index = int(empty.to_numpy().argmax())
-            raise RegisterError(f"{_where(path, word, index)}: {column} is empty")
+    require_columns(frame, [company, person, "trajectory_id"], path, "participants list")
+    require_filled(frame, [company, person, "trajectory_id"], path, word)
     table = pd.DataFrame(
         {
             "company": frame[company],
@@ -177,11 +143,11 @@ def read_participants(path: Path, codebook: Codebook, register: pd.DataFrame) ->
     if unknown.any():
         index = int(unknown.argmax())
         raise RegisterError(
-            f"{_where(path, word, index)}: trajectory_id "
+            f"{place(path, word, index)}: trajectory_id "
             f"{table['trajectory_id'].iat[index]!r} is not in the trajectory register for its "
             "company"
         )
-    _unique(
+    require_unique(
         table,
         ["company", "person", "trajectory_id"],
         path,

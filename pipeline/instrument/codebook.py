@@ -185,6 +185,19 @@ class TrajectoryRegister:
 
 
 @dataclass(frozen=True)
+class CommunityRegister:
+    """The learning communities (restricted zone, files under raw/; their format in
+    `pipeline/ingest/communities.py`): the member companies per community with the wave each
+    joined and left, the partner institutions, the partner kinds allowed (any when none are
+    listed), and whether a company may belong to two communities at once."""
+
+    file: str
+    partners: str | None = None
+    partner_kinds: tuple[str, ...] = ()
+    exclusive: bool = True
+
+
+@dataclass(frozen=True)
 class Anonymisation:
     """Disclosure control: k within each company, and the order local suppression blanks in."""
 
@@ -246,6 +259,7 @@ class Codebook:
     register_name: str | None = None
     register_contact: str | None = None
     trajectories: TrajectoryRegister | None = None
+    communities: CommunityRegister | None = None
     management: Management | None = None
     quality: Quality = field(default_factory=Quality)
     anonymisation: Anonymisation = field(default_factory=lambda: Anonymisation(5, ()))
@@ -544,15 +558,19 @@ class _Parser:
     def registers(self, raw: dict, background: dict[str, Background]) -> dict[str, Any]:
         """`companies: <file>`, or `companies: {file, name, contact}` naming the register's
         columns with each company's name and contact person (for `scan deliver`); and
-        `trajectories: {file, types, participation, participants}`."""
-        unknown = [key for key in raw if key not in ("companies", "trajectories")]
+        `trajectories: {file, types, participation, participants}`; `communities: {file,
+        partners, partner_kinds, exclusive}`."""
+        known = ("companies", "trajectories", "communities")
+        unknown = [key for key in raw if key not in known]
         if unknown:
             raise self.fail(
-                f"registers.{unknown[0]}", "unknown register (known: companies, trajectories)"
+                f"registers.{unknown[0]}", f"unknown register (known: {', '.join(known)})"
             )
         found: dict[str, Any] = {}
         if "trajectories" in raw:
             found["trajectories"] = self.trajectories(raw["trajectories"], background)
+        if "communities" in raw:
+            found["communities"] = self.communities(raw["communities"])
         if "companies" not in raw:
             return found
         spec = self.get(raw, "companies", "registers", (str, dict))
@@ -603,6 +621,27 @@ class _Parser:
             types=self.names(raw.get("types", []), f"{where}.types"),
             participation=participation,
             participants=participants,
+        )
+
+    def communities(self, raw: Any) -> CommunityRegister:
+        where = "registers.communities"
+        known = ("file", "partners", "partner_kinds", "exclusive")
+        if not isinstance(raw, dict):
+            raise self.fail(where, "expected a mapping")
+        extra = [key for key in raw if key not in known]
+        if extra:
+            raise self.fail(f"{where}.{extra[0]}", f"unknown key (known: {', '.join(known)})")
+        partners = raw.get("partners")
+        if partners is not None and not isinstance(partners, str):
+            raise self.fail(f"{where}.partners", "expected a file name")
+        exclusive = raw.get("exclusive", True)
+        if not isinstance(exclusive, bool):
+            raise self.fail(f"{where}.exclusive", "expected true or false")
+        return CommunityRegister(
+            file=str(self.get(raw, "file", where, str)),
+            partners=partners,
+            partner_kinds=self.names(raw.get("partner_kinds", []), f"{where}.partner_kinds"),
+            exclusive=exclusive,
         )
 
     def management(self, raw: Any, background: dict[str, Background]) -> Management | None:

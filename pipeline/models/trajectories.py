@@ -70,12 +70,14 @@ def exposure_frame(
     return frame
 
 
-def _wave_dummies(waves: pd.Series, order: Sequence[str]) -> dict[str, np.ndarray]:
+def wave_dummies(waves: pd.Series, order: Sequence[str]) -> dict[str, np.ndarray]:
     present = [w for w in order if w in set(waves)]
     return {f"{WAVE}[{w}]": (waves == w).to_numpy(float) for w in present[1:]}
 
 
-def _design(frame: pd.DataFrame, scale: str, terms: dict[str, np.ndarray], n_all: int) -> Design:
+def company_design(
+    frame: pd.DataFrame, scale: str, terms: dict[str, np.ndarray], n_all: int
+) -> Design:
     X = np.column_stack([np.ones(len(frame)), *terms.values()])
     return Design(
         y=frame[scale].to_numpy(float),
@@ -94,7 +96,9 @@ def _counts(frame: pd.DataFrame) -> tuple[int, int]:
     return int(treated.sum()), int((treated == 0).sum())
 
 
-def _fit(name: str, scale: str, design: Design, notes: list[str]) -> ModelResult | NotEstimable:
+def fit_or_reason(
+    name: str, scale: str, design: Design, notes: list[str]
+) -> ModelResult | NotEstimable:
     nested = pd.Series(list(zip(design.company, design.person, strict=True))).duplicated().any()
     if not nested:
         notes = [*notes, "person level dropped: every person answered once"]
@@ -124,10 +128,12 @@ def trajectory_models(
             )
             results.append(NotEstimable(name, scale, reason))
         else:
-            terms = _wave_dummies(kept[WAVE], wave_order)
+            terms = wave_dummies(kept[WAVE], wave_order)
             terms |= {t: kept[t].to_numpy(float) for t in (HAS_TRAJECTORY, AFTER_START)}
             notes = [f"{treated} companies with a trajectory, {control} without"]
-            results.append(_fit(name, scale, _design(kept, scale, terms, len(frame)), notes))
+            results.append(
+                fit_or_reason(name, scale, company_design(kept, scale, terms, len(frame)), notes)
+            )
         if PARTICIPANT in frame.columns:
             candidates = int((frame[HAS_TRAJECTORY] == 1).sum())
             results.append(_participants(kept, scale, wave_order, treated, candidates))
@@ -145,7 +151,7 @@ def _participants(kept, scale, wave_order, treated, n_all) -> ModelResult | NotE
             "participants and colleagues after a start"
         )
         return NotEstimable(name, scale, reason)
-    terms = _wave_dummies(rows[WAVE], wave_order)
+    terms = wave_dummies(rows[WAVE], wave_order)
     if rows.groupby(WAVE)[AFTER_START].nunique().max() > 1:  # else the waves' terms hold it
         terms[AFTER_START] = rows[AFTER_START].to_numpy(float)
     terms[PARTICIPANT] = rows[PARTICIPANT].to_numpy(float)
@@ -154,4 +160,4 @@ def _participants(kept, scale, wave_order, treated, n_all) -> ModelResult | NotE
         f"{int(groups.get(1.0, 0))} participants and {int(groups.get(0.0, 0))} colleagues after "
         f"a start, in {treated} companies"
     ]
-    return _fit(name, scale, _design(rows, scale, terms, n_all), notes)
+    return fit_or_reason(name, scale, company_design(rows, scale, terms, n_all), notes)

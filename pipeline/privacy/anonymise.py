@@ -95,6 +95,14 @@ def trajectory_exposure(
     return trajectories, persons.reset_index(drop=True)
 
 
+def community_members(register: pd.DataFrame, key: PseudonymKey) -> pd.DataFrame:
+    """The community register (as pipeline/ingest/communities.py reads it) under the company
+    pseudonyms `anonymise` gives: community_id, community, company_id, joined, left."""
+    members = register.drop(columns=["company", "_source_row"], errors="ignore")
+    members.insert(2, "company_id", pseudonymise(register["company"], key, COMPANY_PREFIX))
+    return members
+
+
 def every_wave(validated: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The validated rows of every wave, in wave order."""
     return pd.concat([validated[w] for w in sorted(validated)], ignore_index=True)

@@ -170,7 +170,9 @@ def company_table(
     `n` counts the company's respondents with a score for `scale`. rwg(j) is computed from the
     item columns `items` of `scores_frame` (recoded, NaN for missing) with `n_options` response
     options; without items it is NaN. A company with n < `min_n` is `suppressed`: n and every
-    value column are blank, so the row shows only that the company was there.
+    value column are blank, so the row shows only that the company was there. So is the
+    smallest shown company when the hidden scores would number fewer than `min_n`
+    (`_suppress_complement`).
     """
     if min_n < 1:
         raise ValueError(f"min_n must be at least 1, got {min_n}")
@@ -201,10 +203,22 @@ def company_table(
     else:
         table["rwg"] = np.nan
     table["suppressed"] = table["n"] < min_n
+    _suppress_complement(table, int(scores_frame[scale].notna().sum()), min_n)
     value_columns = ["n", "mean", "sd", "ci_low", "ci_high", "rwg"]
     table.loc[table["suppressed"], value_columns] = np.nan
     table["n"] = table["n"].astype("Int64")
     return table[COMPANY_COLUMNS].reset_index(drop=True)
+
+
+def _suppress_complement(table: pd.DataFrame, total: int, min_n: int) -> None:
+    """Secondary suppression: the scores of the scale's hidden rows (suppressed companies and
+    rows without a company) are the published total (the wave report's n and mean) minus the
+    shown companies; when they are fewer than `min_n` but not none, the shown company with the
+    fewest scores is suppressed too, so that no subtraction isolates a group under `min_n`."""
+    shown = table.loc[~table["suppressed"]].sort_values(["n", "company_id"], kind="stable")
+    hidden = total - int(shown["n"].sum())
+    if 0 < hidden < min_n and not shown.empty:
+        table.loc[shown.index[0], "suppressed"] = True
 
 
 def aggregation_table(

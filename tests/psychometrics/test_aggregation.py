@@ -100,7 +100,7 @@ def test_tiny_example_by_hand():
     assert rwg.mean == pytest.approx((6 / 7 + 1) / 3, abs=1e-12)
 
     table = aggregation.company_table(
-        tiny, "score", "company", min_n=3, items=["I1", "I2"], n_options=5
+        tiny, "score", "company", min_n=2, items=["I1", "I2"], n_options=5
     )
     assert list(table.columns) == aggregation.COMPANY_COLUMNS
     a = table.set_index("company_id").loc["A"]
@@ -132,8 +132,24 @@ def test_suppressed_company_reveals_nothing():
     assert pd.isna(b["n"])
     for column in ["mean", "sd", "ci_low", "ci_high", "rwg"]:
         assert np.isnan(b[column]), column
-    assert table.loc[table["company_id"] != "B", "suppressed"].eq(False).all()
     assert table["n"].dtype == "Int64"
+    # the total minus the shown companies would be B's 2 scores: A, the smallest shown, goes too
+    assert table.set_index("company_id")["suppressed"].to_dict() == {
+        "A": True,
+        "B": True,
+        "C": False,
+    }
+
+
+def test_secondary_suppression_only_when_the_hidden_scores_are_under_the_minimum():
+    tiny = load("tiny")
+    more = pd.concat([tiny, tiny[tiny["company"] == "B"].assign(company="D")], ignore_index=True)
+    table = aggregation.company_table(more, "score", "company", min_n=3).set_index("company_id")
+    # B and D hide 4 scores together: no subtraction gives fewer than 3
+    assert table["suppressed"].to_dict() == {"A": False, "B": True, "C": False, "D": True}
+    alone = more.assign(company=more["company"].where(more["company"] != "B"))  # B: no company
+    table = aggregation.company_table(alone, "score", "company", min_n=3).set_index("company_id")
+    assert table["suppressed"].to_dict() == {"A": False, "C": False, "D": True}
 
 
 def test_suppression_counts_respondents_with_a_score():

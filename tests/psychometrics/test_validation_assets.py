@@ -339,6 +339,7 @@ def test_longitudinal_models_find_the_planted_growth_and_the_panel(pipeline_run)
         "longitudinal_models_converged": True,
         "k_anonymity_across_waves": True,
         "trajectory_models_converged": True,
+        "community_models_converged": True,
     }
     folder = settings.processed_dir / "all_waves"
     fits = pd.read_csv(folder / "multilevel_fit.csv").set_index("model")

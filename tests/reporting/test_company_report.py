@@ -116,13 +116,19 @@ def test_change_hidden_when_either_wave_has_fewer_than_ten(tmp_path):
 
 def test_the_stored_numbers_are_the_reported_ones_and_blank_where_hidden(tmp_path):
     before, _ = frames(T0, [("c_a", 12, None, 3.1), ("c_b", 8, None, 2.17)])
-    now = [("c_a", 12, "ja", 3.4), ("c_b", 12, None, 3.0), ("c_small", K - 1, None, 3.0)]
+    # the two small companies hide 6 scores together: none of the others needs hiding too
+    now = [
+        ("c_a", 12, "ja", 3.4),
+        ("c_b", 12, None, 3.0),
+        ("c_small", K - 1, None, 3.0),
+        ("c_tiny", 2, None, 3.0),
+    ]
     scores, responses = frames(T1, now)
     tables = {T0: company_scores(before), T1: company_scores(scores)}
     numbers = report_numbers(T1, scores, responses, tables, CODEBOOK).set_index(
         ["company_id", "scale"]
     )
-    assert set(numbers.index.get_level_values(0)) == {"c_a", "c_b"}  # none for c_small
+    assert set(numbers.index.get_level_values(0)) == {"c_a", "c_b"}  # none for the small ones
     reported = [n for n, s in CODEBOOK.scales.items() if s.level in ("culture", "outcome")]
     assert len(numbers) == 2 * len(reported)
     lt = numbers.loc[("c_a", "LT")]
