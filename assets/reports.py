@@ -230,17 +230,13 @@ def company_reports(
     code_version=REPORTS_CODE_VERSION,
     kinds={"csv"},
     metadata={"file": "community_numbers.csv"},
-    ins={
-        "scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF),
-        "company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF),
-    },
+    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
     deps=[LINKED_CHECKED],
 )
 def community_numbers(
     context: dg.AssetExecutionContext,
     scan: ScanConfig,
     scores_by_wave: dict[str, pd.DataFrame],
-    company_scores_by_wave: dict[str, pd.DataFrame],
     community_members: pd.DataFrame,
     trajectory_companies: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
@@ -251,7 +247,6 @@ def community_numbers(
     numbers = numbers_of_communities(
         wave,
         scores_by_wave,
-        company_scores_by_wave,
         community_members,
         trajectory_companies,
         scan.codebook(),

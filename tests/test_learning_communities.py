@@ -13,6 +13,8 @@ from pipeline.ingest.communities import members_in
 from pipeline.instrument.codebook import load_codebook
 from pipeline.reporting.communities import shown_companies
 
+SCALES = {s for s, scale in load_codebook(DEMO_RAW / "codebook.yaml").scales.items()
+          if scale.level in ("culture", "outcome")}  # fmt: skip
 TRUTH = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["communities"]
 
 
@@ -33,6 +35,9 @@ def test_a_report_per_community_big_enough_and_none_for_the_small_one(pipeline_r
         numbers = pd.read_csv(settings.processed_dir / wave / "community_numbers.csv")
         # all communities together minus the others would be the small one: not published
         assert set(numbers["community_id"]) == expected(wave)
+        # every culture and outcome scale has its figures: members have k scores on each
+        means = numbers[(numbers["table"] == "scales") & (numbers["statistic"] == "mean")]
+        assert means["value"].notna().all() and set(means["row"]) == set(SCALES)
     name = TRUTH["communities"][small[0]]["name"]
     shareable = [*settings.processed_dir.rglob("*.csv"), *settings.reports_dir.rglob("*.html")]
     assert not [p for p in shareable if name in p.read_text(encoding="utf-8", errors="ignore")]
@@ -50,14 +55,14 @@ def test_the_numbers_recover_the_planted_difference(pipeline_run):
     gaps = {}
     for wave in WAVES:
         numbers = pd.read_csv(settings.processed_dir / wave / "community_numbers.csv")
-        company = pd.read_csv(settings.processed_dir / wave / "company_scores.csv")
+        scores = pd.read_parquet(settings.processed_dir / wave / "scale_scores.parquet")
         current = members_in(members, wave, list(codebook.waves))
         found, planted = [], []
         for (community, scale), part in numbers[numbers["row"].isin(culture)].groupby(
             ["community_id", "row"]
         ):
             value = part.set_index("statistic")["value"]
-            shown = set(shown_companies(company, scale, codebook.anonymisation.k)["company_id"])
+            shown = set(shown_companies(scores, scale, codebook.anonymisation.k)["company_id"])
             own = set(current.loc[current["community_id"] == community, "company_id"])
             others = len((set(current["company_id"]) - own) & shown)
             diluted = 1 - others / value["outside_companies"]
@@ -93,5 +98,5 @@ def test_scan_trace_follows_a_number_of_a_community_report_to_the_raw_file(scan_
     assert done.returncode == 0, done.stderr
     value = float(done.stdout.splitlines()[0].split(" = ")[1])
     assert f"{value:.2f}".replace(".", ",") in html
-    for asset in ("community_members", "community_register", "company_scores", "raw_responses"):
+    for asset in ("community_members", "community_register", "scale_scores", "raw_responses"):
         assert f"  {asset}[" in done.stdout

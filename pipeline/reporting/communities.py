@@ -4,15 +4,15 @@ what changed since the previous wave, and which development trajectories run in 
 spread is the companies' standard deviation only: a percentile, minimum or maximum of five
 companies is one company's mean.
 
-Every number is built from the company means the pipeline already publishes (`company_scores`:
-a company's n and mean per scale, shown when it has at least k scores and is not suppressed),
-never from the respondents directly. A community's pooled mean is the n-weighted mean of its
-shown companies' means, the outside mean that of the other shown companies of the wave. So any
-difference between published community, company and wave figures is a union of shown
-companies, each of at least k respondents, or the companies the company level already hides,
-which `company_table`'s secondary suppression keeps at k or more (the attack in
-tests/privacy/test_community_disclosure.py tries every difference). The rules (k is the
-codebook's `anonymisation.k`, MIN_COMPANIES = 5):
+Every number is built from the company means the pipeline already publishes (`company_table`:
+a company's n and mean per scale, shown when it has at least k scores and is not suppressed, as
+company_scores.csv and the company reports give them), never from the respondents directly. A
+community's pooled mean is the n-weighted mean of its shown companies' means, the outside mean
+that of the other shown companies of the wave. So any difference between published community,
+company and wave figures is a union of shown companies, each of at least k respondents, or the
+companies the company level already hides, which `company_table`'s secondary suppression keeps
+at k or more (the attack in tests/privacy/test_community_disclosure.py tries every difference).
+The rules (k is the codebook's `anonymisation.k`, MIN_COMPANIES = 5):
 
 - A community is reported in a wave when at least MIN_COMPANIES of its member companies that
   wave have at least k respondents; otherwise it has no rows at all (no report), and counts only
@@ -39,6 +39,7 @@ import pandas as pd
 
 from pipeline.ingest.communities import ALL, members_in
 from pipeline.instrument.codebook import Codebook
+from pipeline.psychometrics.aggregation import company_table
 from pipeline.reporting.company_report import previous_wave
 
 MIN_COMPANIES = 5
@@ -57,12 +58,11 @@ SCALE_STATISTICS = (
 )
 
 
-def shown_companies(company_scores: pd.DataFrame, scale: str, k: int) -> pd.DataFrame:
-    """A scale's published company means: company_id, n and mean of the companies with at least
-    k scores that are not suppressed."""
-    rows = company_scores[company_scores["scale"] == scale]
-    suppressed = rows["suppressed"].astype(str).str.lower().eq("true")
-    shown = rows[~suppressed & rows["n"].ge(k)]
+def shown_companies(scores: pd.DataFrame, scale: str, k: int) -> pd.DataFrame:
+    """A scale's published company means in a wave's `scores`: company_id, n and mean of the
+    companies `company_table` shows (at least k scores, not suppressed)."""
+    table = company_table(scores, scale, "company_id", k)
+    shown = table[~table["suppressed"].astype(bool)]
     return shown[["company_id", "n", "mean"]].astype({"n": float, "mean": float})
 
 
@@ -111,25 +111,20 @@ def scale_statistics(shown: pd.DataFrame, members: set, rest: set | None) -> dic
 def community_numbers(
     wave: str,
     scores_by_wave: Mapping[str, pd.DataFrame],
-    company_scores_by_wave: Mapping[str, pd.DataFrame],
     members: pd.DataFrame,
     trajectories: pd.DataFrame,
     codebook: Codebook,
 ) -> pd.DataFrame:
     """The wave's numbers (the module's opening), for the communities reported in `wave`.
 
-    `scores_by_wave`, `company_scores_by_wave`: every wave's scale_scores and company_scores
-    (this one and earlier ones); `members`: the register under the company pseudonyms
-    (community_id, company_id, joined, left); `trajectories`: `trajectory_companies`
-    (company_id, type, start, end), empty without a trajectory register."""
+    `scores_by_wave`: every wave's scale_scores (this one and earlier ones); `members`: the
+    register under the company pseudonyms (community_id, company_id, joined, left);
+    `trajectories`: `trajectory_companies` (company_id, type, start, end), empty without a
+    trajectory register."""
     scales = [s for s, scale in codebook.scales.items() if scale.level in ("culture", "outcome")]
-    now = _wave_figures(wave, scores_by_wave, company_scores_by_wave, members, scales, codebook)
+    now = _wave_figures(wave, scores_by_wave, members, scales, codebook)
     previous = previous_wave(wave, scores_by_wave, codebook)
-    before = (
-        _wave_figures(previous, scores_by_wave, company_scores_by_wave, members, scales, codebook)
-        if previous
-        else {}
-    )
+    before = _wave_figures(previous, scores_by_wave, members, scales, codebook) if previous else {}
     groups = _groups(members, wave, codebook)
     sizes = scores_by_wave[wave].groupby("company_id").size()
     rows = []
@@ -154,19 +149,19 @@ def _groups(members: pd.DataFrame, wave: str, codebook: Codebook) -> dict[str, s
     return {c: set(part["company_id"]) for c, part in rows.groupby("community_id", sort=True)}
 
 
-def _wave_figures(wave, scores_by_wave, company_scores_by_wave, members, scales, codebook):
+def _wave_figures(wave, scores_by_wave, members, scales, codebook):
     """{community: {scale: figures}} for the communities (and ALL) reported in `wave`."""
     k = codebook.anonymisation.k
     groups = _groups(members, wave, codebook)
     sizes = scores_by_wave[wave].groupby("company_id").size()
     shown_groups = reported(groups, sizes, k)
     rest = unreported(groups, shown_groups)
-    company_scores = company_scores_by_wave[wave]
+    scores = scores_by_wave[wave]
     figures = {}
     for community, companies in shown_groups.items():
         figures[community] = {
             scale: scale_statistics(
-                shown_companies(company_scores, scale, k),
+                shown_companies(scores, scale, k),
                 companies,
                 rest if community == ALL else None,
             )

@@ -108,17 +108,15 @@ def test_the_numbers_follow_the_rules_and_survive_the_attack(codebook):
     scores = {"2019-T0": wave_scores(sizes, 2), "2021-T1": wave_scores(sizes, 3)}
     for frame, wave in zip(scores.values(), scores, strict=True):
         frame["wave"] = wave
-    company = {w: company_table(s, "LT", "company_id", K) for w, s in scores.items()}
     register = members({"A": list("abcdef"), "B": list("ghijkm"), "C": ["l", "s"]})
     only_lt = _only(codebook, "LT")
-    numbers = community_numbers(
-        "2021-T1", scores, company, register, pd.DataFrame(columns=["company_id"]), only_lt
-    )
+    no_trajectories = pd.DataFrame(columns=["company_id"])
+    numbers = community_numbers("2021-T1", scores, register, no_trajectories, only_lt)
     got = numbers.set_index(["community_id", "table", "row", "statistic"])["value"]
     # B has 5 members of at least k (m has 4 respondents), its mean rests on the shown ones
     assert got[("B", "members", MEMBERS_ROW, "companies_reported")] == 5
     assert set(numbers["community_id"]) == {"A", "B"}  # C too small, and ALL would give it
-    shown = shown_companies(company["2021-T1"], "LT", K).set_index("company_id")
+    shown = shown_companies(scores["2021-T1"], "LT", K).set_index("company_id")
     b = shown.loc[shown.index.isin(list("ghijkm"))]
     assert got[("B", "scales", "LT", "companies")] == len(b)
     assert got[("B", "scales", "LT", "mean")] == pytest.approx(
@@ -127,18 +125,19 @@ def test_the_numbers_follow_the_rules_and_survive_the_attack(codebook):
     assert got[("A", "scales", "LT", "change")] == pytest.approx(
         got[("A", "scales", "LT", "mean")] - got[("A", "scales", "LT", "previous_mean")]
     )
-    leaks = attack_wave(scores["2021-T1"], company["2021-T1"], numbers, register, "2021-T1", K)
-    assert leaks == {}
+    means = {"LT": set(shown.index)}
+    assert attack_wave(scores["2021-T1"], means, numbers, register, "2021-T1", K) == {}
 
 
 def _only(codebook, scale: str):
     return replace(codebook, scales={scale: codebook.scales[scale]})
 
 
-def attack_wave(scores, company_scores, numbers, register, wave, k) -> dict:
+def attack_wave(scores, means: dict[str, set], numbers, register, wave, k) -> dict:
     """{scale: isolated groups} over the wave's published figures: the wave's total (its n and
-    mean are in the wave report), each shown company, each community's pooled figure and the
-    companies outside it, as an intruder who knows the membership reads them."""
+    mean are in the wave report), each company whose mean is published (`means`: per scale),
+    each community's pooled figure and the companies outside it, as an intruder who knows the
+    membership reads them."""
     waves = list(load_codebook(CODEBOOK).waves)
     groups = {
         c: set(part["company_id"])
@@ -147,9 +146,8 @@ def attack_wave(scores, company_scores, numbers, register, wave, k) -> dict:
     groups[ALL] = set().union(*groups.values()) if groups else set()
     published = numbers.set_index(["community_id", "table", "row", "statistic"])["value"]
     leaks = {}
-    for scale in company_scores["scale"].unique():
+    for scale, shown in means.items():
         counts = score_counts(scores, scale)
-        shown = set(shown_companies(company_scores, scale, k)["company_id"])
         aggregates = [frozenset(counts)] + [frozenset([c]) for c in shown]
         for community in numbers["community_id"].unique():
             inside = groups[community] & shown
@@ -163,17 +161,31 @@ def attack_wave(scores, company_scores, numbers, register, wave, k) -> dict:
     return leaks
 
 
+def published_means(folder) -> dict[str, set]:
+    """Per scale, the companies whose mean a shareable file gives: company_scores.csv (culture
+    scales) and the company reports' numbers (culture and outcome scales)."""
+    company = pd.read_csv(folder / "company_scores.csv")
+    company = company[~company["suppressed"] & company["mean"].notna()]
+    reports = pd.read_csv(folder / "company_report_numbers.csv")
+    reports = reports[reports["mean"].notna()]
+    both = pd.concat([company[["scale", "company_id"]], reports[["scale", "company_id"]]])
+    return {scale: set(part["company_id"]) for scale, part in both.groupby("scale")}
+
+
 def test_no_published_figure_of_the_demo_isolates_fewer_than_k(pipeline_run):
     settings = pipeline_run.settings
     codebook = load_codebook(settings.codebook_path)
+    k = codebook.anonymisation.k
     register = pd.read_parquet(settings.staging_dir / "community_members" / "all.parquet")
     for wave in WAVES:
         folder = settings.processed_dir / wave
         scores = pd.read_parquet(folder / "scale_scores.parquet")
-        company = pd.read_csv(folder / "company_scores.csv")
+        means = published_means(folder)
+        scales = [s for s, scale in codebook.scales.items() if scale.level != "individual"]
+        assert set(means) == set(scales)  # culture and outcome scales
+        for scale, shown in means.items():  # the communities rest on exactly these
+            assert set(shown_companies(scores, scale, k)["company_id"]) == shown
         numbers = pd.read_csv(folder / "community_numbers.csv")
         descriptives = numbers_of(pd.read_csv(folder / "wave_report_numbers.csv"), "descriptives")
-        assert (
-            descriptives["n"].notna().all()
-        )  # the wave totals are published: the attack uses them
-        assert attack_wave(scores, company, numbers, register, wave, codebook.anonymisation.k) == {}
+        assert descriptives["n"].notna().all()  # the attack uses the wave totals
+        assert attack_wave(scores, means, numbers, register, wave, k) == {}
