@@ -62,7 +62,7 @@ def shown_companies(scores: pd.DataFrame, scale: str, k: int) -> pd.DataFrame:
     """A scale's published company means in a wave's `scores`: company_id, n and mean of the
     companies `company_table` shows (at least k scores, not suppressed)."""
     table = company_table(scores, scale, "company_id", k)
-    shown = table[~table["suppressed"].astype(bool)]
+    shown = table[~table["suppressed"]]
     return shown[["company_id", "n", "mean"]].astype({"n": float, "mean": float})
 
 
@@ -122,10 +122,11 @@ def community_numbers(
     `trajectories`: `trajectory_companies` (company_id, type, start, end), empty without a
     trajectory register."""
     scales = [s for s, scale in codebook.scales.items() if scale.level in ("culture", "outcome")]
-    now = _wave_figures(wave, scores_by_wave, members, scales, codebook)
+    groups, now = _wave_figures(wave, scores_by_wave, members, scales, codebook)
     previous = previous_wave(wave, scores_by_wave, codebook)
-    before = _wave_figures(previous, scores_by_wave, members, scales, codebook) if previous else {}
-    groups = _groups(members, wave, codebook)
+    before = (
+        _wave_figures(previous, scores_by_wave, members, scales, codebook)[1] if previous else {}
+    )
     sizes = scores_by_wave[wave].groupby("company_id").size()
     rows = []
     for community, figures in now.items():
@@ -150,24 +151,22 @@ def _groups(members: pd.DataFrame, wave: str, codebook: Codebook) -> dict[str, s
 
 
 def _wave_figures(wave, scores_by_wave, members, scales, codebook):
-    """{community: {scale: figures}} for the communities (and ALL) reported in `wave`."""
+    """The communities (and ALL) reported in `wave` with their member companies, and
+    {community: {scale: figures}} of them."""
     k = codebook.anonymisation.k
-    groups = _groups(members, wave, codebook)
-    sizes = scores_by_wave[wave].groupby("company_id").size()
-    shown_groups = reported(groups, sizes, k)
-    rest = unreported(groups, shown_groups)
     scores = scores_by_wave[wave]
-    figures = {}
-    for community, companies in shown_groups.items():
-        figures[community] = {
-            scale: scale_statistics(
-                shown_companies(scores, scale, k),
-                companies,
-                rest if community == ALL else None,
-            )
+    groups = _groups(members, wave, codebook)
+    shown_groups = reported(groups, scores.groupby("company_id").size(), k)
+    rest = unreported(groups, shown_groups)
+    shown = {scale: shown_companies(scores, scale, k) for scale in scales}
+    figures = {
+        community: {
+            scale: scale_statistics(shown[scale], companies, rest if community == ALL else None)
             for scale in scales
         }
-    return figures
+        for community, companies in shown_groups.items()
+    }
+    return shown_groups, figures
 
 
 def _trajectory_rows(community, companies, trajectories, wave, codebook) -> list[tuple]:

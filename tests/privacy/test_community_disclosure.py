@@ -129,6 +129,25 @@ def test_the_numbers_follow_the_rules_and_survive_the_attack(codebook):
     assert attack_wave(scores["2021-T1"], means, numbers, register, "2021-T1", K) == {}
 
 
+def test_all_communities_are_published_with_their_figures_when_allowed(codebook):
+    sizes = SIZES | {"k": 12, "l": 9, "m": 7, "n": 8, "o": 6}
+    scores = {"2019-T0": wave_scores(sizes, 4).assign(wave="2019-T0")}
+    # A and B reported; C and D (5 companies together) only inside ALL
+    register = members({"A": list("abcde"), "B": list("fghij"), "C": ["k", "l"], "D": list("mno")})
+    numbers = community_numbers(
+        "2019-T0", scores, register, pd.DataFrame(columns=["company_id"]), _only(codebook, "LT")
+    )
+    got = numbers.set_index(["community_id", "table", "row", "statistic"])["value"]
+    assert set(numbers["community_id"]) == {"A", "B", ALL}
+    assert got[(ALL, "members", MEMBERS_ROW, "companies")] == 15
+    shown = shown_companies(scores["2019-T0"], "LT", K).set_index("company_id")
+    assert got[(ALL, "scales", "LT", "mean")] == pytest.approx(
+        np.average(shown["mean"], weights=shown["n"])
+    )
+    means = {"LT": set(shown.index)}
+    assert attack_wave(scores["2019-T0"], means, numbers, register, "2019-T0", K) == {}
+
+
 def _only(codebook, scale: str):
     return replace(codebook, scales={scale: codebook.scales[scale]})
 
