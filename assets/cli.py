@@ -37,6 +37,7 @@ from pipeline.ingest.readers import ExportError, export_files
 from pipeline.instrument.codebook import Codebook, CodebookError, load_codebook
 from pipeline.lineage.files import RUN_LOCK, Busy, exclusive, remove_partial_files, write_atomic
 from pipeline.lineage.settings import Settings
+from pipeline.privacy.disclosure import describe_disclosure
 from pipeline.privacy.pseudonyms import PseudonymKeyError, load_key
 from pipeline.reporting.delivery import (
     DISTRIBUTION,
@@ -49,9 +50,12 @@ from pipeline.reporting.delivery import (
 from pipeline.reporting.delivery import deliver as deliver_reports
 from pipeline.validate.quality import (
     REASON_TEXT,
+    REASONS,
     ROW_NUMBERING_TEXT,
     describe_quality,
+    quality_summary,
     quarantine_listing,
+    stored_counts,
 )
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -179,7 +183,7 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
             click.echo(f"{'':<16} warning: {warning}")
         folder = settings.processed_dir / r.wave
         if r.status != "failed" and (folder / "quality_summary.csv").exists():
-            click.echo(f"{'':<16} {describe_quality(pd.read_csv(folder / 'quality_summary.csv'))}")
+            click.echo(f"{'':<16} {describe_quality(exact_quality(settings, r.wave))}")
         if r.status != "failed" and (folder / "disclosure.json").exists():
             disclosure = json.loads((folder / "disclosure.json").read_text())
             click.echo(f"{'':<16} {describe_disclosure(disclosure)}")
@@ -333,6 +337,28 @@ def deliver(settings: Settings, wave: str) -> None:
         )
     for note in undeclared(codebook):
         click.echo(note)
+
+
+def exact_quality(settings: Settings, wave: str) -> pd.DataFrame:
+    """The wave's quality summary with exact counts, for the steward's terminal: the shareable
+    quality_summary.csv hides small cells, the restricted quarantine has every row's reasons.
+    The stored summary as it is when the quarantine is missing or not of the same run (a count
+    the summary shows differs)."""
+    published = pd.read_csv(settings.processed_dir / wave / "quality_summary.csv")
+    path = settings.staging_dir / "quarantine" / f"{wave}.parquet"  # as restricted_io stores it
+    if not path.is_file():
+        return published
+    shown = dict(zip(published["reason"], stored_counts(published["rows"]), strict=True))
+    status = dict(zip(published["reason"], published["rule_status"].fillna(""), strict=True))
+    if not isinstance(shown.get("validated"), int) or not set(REASONS) <= set(status):
+        return published
+    quarantine = pd.read_parquet(path, columns=["_reasons"])
+    exact = quality_summary(wave, shown["validated"] + len(quarantine), quarantine, status)
+    same = all(
+        not isinstance(shown.get(reason), int) or shown[reason] == n
+        for reason, n in zip(exact["reason"], exact["rows"], strict=True)
+    )
+    return exact if same else published
 
 
 def not_up_to_date(settings: Settings, selection: dg.AssetSelection, wave: str) -> str:
@@ -499,18 +525,6 @@ def describe_stale(stale: dict[str, str], force: bool) -> str:
     asset, reason = next(iter(causes.items()))
     more = f"; {len(stale) - 1} more" if len(stale) > 1 else ""
     return short(f"{asset}: {reason}", 100) + more
-
-
-def describe_disclosure(d: dict) -> str:
-    """'k=5 reached; at risk 212 -> 0; suppressed gender 30, ...; max risk 0.20; key 3f2a...'."""
-    suppressed = ", ".join(f"{v} {n}" for v, n in d["suppressed"].items() if n) or "nothing"
-    return (
-        f"k={d['k']} {'reached' if d['k_reached'] else 'NOT reached'}; records at risk "
-        f"{d['at_risk_before']} -> {d['at_risk_after']}; suppressed {suppressed}; "
-        f"companies under k {d['small_companies']}; max individual risk "
-        f"{d['max_individual_risk']:.2f}; {d['linked_records']} records linked to other waves "
-        f"and protected with them; key {d['key_id']} ({d['key_source']})"
-    )
 
 
 def failure_reason(result: dg.ExecuteInProcessResult) -> str:

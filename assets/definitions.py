@@ -15,7 +15,6 @@ from assets.models import (
     trajectory_models_converged,
 )
 from assets.privacy import (
-    anonymised_responses,
     community_members_asset,
     k_anonymity,
     k_anonymity_across_waves,
@@ -23,6 +22,10 @@ from assets.privacy import (
     no_identifier_values,
     no_identifying_columns,
     panel_linkage,
+    privacy_boundary,
+    public_k_anonymity,
+    public_no_identifier_values,
+    public_no_identifying_columns,
     responses_sav,
     trajectory_exposure_assets,
 )
@@ -54,7 +57,7 @@ from pipeline.lineage.settings import Settings
 INGEST_ASSETS = [raw_responses, validation]  # per wave, up to the privacy boundary
 # per wave, from the privacy boundary on; anonymisation reads every wave's validated rows
 PROTECTED_ASSETS = [
-    anonymised_responses,
+    privacy_boundary,
     responses_sav,
     scale_scores,
     reliability_stats,
@@ -72,6 +75,9 @@ WAVE_CHECKS = [
     k_anonymity,
     no_identifying_columns,
     no_identifier_values,
+    public_k_anonymity,
+    public_no_identifying_columns,
+    public_no_identifier_values,
     alpha_at_least_060,
     models_converged,
 ]

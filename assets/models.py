@@ -81,13 +81,13 @@ def _outs(prefix: str, where: str) -> dict[str, dg.AssetOut]:
     outs=_outs("", "of the wave (outcome on culture within and between companies)"),
 )
 def multilevel_models(
-    scan: ScanConfig, scale_scores: pd.DataFrame, anonymised_responses: pd.DataFrame
+    scan: ScanConfig, scale_scores: pd.DataFrame, reported_responses: pd.DataFrame
 ):
     """Per outcome: the empty model and the full two-level model (REML), with the ML
     likelihood-ratio test between them."""
     codebook = scan.codebook()
     models = codebook.models
-    frame = _frame(scale_scores, anonymised_responses, codebook)
+    frame = _frame(scale_scores, reported_responses, codebook)
     results = wave_models(frame, models.outcomes, models.culture, models.controls)
     yield from _outputs(results, "multilevel", "multilevel_fit")
 
@@ -100,7 +100,7 @@ def multilevel_models(
 def longitudinal_multilevel_models(
     scan: ScanConfig,
     scale_scores: dict[str, pd.DataFrame],
-    anonymised_responses: dict[str, pd.DataFrame],
+    reported_responses: dict[str, pd.DataFrame],
 ):
     """Per outcome, all waves: wave + culture within and between + controls, random intercepts
     for company and person within company, and a company wave slope where the data carry it.
@@ -108,7 +108,7 @@ def longitudinal_multilevel_models(
     codebook = scan.codebook()
     models = codebook.models
     frame = pd.concat(
-        [_frame(scale_scores[w], anonymised_responses[w], codebook) for w in sorted(scale_scores)],
+        [_frame(scale_scores[w], reported_responses[w], codebook) for w in sorted(scale_scores)],
         ignore_index=True,
     )
     order = [w for w in codebook.waves if w in scale_scores]

@@ -6,6 +6,7 @@ import sys
 import dagster as dg
 import pandas as pd
 
+import pipeline.models.release_utility
 import pipeline.privacy.anonymise
 import pipeline.privacy.disclosure
 import pipeline.privacy.linkage
@@ -13,18 +14,28 @@ import pipeline.privacy.pseudonyms
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.versions import source_version
+from pipeline.instrument.codebook import Codebook, Release
 from pipeline.lineage.files import keep_version, write_atomic
 from pipeline.lineage.fingerprint import frame_digest
+from pipeline.models.release_utility import release_utility
 from pipeline.privacy.anonymise import (
-    anonymise,
     cell_texts,
     community_members,
     every_wave,
+    pseudonymised,
+    public_use,
+    reported,
+    scientific_use,
     shareable_columns,
     trajectory_exposure,
     write_sav,
 )
-from pipeline.privacy.disclosure import frequencies, linked_exposure
+from pipeline.privacy.disclosure import (
+    SUPPRESSED,
+    describe_disclosure,
+    frequencies,
+    linked_exposure,
+)
 from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import load_key
 
@@ -33,50 +44,112 @@ ANONYMISE_CODE_VERSION = source_version(
     pipeline.privacy.disclosure,
     pipeline.privacy.linkage,
     pipeline.privacy.pseudonyms,
+    pipeline.models.release_utility,
     sys.modules[__name__],
 )
 
 
-@dg.asset(
+def _restricted_out(description: str) -> dg.AssetOut:
+    return dg.AssetOut(
+        io_manager_key="restricted_io", kinds={"pandas", "parquet"}, description=description
+    )
+
+
+def _shareable_out(file: str, description: str) -> dg.AssetOut:
+    return dg.AssetOut(
+        io_manager_key="shareable_io",
+        kinds={"pandas", "parquet"},
+        metadata={"file": file},
+        description=description,
+    )
+
+
+@dg.multi_asset(
     partitions_def=waves,
-    io_manager_key="shareable_io",
     group_name="privacy",
     code_version=ANONYMISE_CODE_VERSION,
-    kinds={"pandas", "parquet"},
-    metadata={"file": "responses.parquet"},
+    outs={
+        "pseudonymised_responses": _restricted_out(
+            "The responses under pseudonyms, background generalised, nothing suppressed "
+            "(restricted zone): what the analyses use."
+        ),
+        "anonymised_responses": _shareable_out(
+            "responses.parquet",
+            "The scientific use file (researchers under a data-use agreement): pseudonyms, the "
+            "panel linkable by person_id, generalised background with values withheld for "
+            "privacy as [suppressed], item codes.",
+        ),
+        "public_responses": _shareable_out(
+            "public_responses.parquet",
+            "The public use file: the scientific one without person_id, at the codebook's "
+            "coarser levels, protected on its own (stronger) scenario on top.",
+        ),
+        "reported_responses": _restricted_out(
+            "What the reports aggregate (restricted zone): the pseudonymised responses without "
+            "the background values a report minus a release file would give back."
+        ),
+    },
     ins={
         "validated": dg.AssetIn("validated_responses", partition_mapping=dg.AllPartitionMapping())
     },
 )
-def anonymised_responses(
+def privacy_boundary(
     context: dg.AssetExecutionContext, scan: ScanConfig, validated: dict[str, pd.DataFrame]
-) -> dg.Output[pd.DataFrame]:
-    """The shareable responses: pseudonyms, generalised and suppressed background, item codes.
+):
+    """The wave's pseudonymised responses, both release files, and disclosure.json beside them:
+    per file its scenario (k, m), records at risk, suppressions, sdcMicro's risk after each step
+    and the utility measures, and the pseudonym key's identifier (never the key).
 
-    Reads every wave's validated rows: a panel member's background is protected over all waves
-    together, so a new or changed wave can suppress more in the other waves too. Also writes
-    disclosure.json beside it: k, records at risk, suppressions, risk measures and the pseudonym
-    key's identifier (never the key).
-    """
+    Reads every wave's validated rows: the panel linkage corrects a mistyped code against the
+    other waves, and the scientific use file protects a panel member's records over all waves
+    together, so a new or changed wave can suppress more in the other waves too."""
     settings, codebook = scan.settings, scan.codebook()
+    wave, k = context.partition_key, codebook.anonymisation.k
     key = load_key(settings.data_dir)
-    responses, report = anonymise(validated, context.partition_key, codebook, key)
-    disclosure = {**report.as_dict(), "key_id": key.key_id, "key_source": key.source}
-    path = settings.processed_dir / context.partition_key / "disclosure.json"
+    restricted = pseudonymised(validated, codebook, key)
+    scientific, scientific_report, scientific_steps = scientific_use(restricted, wave, codebook)
+    public, public_report, public_steps = public_use(scientific, codebook)
+    disclosure = {"key_id": key.key_id, "key_source": key.source}
+    for name, release, report, steps in (
+        ("scientific_use", scientific, scientific_report, scientific_steps),
+        ("public_use", public, public_report, public_steps),
+    ):
+        utility = release_utility(
+            restricted[wave], release, codebook, k=k, public=name == "public_use"
+        )
+        disclosure[name] = {**report.as_dict(), "risk_steps": steps, "utility": utility}
+    path = settings.processed_dir / wave / "disclosure.json"
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(disclosure, indent=1) + "\n"))
     keep_version(path, settings.processed_dir)
-    context.log.info(f"{context.partition_key}: {json.dumps(disclosure)}")
+    context.log.info(f"{wave}: {describe_disclosure(disclosure)}")
+    reports = reported(restricted[wave], scientific, public, codebook, k)
     # the content as data version: under another key the same inputs give other pseudonyms,
     # and everything made from the old ones must be redone
-    return dg.Output(
-        responses,
-        data_version=dg.DataVersion(frame_digest(responses)),
-        metadata={
-            "dagster/row_count": len(responses),
-            "disclosure": dg.MetadataValue.json(disclosure),
-            **files_metadata(settings, [path]),
-        },
-    )
+    for name, frame, metadata in (
+        ("pseudonymised_responses", restricted[wave], {"key_id": key.key_id}),
+        (
+            "anonymised_responses",
+            scientific,
+            {
+                "disclosure": dg.MetadataValue.json(
+                    {"key_id": key.key_id, "key_source": key.source, **disclosure["scientific_use"]}
+                ),
+                **files_metadata(settings, [path]),
+            },
+        ),
+        (
+            "public_responses",
+            public,
+            {"disclosure_public": dg.MetadataValue.json(disclosure["public_use"])},
+        ),
+        ("reported_responses", reports, {}),
+    ):
+        yield dg.Output(
+            frame,
+            name,
+            data_version=dg.DataVersion(frame_digest(frame)),
+            metadata={"dagster/row_count": len(frame), **metadata},
+        )
 
 
 @dg.asset(
@@ -84,18 +157,23 @@ def anonymised_responses(
     group_name="privacy",
     code_version=ANONYMISE_CODE_VERSION,
     kinds={"spss"},
-    deps=[anonymised_responses],
+    deps=["anonymised_responses", "public_responses"],
 )
 def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.MaterializeResult:
-    """responses.sav beside responses.parquet, with the codebook's variable and value labels."""
+    """responses.sav and public_responses.sav beside their parquet files, with the codebook's
+    variable and value labels and a labelled user-missing code for a withheld value."""
     folder = scan.settings.processed_dir / context.partition_key
-    responses = pd.read_parquet(folder / "responses.parquet")
-    write_atomic(folder / "responses.sav", lambda tmp: write_sav(responses, scan.codebook(), tmp))
-    keep_version(folder / "responses.sav", scan.settings.processed_dir)
+    paths = []
+    for name in ("responses", "public_responses"):
+        frame = pd.read_parquet(folder / f"{name}.parquet")
+        path = folder / f"{name}.sav"
+        write_atomic(path, lambda tmp, frame=frame: write_sav(frame, scan.codebook(), tmp))
+        keep_version(path, scan.settings.processed_dir)
+        paths.append(path)
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(folder / "responses.sav")),
-            **files_metadata(scan.settings, [folder / "responses.sav"]),
+            "path": dg.MetadataValue.path(str(paths[0])),
+            **files_metadata(scan.settings, paths),
         }
     )
 
@@ -120,8 +198,8 @@ def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Mat
     ins={
         "validated": dg.AssetIn("validated_responses", partition_mapping=dg.AllPartitionMapping())
     },
-    # the pseudonyms must be those of the shareable responses: a new key redoes both
-    deps=[dg.AssetDep(anonymised_responses, partition_mapping=dg.AllPartitionMapping())],
+    # the pseudonyms must be those of the responses: a new key redoes both
+    deps=[dg.AssetDep("pseudonymised_responses", partition_mapping=dg.AllPartitionMapping())],
 )
 def trajectory_exposure_assets(
     scan: ScanConfig,
@@ -148,8 +226,8 @@ def trajectory_exposure_assets(
     group_name=ALL_WAVES,
     code_version=ANONYMISE_CODE_VERSION,
     kinds={"pandas", "parquet"},
-    # the pseudonyms must be those of the shareable responses: a new key redoes it
-    deps=[dg.AssetDep(anonymised_responses, partition_mapping=dg.AllPartitionMapping())],
+    # the pseudonyms must be those of the responses: a new key redoes it
+    deps=[dg.AssetDep("pseudonymised_responses", partition_mapping=dg.AllPartitionMapping())],
 )
 def community_members_asset(
     scan: ScanConfig, community_register: pd.DataFrame
@@ -171,11 +249,14 @@ def community_members_asset(
 def linked_disclosure(
     scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
-    """The attack on the shareable data of all waves together: per wave, records whose person is
-    in another wave too, and records an intruder who links them by person_id finds under k."""
+    """The attack on the scientific use files of all waves together: per wave, records whose
+    person is in another wave too, and records an intruder who links them by person_id finds
+    under k on some combination of m quasi-identifiers."""
     anonymisation = scan.codebook().anonymisation
+    release = anonymisation.scientific_use
     responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
-    table = linked_exposure(responses, list(anonymisation.suppression_order), anonymisation.k)
+    quasi = list(anonymisation.suppression_order)
+    table = linked_exposure(responses, quasi, release.k, release.m)
     return dg.Output(table, metadata={"records_under_k": int(table["under_k"].sum())})
 
 
@@ -213,22 +294,21 @@ def k_anonymity_across_waves(linked_disclosure: pd.DataFrame) -> dg.AssetCheckRe
     )
 
 
-@dg.asset_check(asset=anonymised_responses, blocking=True, partitions_def=waves)
-def k_anonymity(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.AssetCheckResult:
-    """Within every company of at least k rows, each quasi-identifier combination occurs >= k
-    times (missing matches anything); companies under k have every quasi-identifier missing."""
-    codebook = scan.codebook()
-    k, quasi = codebook.anonymisation.k, list(codebook.anonymisation.suppression_order)
-    frame = anonymised_responses
-    fk = frequencies(frame[quasi], frame["company_id"], quasi)
+def _k_anonymity(frame: pd.DataFrame, codebook: Codebook, release: Release):
+    """Within every company of at least k rows, each combination of m quasi-identifiers occurs
+    >= k times (missing and withheld match anything); companies under k show none."""
+    quasi = list(codebook.anonymisation.suppression_order)
+    fk = frequencies(frame[quasi], frame["company_id"], quasi, release.m)
     size = frame.groupby("company_id", dropna=False)["company_id"].transform("size")
-    large = size >= k
-    unsafe = int((large & (fk < k)).sum())
-    exposed = int((~large & frame[quasi].notna().any(axis=1)).sum())
+    large = size >= release.k
+    unsafe = int((large & (fk < release.k)).sum())
+    shown = frame[quasi].notna() & frame[quasi].ne(SUPPRESSED).fillna(True)
+    exposed = int((~large & shown.any(axis=1)).sum())
     return dg.AssetCheckResult(
         passed=unsafe == 0 and exposed == 0,
         metadata={
-            "k": k,
+            "k": release.k,
+            "m": "all" if release.m is None else release.m,
             "min_fk": int(fk[large].min()) if large.any() else 0,
             "records_under_k": unsafe,
             "small_company_records_with_quasi_identifiers": exposed,
@@ -236,16 +316,26 @@ def k_anonymity(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.Asse
     )
 
 
-@dg.asset_check(asset=anonymised_responses, blocking=True, partitions_def=waves)
-def no_identifying_columns(
-    scan: ScanConfig, anonymised_responses: pd.DataFrame
-) -> dg.AssetCheckResult:
-    """Exactly the output contract's columns: none declared identifying, no free text."""
+@dg.asset_check(asset="anonymised_responses", blocking=True, partitions_def=waves)
+def k_anonymity(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.AssetCheckResult:
+    """The scientific use file: k-anonymity on its scenario within each company."""
     codebook = scan.codebook()
+    return _k_anonymity(anonymised_responses, codebook, codebook.anonymisation.scientific_use)
+
+
+@dg.asset_check(asset="public_responses", blocking=True, partitions_def=waves)
+def public_k_anonymity(scan: ScanConfig, public_responses: pd.DataFrame) -> dg.AssetCheckResult:
+    """The public use file: k-anonymity on its scenario within each company."""
+    codebook = scan.codebook()
+    return _k_anonymity(public_responses, codebook, codebook.anonymisation.public_use)
+
+
+def _columns(frame: pd.DataFrame, codebook: Codebook, public: bool) -> dg.AssetCheckResult:
+    """Exactly the output contract's columns: none declared identifying, no free text."""
     identifying = set(codebook.identifying)
-    columns = list(anonymised_responses.columns)
+    columns = list(frame.columns)
     return dg.AssetCheckResult(
-        passed=columns == shareable_columns(codebook) and not identifying & set(columns),
+        passed=columns == shareable_columns(codebook, public) and not identifying & set(columns),
         metadata={
             "identifying_columns": sorted(identifying & set(columns)),
             "columns": len(columns),
@@ -253,8 +343,45 @@ def no_identifying_columns(
     )
 
 
+@dg.asset_check(asset="anonymised_responses", blocking=True, partitions_def=waves)
+def no_identifying_columns(
+    scan: ScanConfig, anonymised_responses: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """The scientific use file holds exactly the output contract's columns."""
+    return _columns(anonymised_responses, scan.codebook(), public=False)
+
+
+@dg.asset_check(asset="public_responses", blocking=True, partitions_def=waves)
+def public_no_identifying_columns(
+    scan: ScanConfig, public_responses: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """The public use file holds exactly the output contract's columns: no person_id."""
+    return _columns(public_responses, scan.codebook(), public=True)
+
+
+def _identifier_values(
+    frame: pd.DataFrame, validated: pd.DataFrame, codebook: Codebook
+) -> dg.AssetCheckResult:
+    """No value of an identifier or free-text column of the wave appears in any shareable cell,
+    a decimal number (a coordinate) also as a float column writes it ("53.1070" as "53.107")."""
+    secrets = {
+        value.strip()
+        for column in codebook.identifying
+        for value in validated[column].dropna().astype(str)
+        if value.strip()
+    }
+    numbers = pd.to_numeric(pd.Series(sorted(secrets), dtype=object), errors="coerce").dropna()
+    secrets |= set(numbers[numbers != numbers.round()].astype("string"))
+    cells = cell_texts(frame)
+    found = sorted(cells & secrets)
+    return dg.AssetCheckResult(
+        passed=not found,
+        metadata={"identifier_values_found": len(found), "cells_checked": len(cells)},
+    )
+
+
 @dg.asset_check(
-    asset=anonymised_responses,
+    asset="anonymised_responses",
     blocking=True,
     partitions_def=waves,
     additional_ins={"validated_responses": dg.AssetIn()},
@@ -262,20 +389,18 @@ def no_identifying_columns(
 def no_identifier_values(
     scan: ScanConfig, anonymised_responses: pd.DataFrame, validated_responses: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    """No value of an identifier or free-text column of the wave appears in any shareable cell,
-    a decimal number (a coordinate) also as a float column writes it ("53.1070" as "53.107")."""
-    codebook = scan.codebook()
-    secrets = {
-        value.strip()
-        for column in codebook.identifying
-        for value in validated_responses[column].dropna().astype(str)
-        if value.strip()
-    }
-    numbers = pd.to_numeric(pd.Series(sorted(secrets), dtype=object), errors="coerce").dropna()
-    secrets |= set(numbers[numbers != numbers.round()].astype("string"))
-    cells = cell_texts(anonymised_responses)
-    found = sorted(cells & secrets)
-    return dg.AssetCheckResult(
-        passed=not found,
-        metadata={"identifier_values_found": len(found), "cells_checked": len(cells)},
-    )
+    """No identifier or free-text value of the wave in the scientific use file."""
+    return _identifier_values(anonymised_responses, validated_responses, scan.codebook())
+
+
+@dg.asset_check(
+    asset="public_responses",
+    blocking=True,
+    partitions_def=waves,
+    additional_ins={"validated_responses": dg.AssetIn()},
+)
+def public_no_identifier_values(
+    scan: ScanConfig, public_responses: pd.DataFrame, validated_responses: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """No identifier or free-text value of the wave in the public use file."""
+    return _identifier_values(public_responses, validated_responses, scan.codebook())

@@ -62,10 +62,12 @@ ALPHA_WARNING = 0.60
     },
 )
 def reliability_stats(
-    context: dg.AssetExecutionContext, scan: ScanConfig, anonymised_responses: pd.DataFrame
+    context: dg.AssetExecutionContext, scan: ScanConfig, pseudonymised_responses: pd.DataFrame
 ):
     """Bootstrap seeds are derived from the wave and the scale (see `bootstrap_seed`)."""
-    scales, items = reliability_tables(anonymised_responses, scan.codebook(), context.partition_key)
+    scales, items = reliability_tables(
+        pseudonymised_responses, scan.codebook(), context.partition_key
+    )
     yield dg.Output(scales, "reliability", metadata={"dagster/row_count": len(scales)})
     yield dg.Output(items, "item_statistics", metadata={"dagster/row_count": len(items)})
 
@@ -120,7 +122,7 @@ class CfaNotConverged(RuntimeError):
         ),
     },
 )
-def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
+def measurement_model(scan: ScanConfig, pseudonymised_responses: pd.DataFrame):
     """Each item on its scale, every scale of at least two items a factor, factors correlated;
     estimated as the codebook's `cfa:` says. What cannot be estimated is said in the fit table's
     `note`. The validity evidence rests on this fit (CR, AVE and Fornell-Larcker from its
@@ -128,7 +130,7 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
     answer counts there too."""
     codebook = scan.codebook()
     scales = {name: list(scale.items) for name, scale in codebook.scales.items()}
-    data = recode_items(anonymised_responses, codebook)
+    data = recode_items(pseudonymised_responses, codebook)
     fit, loadings, result = measurement_tables(
         data, scales, codebook.cfa.estimator, codebook.cfa.missing
     )
@@ -155,17 +157,17 @@ def measurement_model(scan: ScanConfig, anonymised_responses: pd.DataFrame):
             "outcome",
         )
     }
-    scores = score_scales(anonymised_responses, codebook)
+    scores = score_scales(pseudonymised_responses, codebook)
     pairs = pair_table(data, scales, scores, levels["culture"], levels["outcome"], "pairwise")
     yield dg.Output(pairs, "validity_pairs", metadata={"dagster/row_count": len(pairs)})
 
 
-def _all_waves(scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]):
+def _all_waves(scan: ScanConfig, pseudonymised_responses: dict[str, pd.DataFrame]):
     """The measurement model, every wave's rows (items recoded, with `wave`, `person_id` and
     `company_id`) and the codebook's `cfa:` choices."""
     codebook = scan.codebook()
     model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
-    responses = pd.concat([anonymised_responses[w] for w in sorted(anonymised_responses)])
+    responses = pd.concat([pseudonymised_responses[w] for w in sorted(pseudonymised_responses)])
     data = recode_items(responses.reset_index(drop=True), codebook)
     data[["person_id", "company_id", "wave"]] = responses[
         ["person_id", "company_id", "wave"]
@@ -181,18 +183,18 @@ def _all_waves(scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]):
     metadata={"file": "invariance.csv"},
 )
 def measurement_invariance(
-    scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
+    scan: ScanConfig, pseudonymised_responses: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance of the measurement model across the waves
     (multi-group CFA with the waves as groups, as lavaan's `cfa(group = "wave", group.equal =)`,
     estimated as the codebook's `cfa:` says), with Chen's (2007) decision rules. With fewer
     than two waves `decision` says it is not estimable."""
-    model, data, cfa = _all_waves(scan, anonymised_responses)
+    model, data, cfa = _all_waves(scan, pseudonymised_responses)
     table = invariance_table(data, model, "wave", cfa.estimator, cfa.missing, unit="waves")
     return dg.Output(
         table,
         metadata={
-            "waves": sorted(anonymised_responses),
+            "waves": sorted(pseudonymised_responses),
             "decisions": dg.MetadataValue.json(
                 dict(zip(table["model"], table["decision"], strict=True))
             ),
@@ -208,14 +210,14 @@ def measurement_invariance(
     metadata={"file": "longitudinal_invariance.csv"},
 )
 def longitudinal_invariance(
-    scan: ScanConfig, anonymised_responses: dict[str, pd.DataFrame]
+    scan: ScanConfig, pseudonymised_responses: dict[str, pd.DataFrame]
 ) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance over the waves in the panel: per scale one model
     in wide format (a factor per wave, the same item's residuals correlated across the waves,
     persons linked by `person_id` within their company, absent waves handled by FIML),
     estimated as the codebook's `cfa:` says, with the partial search. Beside
     `measurement_invariance`, which treats the waves as independent groups."""
-    model, data, cfa = _all_waves(scan, anonymised_responses)
+    model, data, cfa = _all_waves(scan, pseudonymised_responses)
     # a linkage code is a person within a company: the same code elsewhere is someone else
     linked = data["person_id"].fillna("") != ""
     data["panel"] = (data["company_id"] + "/" + data["person_id"]).where(linked, "")
@@ -224,7 +226,7 @@ def longitudinal_invariance(
     return dg.Output(
         table,
         metadata={
-            "waves": sorted(anonymised_responses),
+            "waves": sorted(pseudonymised_responses),
             "dagster/row_count": len(table),
             "last_decision": dg.MetadataValue.json(final.to_dict()),
         },
@@ -239,19 +241,17 @@ def longitudinal_invariance(
     kinds={"csv"},
     metadata={"file": "group_invariance.csv"},
 )
-def group_invariance(
-    scan: ScanConfig, anonymised_responses: pd.DataFrame
-) -> dg.Output[pd.DataFrame]:
+def group_invariance(scan: ScanConfig, reported_responses: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Configural, metric and scalar invariance within the wave across the groups of each
     background variable the codebook's `cfa.groups` names, under the rules of the waves'
-    invariance (partial search included), on the shareable (generalised, suppressed) values. A
-    group under the reporting minimum k, or with no more rows than items, is left out
-    unnamed."""
+    invariance (partial search included), on the pseudonymised values the reports use
+    (`reported_responses`). A group under the reporting minimum k, or with no more rows than
+    items, is left out unnamed."""
     codebook = scan.codebook()
     model, _ = scale_model({name: list(scale.items) for name, scale in codebook.scales.items()})
-    data = recode_items(anonymised_responses, codebook)
+    data = recode_items(reported_responses, codebook)
     variables = codebook.cfa.groups
-    data[list(variables)] = anonymised_responses[list(variables)]
+    data[list(variables)] = reported_responses[list(variables)]
     min_rows = max(codebook.anonymisation.k, sum(map(len, model.values())) + 1)
     cfa = codebook.cfa
     table = group_invariance_table(data, model, variables, cfa.estimator, cfa.missing, min_rows)

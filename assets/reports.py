@@ -135,7 +135,7 @@ def company_report_numbers(
     context: dg.AssetExecutionContext,
     scan: ScanConfig,
     scale_scores: pd.DataFrame,
-    anonymised_responses: pd.DataFrame,
+    reported_responses: pd.DataFrame,
     company_scores_by_wave: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
     """Every number of the wave's company reports, per company with at least k respondents and
@@ -143,7 +143,7 @@ def company_report_numbers(
     number's id, `company_report_numbers[wave](company,scale).column`, is traceable."""
     wave = context.partition_key
     numbers = report_numbers(
-        wave, scale_scores, anonymised_responses, company_scores_by_wave, scan.codebook()
+        wave, scale_scores, reported_responses, company_scores_by_wave, scan.codebook()
     )
     companies = scale_scores["company_id"].nunique()
     return dg.Output(
@@ -310,7 +310,7 @@ def community_reports(
 def wave_report_numbers(
     context: dg.AssetExecutionContext,
     scan: ScanConfig,
-    anonymised_responses: pd.DataFrame,
+    reported_responses: pd.DataFrame,
     company_scores: pd.DataFrame,
     scores_by_wave: dict[str, pd.DataFrame],
 ) -> pd.DataFrame:
@@ -322,7 +322,7 @@ def wave_report_numbers(
     codebook = scan.codebook()
     previous = previous_wave(wave, scores_by_wave, codebook)
     return pipeline.reporting.wave_report.report_numbers(
-        anonymised_responses,
+        reported_responses,
         scores_by_wave[wave],
         scores_by_wave[previous] if previous else None,
         company_scores,

@@ -27,11 +27,15 @@ SCORES_CODE_VERSION = source_version(
     kinds={"pandas", "parquet"},
     metadata={"file": "scale_scores.parquet"},
 )
-def scale_scores(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+def scale_scores(
+    scan: ScanConfig, pseudonymised_responses: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
     """Per response: the mean of the valid (reverse-coded) items of each scale when at least
     `min_valid` of them are answered, else missing; `<scale>_n_valid` beside each score."""
-    scores = score_scales(anonymised_responses, scan.codebook())
-    frame = pd.concat([anonymised_responses[["person_id", "company_id", "wave"]], scores], axis=1)
+    scores = score_scales(pseudonymised_responses, scan.codebook())
+    frame = pd.concat(
+        [pseudonymised_responses[["person_id", "company_id", "wave"]], scores], axis=1
+    )
     return dg.Output(frame, metadata={"dagster/row_count": len(frame)})
 
 
@@ -57,14 +61,14 @@ def scale_scores(scan: ScanConfig, anonymised_responses: pd.DataFrame) -> dg.Out
     },
 )
 def company_aggregates(
-    scan: ScanConfig, anonymised_responses: pd.DataFrame, scale_scores: pd.DataFrame
+    scan: ScanConfig, pseudonymised_responses: pd.DataFrame, scale_scores: pd.DataFrame
 ):
     """Culture scales aggregated to companies, as R's multilevel package computes it; without
     culture scales, no companies and an aggregation row that says why."""
     codebook = scan.codebook()
     culture = {n: s for n, s in codebook.scales.items() if s.level == "culture"}
     frame = pd.concat(
-        [scale_scores[["company_id", *culture]], recode_items(anonymised_responses, codebook)],
+        [scale_scores[["company_id", *culture]], recode_items(pseudonymised_responses, codebook)],
         axis=1,
     )
     options = {n: s.response_scale.max - s.response_scale.min + 1 for n, s in culture.items()}

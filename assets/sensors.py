@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.ingest import raw_responses, wave_fingerprint, wave_inputs
 from assets.partitions import waves
-from assets.privacy import anonymised_responses
+from assets.privacy import privacy_boundary
 from assets.resources import ScanConfig
 from assets.staleness import DATA_VERSION, latest_tags
 from pipeline.ingest.readers import export_files
@@ -14,13 +14,13 @@ from pipeline.ingest.readers import export_files
 wave_job = dg.define_asset_job(
     "wave_job",
     selection=dg.AssetSelection.assets(raw_responses).downstream()
-    - dg.AssetSelection.assets(anonymised_responses).downstream(),
+    - dg.AssetSelection.assets(privacy_boundary).downstream(),
     description="A wave up to the privacy boundary: its exports read and validated.",
 )
 
 cross_wave_sensor = dg.AutomationConditionSensorDefinition(
     "cross_wave_sensor",
-    target=dg.AssetSelection.assets(anonymised_responses).downstream(),
+    target=dg.AssetSelection.assets(privacy_boundary).downstream(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs everything from the privacy boundary on by its automation condition: "
     "each wave's protected data and analyses once every wave is validated (anonymisation "

@@ -26,7 +26,7 @@ from assets.ingest import (
     wave_inputs,
 )
 from assets.partitions import waves
-from assets.privacy import anonymised_responses
+from assets.privacy import privacy_boundary
 from pipeline.lineage.outputs import FILES, describe_problems, file_problems
 from pipeline.lineage.settings import Settings
 from pipeline.privacy.pseudonyms import PseudonymKeyError, load_key
@@ -202,12 +202,12 @@ def _changed_inputs(instance: dg.DagsterInstance, settings: Settings, wave: str)
 def _key_change(instance: dg.DagsterInstance, settings: Settings, wave: str) -> str:
     """Why pseudonyms made before would no longer link to the other waves': another key, or
     none configured (the key is an input that is not a file); "" when the key is the same."""
-    used = latest_materialization(instance, anonymised_responses.key, wave).metadata
+    used = latest_materialization(instance, dg.AssetKey("pseudonymised_responses"), wave).metadata
     try:
         current = load_key(settings.data_dir).key_id
     except PseudonymKeyError:
         return "no pseudonymisation key configured"  # the run stops at anonymisation, saying why
-    changed = used["disclosure"].value["key_id"] != current
+    changed = used["key_id"].value != current
     return "pseudonymisation key changed" if changed else ""
 
 
@@ -295,7 +295,7 @@ def _reason(instance, record_of, check_logs, graph, settings, key, wave, known, 
             if tags.get(DATA_VERSION) != register_fingerprint(settings, register):
                 return f"{name} or its inputs changed"
             return ""
-    if key == anonymised_responses.key and (change := _key_change(instance, settings, wave)):
+    if key in privacy_boundary.keys and (change := _key_change(instance, settings, wave)):
         return change
     tags_of = functools.partial(_tags, record_of)
     for parent in sorted(node.parent_keys):

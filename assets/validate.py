@@ -7,12 +7,14 @@ import dagster as dg
 import pandas as pd
 
 import pipeline.instrument.scoring
+import pipeline.privacy.suppression
 import pipeline.validate.quality
 from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig, files_metadata
 from assets.versions import source_version
 from pipeline.lineage.files import keep_version, write_atomic
+from pipeline.privacy.suppression import SUPPRESSED, suppress_counts
 from pipeline.validate.expectations import deidentified, expectation_suite, stable_result
 from pipeline.validate.quality import (
     REASONS,
@@ -20,6 +22,7 @@ from pipeline.validate.quality import (
     check_structure,
     median_duration,
     nothing_validated,
+    published_quality_summary,
     quality_reasons,
     quality_summary,
     read_register,
@@ -29,7 +32,10 @@ from pipeline.validate.quality import (
 from pipeline.validate.validation_page import render_validation_page
 
 VALIDATE_CODE_VERSION = source_version(
-    pipeline.validate.quality, pipeline.instrument.scoring, sys.modules[__name__]
+    pipeline.validate.quality,
+    pipeline.instrument.scoring,
+    pipeline.privacy.suppression,
+    sys.modules[__name__],
 )
 
 
@@ -64,13 +70,17 @@ def register_of(scan: ScanConfig) -> set[str]:
             kinds={"csv"},
             metadata={"file": "quality_summary.csv"},
             description="Counts of quarantined rows per reason, no row data, and whether each "
-            "rule applied (shareable zone).",
+            "rule applied (shareable zone): small cells read `suppressed` (the exact counts "
+            "are the quarantine's).",
         ),
     },
 )
 def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_responses: pd.DataFrame):
     """The quarantine and its counts are stored first: when no row passes, the wave stops here
-    with the counts by reason, not with the errors of later steps that lack data."""
+    with the counts by reason, not with the errors of later steps that lack data.
+
+    The quarantine's metadata has the exact counts by reason (restricted, for the steward); the
+    shareable quality_summary.csv follows the small-cell rule (`published_quality_summary`)."""
     wave = context.partition_key
     codebook = scan.codebook()
     reasons = quality_reasons(raw_responses, codebook, register_of(scan))
@@ -78,6 +88,9 @@ def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_response
     status = rule_status(codebook, wave)
     summary = quality_summary(wave, len(raw_responses), quarantine, status)
     counts = dict(zip(summary["reason"], summary["rows"].astype(int), strict=True))
+    k = codebook.anonymisation.k
+    published = published_quality_summary(summary, k, suppress_counts, SUPPRESSED)
+    shown = dict(zip(published["reason"], published["rows"], strict=True))
     context.log.info(
         f"{wave}: {len(validated)} validated, {len(quarantine)} quarantined of {len(raw_responses)}"
     )
@@ -90,10 +103,10 @@ def validation(context: dg.AssetExecutionContext, scan: ScanConfig, raw_response
         },
     )
     yield dg.Output(
-        summary,
+        published,
         "quality_summary",
         metadata={
-            "counts": dg.MetadataValue.json(counts),
+            "counts": dg.MetadataValue.json(shown),
             "not_applied": dg.MetadataValue.json(
                 {rule: why for rule, why in status.items() if why != "applied"}
             ),

@@ -1,3 +1,4 @@
+import itertools
 import os
 import re
 import secrets
@@ -186,14 +187,17 @@ def scan_env(home: Path, key: str | None = None) -> dict[str, str]:
     return env
 
 
-def linked_attack(records: pd.DataFrame, quasi: list[str]) -> list[int]:
+def linked_attack(records: pd.DataFrame, quasi: list[str], m: int | None = None) -> list[int]:
     """The intruder who links the waves (written apart from the pipeline, loop by loop): knows
     of each record the values it shows and every value its person_id shows in any wave, then
     counts, per record, the records of the same wave and company that match it (a variable
     matches when either side knows nothing of it, or both show the same value and know the same
-    set of values).
+    set of values), on each combination of m quasi-identifiers (None: all), and keeps the
+    smallest count. A value withheld ("[suppressed]") tells nothing.
     `records` has person_id (missing: unlinkable), company_id, wave and the quasi-identifiers."""
-    rows = records.reset_index(drop=True)
+    rows = records.reset_index(drop=True).replace("[suppressed]", None)
+    if "person_id" not in rows:
+        rows["person_id"] = None
     known: dict = {}
     for i, row in rows.iterrows():
         person = row["person_id"] if pd.notna(row["person_id"]) else ("row", i)
@@ -223,8 +227,13 @@ def linked_attack(records: pd.DataFrame, quasi: list[str]) -> list[int]:
         shown = pd.isna(own[0]) or pd.isna(own[1]) or own[0] == own[1]
         return shown and profiles[i][name] == profiles[j][name]
 
+    size = len(quasi) if m is None else min(m, len(quasi))
     return [
-        sum(all(same(i, j, n) for n in quasi) for j in members[cell[i]]) for i in range(len(rows))
+        min(
+            sum(all(same(i, j, n) for n in combo) for j in members[cell[i]])
+            for combo in itertools.combinations(quasi, size)
+        )
+        for i in range(len(rows))
     ]
 
 

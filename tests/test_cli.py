@@ -13,6 +13,7 @@ from conftest import DEMO_RAW, WAVES, scan, statuses
 from assets.definitions import build_definitions
 from assets.staleness import pipeline_status
 from pipeline.lineage.settings import Settings
+from pipeline.validate.quality import stored_counts
 
 
 def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan_run, monkeypatch):
@@ -103,7 +104,7 @@ def test_a_wave_whose_validation_keeps_nothing_stops_there_with_the_counts(demo_
     assert result.returncode == 1
     assert statuses(result.stdout)["2019-T0"] == "failed"
     summary = pd.read_csv(demo_data / "processed" / "2019-T0" / "quality_summary.csv")
-    rows = summary.set_index("reason")["rows"]
+    rows = stored_counts(summary.set_index("reason")["rows"])
     assert rows["validated"] == 0 and rows["outside_window"] == rows["raw_rows"] > 0
     assert "validation kept no rows" in result.stdout
     assert f"outside_window {rows['raw_rows']}" in result.stdout, result.stdout

@@ -15,7 +15,6 @@ from assets.definitions import (
 )
 from assets.ingest import raw_responses
 from assets.partitions import waves
-from assets.privacy import anonymised_responses
 from assets.resources import resources_for
 from assets.sensors import wave_files_sensor
 from pipeline.lineage.settings import Settings
@@ -124,7 +123,7 @@ def test_the_automation_never_runs_on_past_a_wave_whose_last_run_failed(
     definitions = build_definitions(settings)
     instance.add_dynamic_partitions(waves.name, ["2021-T1"])
     before = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
-    assert before.get_requested_partitions(anonymised_responses.key) == set()
+    assert before.get_requested_partitions(dg.AssetKey("anonymised_responses")) == set()
     assert dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS], selection=INGEST_SELECTION, partition_key="2021-T1",
         instance=instance, resources=resources_for(settings),
@@ -132,7 +131,7 @@ def test_the_automation_never_runs_on_past_a_wave_whose_last_run_failed(
     ready = dg.evaluate_automation_conditions(
         defs=definitions, instance=instance, cursor=before.cursor
     )
-    assert ready.get_requested_partitions(anonymised_responses.key) == {"2021-T1"}
+    assert ready.get_requested_partitions(dg.AssetKey("anonymised_responses")) == {"2021-T1"}
 
     export = next((demo_data / "raw" / "2021-T1").glob("*.csv"))
     export.write_bytes(export.read_bytes()[:200])  # a cut-off export

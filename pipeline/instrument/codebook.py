@@ -49,6 +49,8 @@ PLATFORM_ROLES = {
 
 
 RESERVED_WAVE_NAMES = {ALL_WAVES}  # a wave's outputs go to <zone>/<wave>/
+# a background value withheld for privacy in a release file; no value of the codebook may be it
+SUPPRESSED = "[suppressed]"
 
 
 class CodebookError(ValueError):
@@ -87,6 +89,7 @@ class Background:
     codes: dict[int, str]  # empty for a number
     quasi_identifier: bool
     generalise: dict[str, str] = field(default_factory=dict)  # value -> coarser value
+    coarser: dict[str, str] = field(default_factory=dict)  # level -> its public use file level
     bands: tuple[float, ...] = ()  # cut points of a number: [a, b) per band
     min: float | None = None  # the valid range of a number
     max: float | None = None
@@ -104,6 +107,11 @@ class Background:
     def levels(self) -> tuple[str, ...]:
         """The values after generalisation, in codebook order: what the shareable data hold."""
         return tuple(dict.fromkeys(self.generalise.get(v, v) for v in self.values))
+
+    @property
+    def public_levels(self) -> tuple[str, ...]:
+        """The levels after `coarser`: what the public use file holds."""
+        return tuple(dict.fromkeys(self.coarser.get(v, v) for v in self.levels))
 
 
 def band_labels(cuts: tuple[float, ...]) -> tuple[str, ...]:
@@ -198,11 +206,24 @@ class CommunityRegister:
 
 
 @dataclass(frozen=True)
+class Release:
+    """The protection of one release file: within each company, every combination of `m`
+    quasi-identifiers (None: all of them at once) is shared by at least `k` records."""
+
+    k: int
+    m: int | None
+
+
+@dataclass(frozen=True)
 class Anonymisation:
-    """Disclosure control: k within each company, and the order local suppression blanks in."""
+    """Disclosure control: `k` is the smallest group any report or count shows; the release
+    files get their own k and m; local suppression blanks in `suppression_order` (least
+    important first)."""
 
     k: int
     suppression_order: tuple[str, ...]
+    scientific_use: Release = Release(5, 3)
+    public_use: Release = Release(5, 3)
 
 
 @dataclass(frozen=True)
@@ -735,9 +756,7 @@ class _Parser:
     def anonymisation(self, raw: Any, background: dict[str, Background]) -> Anonymisation:
         if not isinstance(raw, dict):
             raise self.fail("anonymisation", "expected a mapping")
-        k = raw.get("k", 5)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-            raise self.fail("anonymisation.k", "expected a whole number >= 2")
+        k = self.at_least_two(raw.get("k", 5), "anonymisation.k")
         quasi = [name for name, b in background.items() if b.quasi_identifier]
         order = self.names(raw.get("suppression_order", quasi), "anonymisation.suppression_order")
         unknown = [name for name in order if name not in quasi]
@@ -752,7 +771,33 @@ class _Parser:
                 "anonymisation.suppression_order",
                 f"quasi-identifiers missing: {', '.join(left_out)}",
             )
-        return Anonymisation(k, order)
+        releases = {
+            name: self.release(raw.get(name, {}), f"anonymisation.{name}", k, m)
+            for name, m in (("scientific_use", 2), ("public_use", 3))
+        }
+        return Anonymisation(k, order, **releases)
+
+    def release(self, raw: Any, where: str, k: int, m: int) -> Release:
+        """A release file's k (default: the codebook's k) and m (a number, or `all`)."""
+        if not isinstance(raw, dict):
+            raise self.fail(where, "expected a mapping with k and m")
+        unknown = sorted(set(raw) - {"k", "m"})
+        if unknown:
+            raise self.fail(where, f"unknown keys: {', '.join(map(str, unknown))} (expected k, m)")
+        m = raw.get("m", m)
+        if m != "all":
+            m = self.at_least_one(m, f"{where}.m", "or all")
+        return Release(self.at_least_two(raw.get("k", k), f"{where}.k"), None if m == "all" else m)
+
+    def at_least_two(self, value: Any, where: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise self.fail(where, "expected a whole number >= 2")
+        return value
+
+    def at_least_one(self, value: Any, where: str, alternative: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise self.fail(where, f"expected a whole number >= 1 {alternative}")
+        return value
 
     def models(
         self, raw: Any, scales: dict[str, Scale], background: dict[str, Background]
@@ -861,6 +906,19 @@ class _Parser:
         unknown = [str(v) for v in generalise if str(v) not in values]
         if unknown:
             raise self.fail(f"{where}.generalise", f"unknown values: {', '.join(unknown)}")
+        levels = tuple(dict.fromkeys(str(generalise.get(v, v)) for v in values))
+        coarser = spec.get("coarser", {})
+        if not isinstance(coarser, dict):
+            raise self.fail(f"{where}.coarser", "expected a mapping of level: coarser level")
+        unknown = [str(v) for v in coarser if str(v) not in levels]
+        if unknown:
+            raise self.fail(
+                f"{where}.coarser",
+                f"unknown levels: {', '.join(unknown)} (expected values after generalise: "
+                f"{', '.join(levels)})",
+            )
+        if SUPPRESSED in {*values, *levels, *map(str, coarser.values())}:
+            raise self.fail(where, f"{SUPPRESSED!r} is reserved for values withheld for privacy")
         low, high = (spec.get(bound) for bound in ("min", "max"))
         for bound, value in (("min", low), ("max", high)):
             if value is not None and (kind != "number" or not _is_number(value)):
@@ -871,6 +929,7 @@ class _Parser:
             codes=codes,
             quasi_identifier=bool(spec.get("quasi_identifier", False)),
             generalise={str(k): str(v) for k, v in generalise.items()},
+            coarser={str(k): str(v) for k, v in coarser.items()},
             bands=bands,
             min=None if low is None else float(low),
             max=None if high is None else float(high),

@@ -1,58 +1,179 @@
-"""The privacy boundary: from validated (identified) rows to shareable responses.
+"""The privacy boundary: from validated (identified) rows to pseudonymised and shareable ones.
 
-Keeps only what the output contract allows (pseudonyms, wave, generalised and suppressed
-background, item codes); direct identifiers, free text and platform metadata stay behind. A
-person's pseudonym is that of their company and linkage code, after the panel linkage
-(`linkage.py`) has corrected a mistyped code to the code it links to.
+`pseudonymised`: the restricted zone's analysis file. Only what the output contract allows
+(pseudonyms, wave, generalised background, item codes); direct identifiers, free text and
+platform metadata stay behind. A person's pseudonym is that of their company and linkage code,
+after the panel linkage (`linkage.py`) has corrected a mistyped code to the code it links to.
+
+Two release files are made from it (disclosure.py protects them):
+- the scientific use file (`scientific_use`), for researchers under a data-use agreement: the
+  panel stays linkable by `person_id`, so a person's records are protected over all waves;
+- the public use file (`public_use`), made from the scientific one: no `person_id`, the
+  codebook's `coarser` levels, and its own (stronger) scenario on top. It starts from the
+  scientific file's suppressions, so holding both files tells nothing the scientific one does
+  not: its rows can be matched to the scientific file's by their answers.
+
+`reported`: what the reports aggregate, the pseudonymised background with one more guard. A
+report's figure over a background group, minus the same figure from a release file's shown
+members of the group, would give the members the file withholds: per published group, those
+number 0 or at least k, or the reports leave them out too.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyreadstat
 
-from pipeline.instrument.codebook import Codebook
+from pipeline.instrument.codebook import Codebook, Release
 from pipeline.lineage.files import fix_sav_timestamp
-from pipeline.privacy.disclosure import DisclosureReport, background_labels, protect_panel
+from pipeline.privacy.disclosure import (
+    SUPPRESSED,
+    DisclosureReport,
+    Risk,
+    Scenario,
+    background_labels,
+    measure_risk,
+    protect_panel,
+)
 from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import PseudonymKey, pseudonymise
 from pipeline.validate.quality import normalised
 
 COMPANY_PREFIX = "c"  # of a company's pseudonym, `c_<hex>`: `scan deliver` makes it again
+KEYS = ["person_id", "company_id", "wave"]
+WITHHELD_CODE = -8.0  # in .sav: a value withheld for privacy (user-missing)
+WITHHELD_LABEL = "withheld for privacy"
 
 
-def anonymise(
-    validated: dict[str, pd.DataFrame], wave: str, codebook: Codebook, key: PseudonymKey
-) -> tuple[pd.DataFrame, DisclosureReport]:
-    """The shareable responses of `wave`; disclosure control sees the validated rows of every
-    wave in `validated`, so that a panel member's records are protected together."""
+def pseudonymised(
+    validated: dict[str, pd.DataFrame], codebook: Codebook, key: PseudonymKey
+) -> dict[str, pd.DataFrame]:
+    """The pseudonymised responses of every wave in `validated`, nothing suppressed; the panel
+    linkage sees all of them."""
     rows = every_wave(validated)
-    company = pseudonymise(rows[codebook.company_id], key, COMPANY_PREFIX)
-    person = pseudonymise(link_panel(rows, codebook).person, key, "p")
-    labels = background_labels(rows, codebook)
-    background, reports = protect_panel(
-        labels, company, person, rows["wave"].astype("string"), codebook, [wave]
-    )
-    mine = (rows["wave"] == wave).to_numpy()
-    items = rows.loc[mine, codebook.items]
+    items = rows[codebook.items]
     responses = pd.concat(
         [
             pd.DataFrame(
                 {
-                    "person_id": person[mine],
-                    "company_id": company[mine],
-                    "wave": rows.loc[mine, "wave"].astype("string"),
+                    "person_id": pseudonymise(link_panel(rows, codebook).person, key, "p"),
+                    "company_id": pseudonymise(rows[codebook.company_id], key, COMPANY_PREFIX),
+                    "wave": rows["wave"].astype("string"),
                 }
             ),
-            background[mine],
+            background_labels(rows, codebook),
             items.mask(items.isin(list(codebook.missing_codes))),
         ],
         axis=1,
     )
-    return responses.reset_index(drop=True), reports[wave]
+    return {
+        str(wave): frame.reset_index(drop=True)
+        for wave, frame in responses.groupby("wave", sort=True)
+    }
+
+
+def scenario(release: Release, codebook: Codebook) -> Scenario:
+    return Scenario(release.k, release.m, codebook.anonymisation.suppression_order)
+
+
+def scientific_use(
+    pseudonymised_waves: dict[str, pd.DataFrame], wave: str, codebook: Codebook
+) -> tuple[pd.DataFrame, DisclosureReport, list[dict]]:
+    """The scientific use file of `wave`, its disclosure report and the risk after each step
+    (generalised, then suppressed); every wave's records are protected together."""
+    rows = every_wave(pseudonymised_waves)
+    protection = scenario(codebook.anonymisation.scientific_use, codebook)
+    background, reports = protect_panel(
+        rows[list(codebook.background)],
+        rows["company_id"],
+        rows["person_id"],
+        rows["wave"],
+        protection,
+        [wave],
+    )
+    mine = (rows["wave"] == wave).to_numpy()
+    release = pd.concat(
+        [rows.loc[mine, KEYS], background[mine], rows.loc[mine, codebook.items]], axis=1
+    )
+    report = reports[wave]
+    steps = [_step("generalised", report.risk_before), _step("suppressed", report.risk_after)]
+    return release.reset_index(drop=True), report, steps
+
+
+def public_use(
+    scientific: pd.DataFrame, codebook: Codebook
+) -> tuple[pd.DataFrame, DisclosureReport, list[dict]]:
+    """The public use file made from a wave's scientific use file: no person_id, the coarser
+    levels, then local suppression on the public scenario, each record on its own. Returns it,
+    its report (its `suppressed`: every value it withholds, the scientific file's too) and the
+    risk after each step (the scientific file unlinked, coarser, suppressed)."""
+    protection = scenario(codebook.anonymisation.public_use, codebook)
+    unlinked = pd.Series(pd.NA, index=scientific.index, dtype="string")
+    company, wave = scientific["company_id"], scientific["wave"].astype("string")
+    label = str(wave.iloc[0]) if len(wave) else ""
+    coarse = scientific[list(codebook.background)].copy()
+    for name, variable in codebook.background.items():
+        coarse[name] = coarse[name].replace(variable.coarser).astype("string")
+    steps = [
+        _step(
+            "scientific use file",
+            measure_risk(scientific, company, unlinked, wave, protection).get(label),
+        )
+    ]
+    background, reports = protect_panel(coarse, company, unlinked, wave, protection, [label])
+    withheld = background[list(protection.quasi)].eq(SUPPRESSED).sum()
+    report = replace(reports[label], suppressed={n: int(withheld[n]) for n in protection.quasi})
+    steps += [_step("coarser", report.risk_before), _step("suppressed", report.risk_after)]
+    release = pd.concat(
+        [scientific[["company_id", "wave"]], background, scientific[codebook.items]], axis=1
+    )
+    return release, report, steps
+
+
+def _step(name: str, risk: Risk | None) -> dict:
+    return {"step": name, **(vars(risk) if risk is not None else {})}
+
+
+def reported(
+    pseudonymised_wave: pd.DataFrame,
+    scientific: pd.DataFrame,
+    public: pd.DataFrame,
+    codebook: Codebook,
+    k: int,
+) -> pd.DataFrame:
+    """The pseudonymised responses of a wave for the reports (module docstring). The reports
+    publish figures per level of a background variable over the wave, and per company for
+    management and staff (the codebook's `management`) where both reach k. Per such group and
+    release file, the
+    members the file withholds (SUPPRESSED; in the public file at its coarser levels) number 0
+    or at least k; if not, they are left out (<NA>) here too, until that holds for both files.
+    The release files' rows are those of `pseudonymised_wave`."""
+    frame = pseudonymised_wave.copy()
+    management = codebook.management
+    for name, variable in codebook.background.items():
+        kept = frame[name].copy()
+        left_out = -1
+        while kept.isna().sum() != left_out:
+            left_out = kept.isna().sum()
+            groupings = [([kept], True), ([kept.replace(variable.coarser)], True)]
+            if management is not None and management.variable == name:
+                role = kept.eq(management.value).map({True: "management", False: "staff"})
+                company = frame["company_id"]
+                size = role.groupby([company, role]).transform("size")
+                both = size.lt(k).groupby(company).transform("sum").eq(0) & role.notna()
+                both &= role.groupby(company).transform("nunique").eq(2)
+                groupings += [([company, role], both)] * 2
+            releases = [scientific, public] * (len(groupings) // 2)
+            for release, (keys, published) in zip(releases, groupings, strict=True):
+                withheld = kept.notna() & release[name].eq(SUPPRESSED).fillna(False) & published
+                count = withheld.groupby(keys).transform("sum")
+                kept = kept.mask(withheld & (count > 0) & (count < k))
+        frame[name] = kept
+    return frame
 
 
 def trajectory_exposure(
@@ -124,23 +245,31 @@ def cell_texts(frame: pd.DataFrame) -> set[str]:
     return texts
 
 
-def shareable_columns(codebook: Codebook) -> list[str]:
-    """The columns of the shareable responses, in order (DESIGN.md, output contract)."""
-    return ["person_id", "company_id", "wave", *codebook.background, *codebook.items]
+def shareable_columns(codebook: Codebook, public: bool = False) -> list[str]:
+    """The columns of a release file, in order (DESIGN.md, output contract); the public use
+    file has no person_id."""
+    keys = KEYS[1:] if public else KEYS
+    return [*keys, *codebook.background, *codebook.items]
 
 
 def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
-    """responses.sav with the codebook's variable and value labels.
+    """A release file as .sav with the codebook's variable and value labels.
 
-    Background values (generalised labels) are stored as codes 1..m in the codebook's order,
-    with the labels as SPSS value labels, as SPSS users expect.
+    Background values (generalised labels; the public use file's coarser ones) are stored as
+    codes 1..m in the codebook's order, with the labels as SPSS value labels, as SPSS users
+    expect. A value withheld for privacy is WITHHELD_CODE, labelled and declared user-missing,
+    so that it stays apart from a value the respondent did not give (system-missing).
     """
     frame = responses.copy()
+    public = "person_id" not in frame
     value_labels: dict[str, dict] = {}
     for name, variable in codebook.background.items():
-        codes = {label: i + 1 for i, label in enumerate(variable.levels)}
+        levels = variable.public_levels if public else variable.levels
+        codes = {label: float(i + 1) for i, label in enumerate(levels)}
+        codes[SUPPRESSED] = WITHHELD_CODE
         frame[name] = frame[name].map(codes).astype("float64")
         value_labels[name] = {code: label for label, code in codes.items()}
+        value_labels[name][WITHHELD_CODE] = WITHHELD_LABEL
     for item in codebook.items:
         value_labels[item] = {
             float(c): lab for c, lab in codebook.response_scale_of(item).labels.items()
@@ -152,13 +281,14 @@ def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
         **{name: b.label for name, b in codebook.background.items()},
         **{item: codebook.item_label(item) for item in codebook.items},
     }
-    frame["person_id"] = frame["person_id"].fillna("").astype(str)
-    frame["company_id"] = frame["company_id"].fillna("").astype(str)
-    frame["wave"] = frame["wave"].astype(str)
+    for key in KEYS:
+        if key in frame:
+            frame[key] = frame[key].fillna("").astype(str)
     pyreadstat.write_sav(
         frame,
         str(path),
         column_labels=[labels[c] for c in frame.columns],
         variable_value_labels=value_labels,
+        missing_ranges={name: [WITHHELD_CODE] for name in codebook.background},
     )
     fix_sav_timestamp(Path(path))

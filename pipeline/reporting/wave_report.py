@@ -29,6 +29,7 @@ from pipeline.models.trajectories import AFTER_START, EFFECTS, PARTICIPANT_AFTER
 from pipeline.privacy.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 from pipeline.psychometrics.invariance import MIN_GROUPS
 from pipeline.reporting.figures import coefficient_plot, distribution_plot
+from pipeline.validate.quality import TOTALS, published_quality_summary
 
 NOT_REPORTED = "not reported"
 NUMBER_WORDS = ("none", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -93,7 +94,7 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         "title": yaml_string(f"Learning-culture scan: wave report {inputs.wave}"),
         "subtitle": yaml_string(f"Wave {wave.label if wave else inputs.wave}, for researchers"),
         "k": k,
-        **response_section(inputs),
+        **response_section(inputs, k),
         "sample_table": sample_table(numbers_of(inputs.numbers, "sample"), codebook),
         "descriptives_table": descriptives_table(
             numbers_of(inputs.numbers, "descriptives"), codebook
@@ -168,6 +169,11 @@ def num(value, digits: int = 2) -> str:
 
 def count(value) -> str:
     return ABSENT if value is None or pd.isna(value) else f"{int(value)}"
+
+
+def count_cell(value) -> str:
+    """A count that `suppress_counts` may have hidden: "suppressed", or the count."""
+    return SUPPRESSED if value == SUPPRESSED else count(value)
 
 
 def p_value(p) -> str:
@@ -318,26 +324,29 @@ def change_numbers(
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
 
-def response_section(inputs: WaveInputs) -> dict:
-    """Totals of the validation stage and the quarantine by reason (counts of rows, no data)."""
-    table = inputs.quality_summary.set_index("reason")
+def response_section(inputs: WaveInputs, k: int) -> dict:
+    """Totals of the validation stage and the quarantine by reason (counts of rows, no data),
+    under the small-cell rule of quality_summary.csv (`published_quality_summary`: a count of 1
+    to k-1 rows, and what would give it away, reads "suppressed"), as stored or applied here."""
+    published = published_quality_summary(inputs.quality_summary, k, suppress_counts, SUPPRESSED)
+    table = published.set_index("reason")
     summary = table["rows"]
-    totals = {"raw_rows", "validated", "quarantined"}
-    reasons = table.drop(index=[r for r in totals if r in table.index])
+    reasons = table.drop(index=[r for r in TOTALS if r in table.index])
     applied = reasons["rule_status"].fillna("").eq("applied")
     rows = [
-        [escape(r), escape(REASON_TEXT.get(r, "")), count(n)]
+        [escape(r), escape(REASON_TEXT.get(r, "")), count_cell(n)]
         for r, n in reasons.loc[applied, "rows"].items()
-        if n > 0
+        if n != 0
     ]
     not_applied = [
         [escape(r), escape(REASON_TEXT.get(r, "")), escape(why)]
         for r, why in reasons.loc[~applied, "rule_status"].items()
     ]
     return {
-        "n_raw": count(summary.get("raw_rows")),
-        "n_validated": count(summary.get("validated")),
-        "n_quarantined": count(summary.get("quarantined")),
+        "n_raw": count_cell(summary.get("raw_rows")),
+        "n_validated": count_cell(summary.get("validated")),
+        "n_quarantined": count_cell(summary.get("quarantined")),
+        "few_quarantined": summary.get("quarantined") == SUPPRESSED,
         "n_companies": count(numbers_of(inputs.numbers, "totals").loc["companies", "n"]),
         "companies_reported": inputs.companies_reported,
         "companies_without_report": inputs.companies_without_report,
@@ -883,7 +892,7 @@ def change_section(change: pd.DataFrame, previous_wave: str | None, codebook: Co
 # The report's tables and where their numbers are stored: (section, asset, the WaveInputs field
 # holding its table, how many leading columns identify a row, the column of the example id).
 SOURCES = (
-    ("Response and data quality", "quality_summary", "quality_summary", 1, "rows"),
+    ("Response and data quality", "quality_summary", "quality_summary", 2, "rows"),
     ("Reliability", "reliability", "reliability", 1, "alpha"),
     ("Item statistics", "item_statistics", "item_statistics", 2, "r_drop"),
     ("CFA fit", "cfa_fit", "cfa_fit", 1, "cfi"),
@@ -917,7 +926,8 @@ def number_ids_table(inputs: WaveInputs) -> str:
     rows = []
     for section, asset, field, keys, column in SOURCES:
         frame = getattr(inputs, field)
-        numbers = frame[frame[column].notna()]  # none in a table that only says why it is empty
+        # none in a table that only says why it is empty; the example is a number it shows
+        numbers = frame[frame[column].notna() & frame[column].ne(SUPPRESSED)]
         if asset == "trajectory_effects":  # the example is an effect the report shows
             numbers = numbers[numbers["term"].isin(EFFECTS)]
         if numbers.empty:

@@ -317,7 +317,8 @@ def quality_summary(
     wave: str, raw: int, quarantine: pd.DataFrame, status: dict[str, str]
 ) -> pd.DataFrame:
     """Counts only, no row data: rows per reason (a row may have several), and the totals; per
-    rule its `rule_status` ("applied", or why not: see `rule_status`)."""
+    rule its `rule_status` ("applied", or why not: see `rule_status`). Exact counts, for the
+    steward; what is published is `published_quality_summary` of it."""
     per_reason = quarantine["_reasons"].str.split(";").explode().value_counts()
     rows = [
         ("raw_rows", raw, ""),
@@ -330,12 +331,65 @@ def quality_summary(
     ]
 
 
+TOTALS = ("raw_rows", "validated", "quarantined")
+
+
+def stored_counts(rows: pd.Series) -> pd.Series:
+    """A summary's `rows` as an object Series of ints, each hidden cell kept as its marker: as
+    computed (ints), or as read back from quality_summary.csv (text once a cell is hidden)."""
+
+    def cell(value):
+        text = str(value)
+        return int(text) if text.lstrip("-").isdigit() else text
+
+    return rows.map(cell).astype(object)
+
+
+def published_quality_summary(
+    summary: pd.DataFrame,
+    k: int,
+    suppress_counts: Callable[[pd.Series, int, str], pd.Series],
+    marker: str,
+) -> pd.DataFrame:
+    """`quality_summary` as it may leave the restricted zone: no count of 1 to k-1 quarantined
+    rows, and none that follows from the published ones. Hidden cells read `marker`.
+
+    `suppress_counts` and `marker` are pipeline.privacy.suppression's (the validate stage comes
+    before privacy, so the caller passes them in). The rule:
+
+    - The reason cells go through `suppress_counts`: primary suppression of 1 to k-1, then
+      complementary suppression until at least two cells are hidden and they add up to at least
+      k. The reasons do not partition the quarantined rows (a row carries every reason it
+      fails), so the cells add up to `quarantined` or more. The published total then gives only
+      a lower bound, hidden >= quarantined - shown, where a partition gives equality: what
+      protects the hidden cells of a partition protects them here too.
+    - A reason cell counts quarantined rows, so none exceeds `quarantined`. With 1 to k-1
+      quarantined rows every nonzero cell is hidden, and the total would still bound each below
+      k (and be the cell itself when one reason holds every row): no complement can help, so the
+      total is hidden, and `raw_rows` with it, since raw_rows - validated gives it back.
+      `validated` stays: it is the number of published responses.
+    - 0 is shown, as are the rules not applied (0, their `rule_status` says why).
+
+    A summary that already has a hidden cell is returned as it is (the rule is idempotent)."""
+    out = summary.copy()
+    out["rows"] = stored_counts(out["rows"])
+    if out["rows"].eq(marker).any():
+        return out
+    reason = out["reason"]
+    cells = ~reason.isin(TOTALS)
+    out.loc[cells, "rows"] = suppress_counts(out.loc[cells, "rows"].astype(int), k, marker)
+    quarantined = int(out.loc[reason.eq("quarantined"), "rows"].iloc[0])
+    if 0 < quarantined < k:
+        out.loc[reason.isin(["raw_rows", "quarantined"]), "rows"] = marker
+    return out
+
+
 def describe_quality(summary: pd.DataFrame) -> str:
     """'690 raw rows: 624 validated, 66 quarantined (preview 3, ...); not applicable: speeder
-    (needs platform.duration)'."""
+    (needs platform.duration)'; a hidden count reads as its marker."""
     rows = summary.set_index("reason")
     status = rows["rule_status"].fillna("")
-    counts = rows["rows"]
+    counts = stored_counts(rows["rows"])
     applied = [r for r in REASONS if status.get(r, APPLIED) == APPLIED]
     reasons = ", ".join(f"{r} {counts[r]}" for r in applied if counts.get(r, 0))
     text = (

@@ -16,6 +16,7 @@ from assets.cli import main
 from pipeline.ingest.codebook_draft import draft_codebook, role_of
 from pipeline.ingest.readers import ExportError, read_wave
 from pipeline.instrument.codebook import PLATFORM_ROLES, load_codebook
+from pipeline.validate.quality import stored_counts
 
 DEMO_EXPORTS = sorted(p for wave in WAVES for p in (DEMO_RAW / wave).iterdir())
 SAV, CSV, XLSX = DEMO_EXPORTS
@@ -260,7 +261,8 @@ def test_a_draft_from_the_demo_exports_runs_the_whole_pipeline(demo_data, tmp_pa
     assert run.returncode == 0, run.stdout + run.stderr
     assert set(statuses(run.stdout).values()) == {"materialized"}
     summary = pd.read_csv(demo_data / "processed" / "2021-T1" / "quality_summary.csv")
-    assert summary.set_index("reason").loc["unknown_company", "rows"] > 0  # the register is read
+    rows = stored_counts(summary.set_index("reason")["rows"])
+    assert rows["unknown_company"] != 0  # the register is read (a count, or a small cell hidden)
 
 
 def test_an_export_whose_columns_share_a_name_is_refused(tmp_path):

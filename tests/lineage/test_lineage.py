@@ -16,7 +16,7 @@ from rocrate.rocrate import ROCrate
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, build_definitions
 from assets.lineage import MANIFEST, TraceError, trace
-from assets.privacy import anonymised_responses, panel_linkage
+from assets.privacy import panel_linkage, privacy_boundary
 from assets.resources import ALL_WAVES, resources_for
 from assets.scores import scale_scores
 from assets.staleness import pipeline_status
@@ -100,7 +100,7 @@ def test_a_changed_export_makes_its_wave_and_all_that_is_protected_with_it_stale
     # from the privacy boundary on, and the panel linkage's report beside it (it reads the
     # validated rows of every wave, as the anonymisation does)
     protected = (
-        dg.AssetSelection.assets(anonymised_responses, panel_linkage).downstream().resolve(graph)
+        dg.AssetSelection.assets(privacy_boundary, panel_linkage).downstream().resolve(graph)
     )
     expected = {(asset, wave) for asset, wave in found if wave == "2021-T1"}
     expected |= {(k.to_user_string(), w) for k in protected for _, w in found} & set(found)
@@ -268,7 +268,7 @@ def test_a_deleted_output_is_named_by_status_and_written_again_by_scan_run(copie
     assert found[("anonymised_responses", WAVES[0])].startswith(
         f"output missing: processed/{WAVES[0]}/responses.parquet"
     )
-    assert found[("scale_scores", WAVES[0])] == "upstream anonymised_responses changed"
+    assert found[("responses_sav", WAVES[0])] == "upstream anonymised_responses changed"
 
     rerun = scan(
         "--data-dir", str(data), "--reports-dir", str(reports), "run", home=home, cwd=data.parent
@@ -350,7 +350,7 @@ def test_a_key_change_stopped_partway_leaves_what_the_old_pseudonyms_made_stale(
         for wave in WAVES:  # the run that stopped after anonymisation
             done = dg.materialize(
                 [*ALL_ASSETS, *ALL_CHECKS],
-                selection=dg.AssetSelection.assets(anonymised_responses),
+                selection=dg.AssetSelection.assets(privacy_boundary),
                 partition_key=wave,
                 instance=instance,
                 resources=resources_for(settings),
@@ -362,10 +362,10 @@ def test_a_key_change_stopped_partway_leaves_what_the_old_pseudonyms_made_stale(
     scored = pd.read_parquet(folder / "scale_scores.parquet")["person_id"]
     assert not set(shared.dropna()) & set(scored.dropna())  # half applied: other pseudonyms
     assert {found[("anonymised_responses", w)] for w in WAVES} == {""}
-    assert found[("scale_scores", WAVES[0])] == "upstream anonymised_responses changed"
+    assert found[("scale_scores", WAVES[0])] == "upstream pseudonymised_responses changed"
     downstream = {
         k.to_user_string()
-        for k in dg.AssetSelection.assets(anonymised_responses)
+        for k in dg.AssetSelection.assets(privacy_boundary)
         .downstream(include_self=False)
         .resolve(build_definitions(settings).resolve_asset_graph())
     }

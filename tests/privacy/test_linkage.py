@@ -11,7 +11,7 @@ from assets.resources import ALL_WAVES
 from pipeline.demo.exports import frame as export_frame
 from pipeline.demo.simulation import Params, Simulation
 from pipeline.instrument.codebook import load_codebook
-from pipeline.privacy.anonymise import anonymise, trajectory_exposure
+from pipeline.privacy.anonymise import pseudonymised, trajectory_exposure
 from pipeline.privacy.linkage import OUTCOMES, PAIR_COLUMNS, link_panel
 from pipeline.privacy.pseudonyms import PseudonymKey
 from pipeline.validate.quality import earlier_submissions, normalised
@@ -269,7 +269,7 @@ def test_one_wave_has_nothing_to_link_and_says_so(codebook):
     assert row["note"] == "not estimable: needs 2 waves (1 in the data)"
 
 
-def test_anonymise_gives_a_corrected_code_its_matchs_pseudonym(codebook):
+def test_pseudonymisation_gives_a_corrected_code_its_matchs_pseudonym(codebook):
     cb = codebook()
     frame = panel(
         ("w1", "C1", "AB12CD"),
@@ -278,8 +278,7 @@ def test_anonymise_gives_a_corrected_code_its_matchs_pseudonym(codebook):
         ("w2", "C2", "AB12CD"),
     )
     validated = {wave: rows.reset_index(drop=True) for wave, rows in frame.groupby("wave")}
-    first, _ = anonymise(validated, "w1", cb, KEY)
-    second, _ = anonymise(validated, "w2", cb, KEY)
+    first, second = pseudonymised(validated, cb, KEY).values()
     assert list(first["person_id"]) == list(second["person_id"])
     assert first["person_id"].nunique() == 2, "the same code at two companies: two persons"
     assert np.all(first["person_id"].str.fullmatch(r"p_[0-9a-f]{16}"))
@@ -305,7 +304,7 @@ def test_trajectory_exposure_uses_the_shareable_pseudonyms_and_a_corrected_code(
     )
     listed = pd.DataFrame({"company": ["C1"], "person": ["ab13cd "], "trajectory_id": ["T1"]})
     companies, persons = trajectory_exposure(validated, trajectories, listed, cb, KEY)
-    shared = pd.concat([anonymise(validated, w, cb, KEY)[0] for w in ("w1", "w2")])
+    shared = pd.concat(pseudonymised(validated, cb, KEY).values())
     assert companies.columns.tolist() == ["company_id", "trajectory_id", "start"]
     assert companies["company_id"].tolist() == [shared["company_id"].iat[0]]
     assert set(persons["person_id"]) == set(shared["person_id"].iloc[[0, 1]])

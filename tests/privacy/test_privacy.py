@@ -18,7 +18,7 @@ import pyreadstat
 from conftest import DEMO_RAW, linked_attack, typo_links, whole_tokens
 
 from pipeline.ingest.readers import read_wave
-from pipeline.instrument.codebook import load_codebook
+from pipeline.instrument.codebook import SUPPRESSED, load_codebook
 
 WAVES = ["2019-T0", "2021-T1", "2022-T2"]
 CB = load_codebook(DEMO_RAW / "codebook.yaml")
@@ -116,31 +116,52 @@ def test_panel_members_keep_their_person_id_across_waves(scan_run, truth_rows):
     assert (persons_per_id == 1).all(), "no two persons share a pseudonym"
 
 
-def test_linking_the_waves_shareable_files_finds_no_one_under_k(scan_run):
-    """The intruder of issue 16: reads every wave's responses.parquet, fills each person's
-    blanked background from their other waves (same person_id), and counts matches within wave
-    and company. Nobody falls under k; the pipeline's own cross-wave check says the same."""
+def test_linking_the_waves_scientific_use_files_finds_no_one_under_k(scan_run):
+    """The intruder of issue 16 with the scenario of issue 21: reads every wave's
+    responses.parquet, fills each person's withheld background from their other waves (same
+    person_id), and counts matches within wave and company on every combination of m
+    quasi-identifiers. Nobody falls under k; the pipeline's own cross-wave check says the same."""
     data, *_ = scan_run
     quasi = list(CB.anonymisation.suppression_order)
+    release = CB.anonymisation.scientific_use
     shared = pd.concat(
         [pd.read_parquet(data / "processed" / w / "responses.parquet") for w in WAVES],
         ignore_index=True,
     )
     panel = shared.groupby("person_id")["wave"].nunique()
     assert (panel > 1).sum() > 100, "the attack links a real panel"
-    fk = np.array(linked_attack(shared, quasi))
+    fk = np.array(linked_attack(shared, quasi, release.m))
     size = shared.groupby(["wave", "company_id"])["wave"].transform("size").to_numpy()
-    k = CB.anonymisation.k
-    assert ((fk < k) & (size >= k)).sum() == 0
-    assert shared.loc[size < k, quasi].isna().all().all()
+    assert ((fk < release.k) & (size >= release.k)).sum() == 0
+    small = shared.loc[size < release.k, quasi]
+    assert len(small) and (small.isna() | small.eq(SUPPRESSED)).all().all()
     checked = pd.read_csv(data / "processed" / "all_waves" / "disclosure_linked.csv")
     assert list(checked["wave"]) == WAVES
     assert (checked["under_k"] == 0).all() and (checked["linked_records"] > 100).all()
 
 
+def test_the_public_use_file_holds_no_key_and_reaches_its_k_record_by_record(scan_run):
+    """The public use file: no person_id, the coarser levels, k on every combination of its m
+    within each wave and company, each record on its own."""
+    data, *_ = scan_run
+    quasi = list(CB.anonymisation.suppression_order)
+    release = CB.anonymisation.public_use
+    for wave in WAVES:
+        public = pd.read_parquet(data / "processed" / wave / "public_responses.parquet")
+        assert "person_id" not in public.columns
+        for name, variable in CB.background.items():
+            shown = set(public[name].dropna()) - {SUPPRESSED}
+            assert shown <= set(variable.public_levels), name
+        fk = np.array(linked_attack(public, quasi, release.m))
+        size = public.groupby("company_id")["wave"].transform("size").to_numpy()
+        assert ((fk < release.k) & (size >= release.k)).sum() == 0
+
+
 def test_scan_run_prints_the_disclosure_summary(scan_run):
     stdout = scan_run.stdout
-    assert stdout.count("k=5 reached") == 3
+    suf, puf = CB.anonymisation.scientific_use, CB.anonymisation.public_use
+    assert stdout.count(f"scientific use file: k={suf.k}, m={suf.m} reached") == 3
+    assert stdout.count(f"public use file: k={puf.k}, m={puf.m} reached") == 3
     disclosure = json.loads(
         (scan_run.data / "processed" / "2021-T1" / "disclosure.json").read_text()
     )
@@ -148,18 +169,26 @@ def test_scan_run_prints_the_disclosure_summary(scan_run):
 
 
 def test_responses_sav_opens_with_the_codebooks_labels(scan_run):
+    """Both release files as .sav: the codebook's labels, and a withheld value as a labelled
+    user-missing code, apart from a value not given (system-missing)."""
     data, *_ = scan_run
     folder = data / "processed" / "2021-T1"
-    frame, meta = pyreadstat.read_sav(folder / "responses.sav")
-    shared = pd.read_parquet(folder / "responses.parquet")
-    assert list(frame.columns) == list(shared.columns)
-    assert len(frame) == len(shared)
-    labels = meta.column_names_to_labels
-    assert labels["LT1"] == CB.item_text["LT1"]
-    assert labels["education"] == CB.background["education"].label
-    education = meta.variable_value_labels["education"]
-    assert "hbo/wo" in education.values() and "hbo" not in education.values()
-    assert meta.variable_value_labels["LT1"][5.0] == "helemaal eens"
-    decoded = frame["education"].map(education)
-    assert decoded.fillna("").tolist() == shared["education"].fillna("").tolist()
+    for name, levels in (("responses", "levels"), ("public_responses", "public_levels")):
+        frame, meta = pyreadstat.read_sav(folder / f"{name}.sav", user_missing=True)
+        shared = pd.read_parquet(folder / f"{name}.parquet")
+        assert list(frame.columns) == list(shared.columns)
+        assert len(frame) == len(shared)
+        labels = meta.column_names_to_labels
+        assert labels["LT1"] == CB.item_text["LT1"]
+        assert labels["education"] == CB.background["education"].label
+        education = meta.variable_value_labels["education"]
+        assert set(education.values()) == {
+            *getattr(CB.background["education"], levels),
+            "withheld for privacy",
+        }
+        assert meta.missing_ranges["education"] == [{"lo": -8.0, "hi": -8.0}]
+        decoded = frame["education"].map(education).replace("withheld for privacy", SUPPRESSED)
+        assert decoded.fillna("").tolist() == shared["education"].fillna("").tolist()
+        assert shared["education"].eq(SUPPRESSED).sum() > 0 and shared["education"].isna().any()
+        assert meta.variable_value_labels["LT1"][5.0] == "helemaal eens"
     assert frame["LT1"].isin([1, 2, 3, 4, 5]).sum() == shared["LT1"].notna().sum()

@@ -5,11 +5,17 @@ import pandas as pd
 import pytest
 from conftest import DEMO_RAW
 
-from assets.privacy import k_anonymity, no_identifier_values, no_identifying_columns
+from assets.privacy import (
+    k_anonymity,
+    no_identifier_values,
+    no_identifying_columns,
+    public_k_anonymity,
+    public_no_identifying_columns,
+)
 from assets.resources import ScanConfig
 from pipeline.ingest.readers import read_wave
 from pipeline.instrument.codebook import load_codebook
-from pipeline.privacy.anonymise import anonymise, cell_texts
+from pipeline.privacy.anonymise import cell_texts, pseudonymised, public_use, scientific_use
 from pipeline.privacy.disclosure import background_labels
 from pipeline.privacy.pseudonyms import DEMO_KEY, PseudonymKey
 from pipeline.validate.quality import quality_reasons, read_register, split_quarantine
@@ -25,7 +31,8 @@ def wave():
         raw, CB, read_register(DEMO_RAW / "company_register.csv", "company_code")
     )
     validated, _ = split_quarantine(raw, reasons)
-    shared, _ = anonymise({"2021-T1": validated}, "2021-T1", CB, PseudonymKey(DEMO_KEY, "demo key"))
+    restricted = pseudonymised({"2021-T1": validated}, CB, PseudonymKey(DEMO_KEY, "demo key"))
+    shared, _, _ = scientific_use(restricted, "2021-T1", CB)
     return validated, shared
 
 
@@ -37,6 +44,13 @@ def test_k_anonymity_fails_when_the_suppression_is_undone(wave):
     result = k_anonymity(scan=SCAN, anonymised_responses=exposed)
     assert not result.passed
     assert result.metadata["records_under_k"].value > 0
+    public, _, _ = public_use(shared, CB)
+    assert public_k_anonymity(scan=SCAN, public_responses=public).passed
+    coarse = exposed.drop(columns="person_id").assign(
+        **{n: exposed[n].replace(b.coarser) for n, b in CB.background.items()}
+    )
+    result = public_k_anonymity(scan=SCAN, public_responses=coarse)
+    assert not result.passed and result.metadata["records_under_k"].value > 0
 
 
 def test_identifying_columns_and_values_are_caught(wave):
@@ -44,6 +58,9 @@ def test_identifying_columns_and_values_are_caught(wave):
     assert no_identifying_columns(scan=SCAN, anonymised_responses=shared).passed
     with_email = shared.assign(email=validated["email"].to_numpy())
     assert not no_identifying_columns(scan=SCAN, anonymised_responses=with_email).passed
+    public, _, _ = public_use(shared, CB)
+    assert public_no_identifying_columns(scan=SCAN, public_responses=public).passed
+    assert not public_no_identifying_columns(scan=SCAN, public_responses=shared).passed
 
     check = {"scan": SCAN, "validated_responses": validated}
     assert no_identifier_values(anonymised_responses=shared, **check).passed

@@ -39,6 +39,9 @@ def test_every_check_passes_on_the_demo(pipeline_run):
             "k_anonymity": True,
             "no_identifying_columns": True,
             "no_identifier_values": True,
+            "public_k_anonymity": True,
+            "public_no_identifying_columns": True,
+            "public_no_identifier_values": True,
             "alpha_at_least_060": True,
             "models_converged": True,
         }, wave
@@ -183,7 +186,7 @@ def test_group_invariance_tests_the_codebook_groups(pipeline_run, tmp_path):
     generalised groups, each of at least k respondents, under the levels and rules of the
     waves' invariance."""
     settings, *_ = pipeline_run
-    responses = pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")
+    responses = pd.read_parquet(settings.staging_dir / "reported_responses" / f"{WAVES[0]}.parquet")
     table = pd.read_csv(settings.processed_dir / WAVES[0] / "group_invariance.csv")
     assert len(table) == 1 and table["note"][0].startswith("no background variables named")
     raw = tmp_path / "raw"
@@ -193,7 +196,7 @@ def test_group_invariance_tests_the_codebook_groups(pipeline_run, tmp_path):
         text.replace("  # groups: [age_band]", "  groups: [age_band]")
     )
     scan = ScanConfig(data_dir=str(tmp_path), reports_dir=str(tmp_path / "reports"))
-    table = group_invariance(scan=scan, anonymised_responses=responses).value
+    table = group_invariance(scan=scan, reported_responses=responses).value
     k = scan.codebook().anonymisation.k
     assert set(table["variable"]) == {"age_band"}
     # the levels in order, a partial model after a rejected one (its suppressions, and so this
@@ -249,7 +252,7 @@ def test_invariance_needs_two_waves(pipeline_run):
     settings, *_ = pipeline_run
     one = {WAVES[0]: pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")}
     scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
-    table = measurement_invariance(scan=scan, anonymised_responses=one).value
+    table = measurement_invariance(scan=scan, pseudonymised_responses=one).value
     assert list(table["model"]) == ["configural", "metric", "scalar"]
     assert (table["decision"] == "not estimable: needs 2 waves (1 in the data)").all()
     assert table["cfi"].isna().all() and table["groups"][0].startswith(f"{WAVES[0]} (")
@@ -292,7 +295,7 @@ def test_panel_invariance_needs_two_waves(pipeline_run):
     settings, *_ = pipeline_run
     one = {WAVES[0]: pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")}
     scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
-    table = longitudinal_invariance(scan=scan, anonymised_responses=one).value
+    table = longitudinal_invariance(scan=scan, pseudonymised_responses=one).value
     assert len(table) == 3 * len(scan.codebook().scales) and table["cfi"].isna().all()
     assert (table["decision"] == "not estimable: needs 2 waves (1 in the data)").all()
 
@@ -302,7 +305,7 @@ def test_measurement_model_fails_the_wave_naming_an_item_without_variance(pipeli
     responses = pd.read_parquet(settings.processed_dir / WAVES[0] / "responses.parquet")
     scan = ScanConfig(data_dir=str(settings.data_dir), reports_dir=str(settings.reports_dir))
     with pytest.raises(SingularCovariance, match=r"no variance in item\(s\) LT2"):
-        list(measurement_model(scan=scan, anonymised_responses=responses.assign(LT2=3.0)))
+        list(measurement_model(scan=scan, pseudonymised_responses=responses.assign(LT2=3.0)))
 
 
 def test_wave_models_find_the_planted_culture_effect(pipeline_run):

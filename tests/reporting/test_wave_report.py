@@ -188,7 +188,8 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
             {
                 "wave": "2021-T1",
                 "reason": ["raw_rows", "validated", "quarantined", "preview", "speeder"],
-                "rows": [27, 24, 3, 0, 3],
+                # as quality_summary.csv reads back: 3 rows quarantined, all speeders, hidden
+                "rows": [SUPPRESSED, "24", SUPPRESSED, "0", SUPPRESSED],
                 "rule_status": ["", "", "", "not applicable: needs platform.preview", "applied"],
             }
         ),
@@ -277,6 +278,42 @@ def test_group_counts_are_suppressed_with_their_complement(filled):
     assert "| Gender (gender) | man | 17 | 70.8 |" in markdown
     assert "|  | anders/zeg ik liever niet | 0 | 0.0 |" in markdown  # a zero may be shown
     assert "|  | ja | 10 | 41.7 |" in markdown
+
+
+def test_quarantine_counts_follow_the_small_cell_rule(filled, tmp_path):
+    """3 rows quarantined, all speeders: the cell and the total that would give it away read
+    "suppressed", and raw_rows with them (raw_rows - validated is the total). The section
+    applies the rule itself to exact counts too."""
+    context, markdown = filled
+    exact = crafted_inputs().quality_summary.assign(rows=[27, 24, 3, 0, 3])
+    again = wave_context(crafted_inputs(quality_summary=exact), CODEBOOK, tmp_path / "exact")
+    section = ["n_raw", "n_validated", "n_quarantined", "quarantine_table"]
+    assert [again[key] for key in section] == [context[key] for key in section]
+    assert (context["n_raw"], context["n_validated"], context["n_quarantined"]) == (
+        SUPPRESSED,
+        "24",
+        SUPPRESSED,
+    )
+    assert f"| speeder | answered too fast | {SUPPRESSED} |" in markdown
+    assert "24 passed validation" in markdown and "| 3 |" not in context["quarantine_table"]
+    assert "`quality_summary[2021-T1](<wave>,<reason>).<column>`" in markdown
+    assert "`quality_summary[2021-T1](2021-T1,validated).rows`" in markdown  # a shown number
+
+    quality = pd.DataFrame(
+        {
+            "wave": "2021-T1",
+            "reason": ["raw_rows", "validated", "quarantined", "preview", "test", "speeder"],
+            "rows": [60, 40, 20, 2, 0, 18],
+            "rule_status": ["", "", "", "applied", "applied", "applied"],
+        }
+    )
+    context = wave_context(crafted_inputs(quality_summary=quality), CODEBOOK, tmp_path / "f")
+    totals = (context["n_raw"], context["n_validated"], context["n_quarantined"])
+    assert totals == ("60", "40", "20")
+    table = context["quarantine_table"]
+    assert f"| preview | survey preview | {SUPPRESSED} |" in table
+    assert f"| speeder | answered too fast | {SUPPRESSED} |" in table  # its complement
+    assert "| test |" not in table  # 0 rows: not listed
 
 
 def test_company_distribution_leaves_out_small_companies(filled):
