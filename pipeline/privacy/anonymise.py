@@ -36,6 +36,7 @@ from pipeline.privacy.disclosure import (
     Risk,
     Scenario,
     background_labels,
+    l_diversity,
     measure_risk,
     protect_panel,
 )
@@ -99,7 +100,8 @@ def scientific_use(
     release = pd.concat(
         [rows.loc[mine, KEYS], background[mine], rows.loc[mine, codebook.items]], axis=1
     )
-    report = reports[wave]
+    quasi, items = list(protection.quasi), list(codebook.items)
+    report = replace(reports[wave], l_diversity=l_diversity(release, quasi, items))
     steps = [_step("generalised", report.risk_before), _step("suppressed", report.risk_after)]
     return release.reset_index(drop=True), report, steps
 
@@ -125,12 +127,17 @@ def public_use(
         )
     ]
     background, reports = protect_panel(coarse, company, unlinked, wave, protection, [label])
-    withheld = background[list(protection.quasi)].eq(SUPPRESSED).sum()
-    report = replace(reports[label], suppressed={n: int(withheld[n]) for n in protection.quasi})
-    steps += [_step("coarser", report.risk_before), _step("suppressed", report.risk_after)]
     release = pd.concat(
         [scientific[["company_id", "wave"]], background, scientific[codebook.items]], axis=1
     )
+    quasi = list(protection.quasi)
+    withheld = background[quasi].eq(SUPPRESSED).sum()
+    report = replace(
+        reports[label],
+        suppressed={n: int(withheld[n]) for n in quasi},
+        l_diversity=l_diversity(release, quasi, list(codebook.items)),
+    )
+    steps += [_step("coarser", report.risk_before), _step("suppressed", report.risk_after)]
     return release, report, steps
 
 

@@ -88,6 +88,7 @@ class DisclosureReport:
     risk_after: Risk
     protected_with: tuple[str, ...]  # the waves whose linked records were protected together
     linked_records: int  # records whose person has a record in another of those waves
+    l_diversity: int | None = None  # of the release's answers (`l_diversity`), once made
 
     def as_dict(self) -> dict:
         return {
@@ -251,6 +252,18 @@ def measure_risk(
         size = company[mine].groupby(company[mine], dropna=False).transform("size").to_numpy()
         risks[label] = _risk(fk.to_numpy()[mine], size >= scenario.k, scenario.k)
     return risks
+
+
+def l_diversity(release: pd.DataFrame, quasi: list[str], sensitive: list[str]) -> int:
+    """Distinct l-diversity (Machanavajjhala et al. 2007; pycanon's `l_diversity`): the fewest
+    distinct values of a sensitive column within a class of records that share their company
+    and every quasi-identifier as the file shows them (a withheld or missing value is a value
+    of its own). 1 means that some class gave one answer: knowing a person's class tells it."""
+    keys = ["company_id", *quasi]
+    frame = release[[*keys, *sensitive]].astype("string").fillna("(missing)")
+    if frame.empty:
+        return 0
+    return int(frame.groupby(keys)[sensitive].nunique().min().min())
 
 
 def linked_frequencies(

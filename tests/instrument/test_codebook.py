@@ -3,7 +3,7 @@
 import pytest
 from conftest import CODEBOOK
 
-from pipeline.instrument.codebook import CodebookError, load_codebook
+from pipeline.instrument.codebook import CodebookError, Release, load_codebook
 
 
 def test_demo_codebook_describes_the_demo_instrument():
@@ -115,6 +115,36 @@ def write(tmp_path, text):
         ),
         ("  controls: [age_band,", "  controls: [shoe_size,", "models.controls", "shoe_size"),
         ("  2019-T0: {label: T0,", "  all_waves: {label: T0,", "waves.all_waves", "reserved"),
+        (
+            "  scientific_use: {k: 3, m: 2}",
+            "  scientific_use: {k: 3, m: 0}",
+            "anonymisation.scientific_use.m",
+            "whole number >= 1 or all",
+        ),
+        (
+            "  public_use: {k: 5, m: 2}",
+            "  public_use: {k: 1, m: all}",
+            "anonymisation.public_use.k",
+            ">= 2",
+        ),
+        (
+            "  public_use: {k: 5, m: 2}",
+            "  public_use: {k: 5, n: 2}",
+            "anonymisation.public_use",
+            "unknown keys: n",
+        ),
+        (
+            '    coarser: {"<35": "<45", "35-44": "<45"}',
+            '    coarser: {"25-34": "<45"}',
+            "background.age_band.coarser",
+            "unknown levels: 25-34",
+        ),
+        (
+            "values: [nee, ja], quasi_identifier: true}",
+            'values: [nee, "[suppressed]"], quasi_identifier: true}',
+            "background.leader",
+            "reserved for values withheld for privacy",
+        ),
     ],
 )
 def test_malformed_codebook_names_key_and_file(tmp_path, codebook_text, old, new, key, message):
@@ -161,6 +191,22 @@ def test_the_required_core_is_small_and_everything_else_has_a_default(tmp_path):
     assert cb.item_label("A1") == "A1"
     assert (cb.cfa.estimator, cb.cfa.missing, cb.cfa.groups) == ("MLR", "fiml", ())
     assert cb.linkage is None  # linkage codes link only when exactly the same
+    anonymisation = cb.anonymisation
+    assert (anonymisation.k, anonymisation.scientific_use, anonymisation.public_use) == (
+        5,
+        Release(5, 2),
+        Release(5, 3),
+    )
+
+
+def test_release_files_take_their_k_and_m_and_the_coarser_levels(codebook_text, tmp_path):
+    cb = load_codebook(write(tmp_path, codebook_text))
+    assert cb.anonymisation.scientific_use == Release(3, 2)
+    assert cb.anonymisation.public_use == Release(5, 2)
+    assert cb.background["age_band"].public_levels == ("<45", "45+")
+    assert cb.background["gender"].public_levels == cb.background["gender"].levels
+    text = codebook_text.replace("  public_use: {k: 5, m: 2}", "  public_use: {m: all}")
+    assert load_codebook(write(tmp_path, text)).anonymisation.public_use == Release(5, None)
 
 
 def test_linkage_settings_and_their_defaults(tmp_path):
