@@ -209,7 +209,7 @@ def test_scan_trace_follows_a_number_of_the_report_to_the_raw_file(scan_run):
     assert f"{float(alpha):.3f}" in html  # the number the report shows
     truth = json.loads((DEMO_RAW / "_demo_truth" / "truth.json").read_text())["waves"][wave]
     assert f"raw {truth['source_file']} sha256 {truth['source_sha256']}" in done.stdout
-    for asset in ("reliability", "anonymised_responses", "validated_responses", "raw_responses"):
+    for asset in ("reliability", "pseudonymised_responses", "validated_responses", "raw_responses"):
         assert f"  {asset}[{wave}]: run " in done.stdout
 
     number = f"wave_report_numbers[{wave}](descriptives,LT,mean).value"  # computed for the report
@@ -317,7 +317,7 @@ def test_a_changed_output_is_named_by_status_verify_and_trace(copied_run, monkey
     assert first.startswith(f"{number} = 0.99 (from processed/{wave}/reliability.csv, changed")
     line = next(x for x in rest if f"file processed/{wave}/reliability.csv" in x)
     assert "CHANGED since run " in line and f"now sha256 {sha256_file(table)}" in line
-    assert f"file processed/{wave}/responses.parquet sha256 " in done.stdout
+    assert f"file raw/_staging/pseudonymised_responses/{wave}.parquet sha256 " in done.stdout
     assert all(x.endswith(" verified") for x in rest if " sha256 " in x and x is not line)
 
 
