@@ -30,6 +30,7 @@ from pipeline.reporting.communities import community_numbers as numbers_of_commu
 from pipeline.reporting.community_report import render_community_reports
 from pipeline.reporting.company_report import (
     monitoring_numbers,
+    participation_withheld,
     previous_wave,
     render_company_reports,
     report_numbers,
@@ -162,7 +163,11 @@ def company_report_numbers(
     code_version=REPORTS_CODE_VERSION,
     kinds={"csv"},
     metadata={"file": "company_monitoring_numbers.csv"},
-    ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
+    ins={
+        "scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF),
+        "scientific": dg.AssetIn("anonymised_responses", partition_mapping=ALL_WAVES_OF),
+        "public": dg.AssetIn("public_responses", partition_mapping=ALL_WAVES_OF),
+    },
     deps=[LINKED_CHECKED],
 )
 def company_monitoring_numbers(
@@ -171,16 +176,20 @@ def company_monitoring_numbers(
     scores_by_wave: dict[str, pd.DataFrame],
     trajectory_companies: pd.DataFrame,
     trajectory_persons: pd.DataFrame,
+    scientific: dict[str, pd.DataFrame],
+    public: dict[str, pd.DataFrame],
 ) -> dg.Output[pd.DataFrame]:
     """The numbers of the company reports' section on monitoring learning outcomes, for the
     companies with a report this wave that run a development trajectory: rows with a blank
     `scale` give a trajectory's `trajectory_type` and the first `wave` it counts in; the others
     the `mean` of a `group` (participants or colleagues) per outcome `scale` and `wave` up to
-    this one, only where both groups have at least k scores (hidden waves have no rows).
+    this one, only where both groups have at least k scores and the release files leave
+    the taking part of 0 or at least k of them unknown (hidden waves have no rows).
     `company_monitoring_numbers[wave](company,scale,wave shown,group).mean` identifies each."""
-    wave = context.partition_key
+    wave, codebook = context.partition_key, scan.codebook()
+    withheld = participation_withheld(scientific, public, codebook)
     numbers = monitoring_numbers(
-        wave, scores_by_wave, trajectory_companies, trajectory_persons, scan.codebook()
+        wave, scores_by_wave, trajectory_companies, trajectory_persons, codebook, withheld
     )
     means = numbers[numbers["mean"].notna()]
     return dg.Output(

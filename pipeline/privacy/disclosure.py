@@ -259,11 +259,10 @@ def l_diversity(release: pd.DataFrame, quasi: list[str], sensitive: list[str]) -
     distinct values of a sensitive column within a class of records that share their company
     and every quasi-identifier as the file shows them (a withheld or missing value is a value
     of its own). 1 means that some class gave one answer: knowing a person's class tells it."""
-    keys = ["company_id", *quasi]
-    frame = release[[*keys, *sensitive]].astype("string").fillna("(missing)")
-    if frame.empty:
+    if release.empty:
         return 0
-    return int(frame.groupby(keys)[sensitive].nunique().min().min())
+    classes = release.groupby(["company_id", *quasi], dropna=False)[sensitive]
+    return int(classes.nunique(dropna=False).min().min())
 
 
 def linked_frequencies(
@@ -406,8 +405,12 @@ def _in_large(strata: list[np.ndarray], n: int, k: int) -> np.ndarray:
 def _matches(codes: np.ndarray) -> np.ndarray:
     """(variables, n, n): whether records i and j agree on each variable (all its columns),
     missing matching anything; `codes` is (n, variables, columns)."""
-    a, b = codes[:, None], codes[None, :]
-    return ((a == b) | (a == MISSING) | (b == MISSING)).all(axis=3).transpose(2, 0, 1)
+    by_variable = np.ascontiguousarray(codes.transpose(1, 2, 0))  # (variables, columns, n)
+    missing = by_variable == MISSING
+    agree = by_variable[:, :, :, None] == by_variable[:, :, None, :]
+    agree |= missing[:, :, :, None]
+    agree |= missing[:, :, None, :]
+    return agree.all(axis=1)
 
 
 def _combination_fk(matches: np.ndarray, combos: np.ndarray) -> np.ndarray:
@@ -444,9 +447,10 @@ def _suppress_together(
     """Local suppression on `profiles` (in place) for the linked `strata` (`_linked`), the
     records compared on `_linked_codes`.
 
-    Once a person's value of a variable is suppressed, their records match every record on it,
-    so per step the variable's match matrix gets a row and column of True per such record and
-    only the combinations with that variable are counted again. The loop ends: a record whose
+    Once a person's value of a variable is suppressed, their records match every record on it:
+    per step the variable's match matrix gets a row and column of True per such record, and the
+    counts of the combinations with that variable grow by the pairs this makes match (the
+    other variables of the combination agree, this one did not). The loop ends: a record whose
     person shows no value of a combination matches every record of its stratum there, and
     strata under k hold only persons without values.
     """
@@ -471,8 +475,11 @@ def _suppress_together(
     worst = np.zeros(len(rows), dtype=np.int64)
     for pos, c in zip(local, counts, strict=True):
         if len(pos) >= k:
-            fk[pos], worst[pos] = c.min(axis=0), c.argmin(axis=0)
+            worst[pos] = c.argmin(axis=0)
+            fk[pos] = c[worst[pos], np.arange(len(pos))]
     having = [np.flatnonzero((combos == j).any(axis=1)) for j in range(records.shape[1])]
+    # per variable, the other variables of each combination that has it
+    others = [combos[h][combos[h] != j].reshape(len(h), -1) for j, h in enumerate(having)]
     while True:
         i = int(np.argmin(fk))
         if fk[i] >= k:
@@ -482,11 +489,15 @@ def _suppress_together(
         profiles[person, j] = MISSING
         for s, mine in records_of[person]:
             m, c, pos = matches[s], counts[s], local[s]
-            m[j, mine, :] = True
-            m[j, :, mine] = True
-            c[having[j]] = _combination_fk(m, combos[having[j]])
+            for r in mine.tolist():
+                made = m[others[j], :, r].all(axis=1) & ~m[j, :, r]  # (combinations, records)
+                c[having[j]] += made
+                c[having[j], r] += made.sum(axis=1)
+                m[j, r, :] = True
+                m[j, :, r] = True
             if len(pos) >= k:
-                fk[pos], worst[pos] = c.min(axis=0), c.argmin(axis=0)
+                worst[pos] = c.argmin(axis=0)
+                fk[pos] = c[worst[pos], np.arange(len(pos))]
 
 
 def _to_suppress(matches: np.ndarray, r: int, combo: np.ndarray, shown: np.ndarray, k: int) -> int:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.instrument.codebook import Codebook
+from pipeline.instrument.codebook import SUPPRESSED, Codebook
 from pipeline.psychometrics.aggregation import company_table
 from pipeline.reporting import figures
 from pipeline.reporting.figures import FigureFile
@@ -226,6 +226,7 @@ def monitoring_numbers(
     trajectories: pd.DataFrame,
     participants: pd.DataFrame,
     codebook: Codebook,
+    withheld: Mapping[str, Sequence[set]] | None = None,
 ) -> pd.DataFrame:
     """The numbers of the reports' section on monitoring learning outcomes, for the companies
     that get a report in `wave` (at least k respondents, and culture or outcome scales to
@@ -238,6 +239,10 @@ def monitoring_numbers(
       `wave`) and group (PARTICIPANTS, COLLEAGUES): `mean` the group's mean score, only for a
       wave where both groups have at least k scores on the scale, so both rows or neither.
       Hidden waves have no rows: a blank mean would only say that a group was small.
+      `withheld` (per wave, per release file, `participation_withheld`): the persons whose
+      taking part a release file does not tell; where a company's scores on the scale hold
+      fewer than k of them (but some), both means are left out, or the means minus the file
+      would tell who of those takes part.
 
     `scores_by_wave`: every wave's scale_scores (this one and earlier ones); `trajectories`:
     `trajectory_companies` (company_id, type, start, ...); `participants`: `trajectory_persons`
@@ -262,7 +267,14 @@ def monitoring_numbers(
         for w in shown:
             scores = scores_by_wave[w]
             scores = scores[scores["company_id"].isin(set(own["company_id"]))]
-            rows += _group_means(scores, taking_part, [s for s in outcomes if s in scores], w, k)
+            rows += _group_means(
+                scores,
+                taking_part,
+                [s for s in outcomes if s in scores],
+                w,
+                k,
+                (withheld or {}).get(w, ()),
+            )
     frame = _monitoring_frame(rows)
     scale_order = {s: i for i, s in enumerate(["", *outcomes])}
     wave_order = {w: i for i, w in enumerate(["", *codebook.waves])}
@@ -277,6 +289,41 @@ def monitoring_numbers(
     )
     ordered = keys.sort_values(list(keys.columns), kind="stable").index
     return frame.loc[ordered].reset_index(drop=True)
+
+
+def participation_withheld(
+    scientific_waves: dict[str, pd.DataFrame],
+    public_waves: dict[str, pd.DataFrame],
+    codebook: Codebook,
+) -> dict[str, tuple[set[str], set[str]]]:
+    """Per wave, the person_ids whose taking part in a trajectory the holder of each release
+    file cannot tell (scientific, public): the reports' participants' and colleagues' means,
+    minus the same means over the persons a file shows, would tell it for them when they are
+    fewer than k. Empty when taking part is not a survey answer (`participation`).
+
+    The scientific use file's holder links the waves: a person whose answer is the
+    participation value in some wave takes part, one without it whose answer is withheld in
+    some wave is unknown. The public use file has no person_id; its rows are the scientific
+    file's, in order, and its holder cannot tell a row whose answer it withholds."""
+    spec = codebook.trajectories
+    if spec is None or spec.participation is None:
+        return {wave: (set(), set()) for wave in scientific_waves}
+    name, value = spec.participation.variable, spec.participation.value
+    rows = pd.concat([scientific_waves[w] for w in sorted(scientific_waves)], ignore_index=True)
+    answer = rows[name].astype("string")
+    person = rows["person_id"].fillna("")  # one group of records without a person: none links
+    taking_part = answer.eq(value).fillna(False).groupby(person).transform("any")
+    hidden = answer.eq(SUPPRESSED).fillna(False).groupby(person).transform("any")
+    unknown = set(rows.loc[hidden & ~taking_part, "person_id"])
+    withheld = {}
+    for wave, scientific in scientific_waves.items():
+        public = public_waves[wave][name].astype("string").eq(SUPPRESSED).fillna(False)
+        persons = scientific["person_id"]
+        withheld[wave] = (
+            set(persons[persons.isin(unknown)]),
+            set(persons[public.to_numpy()]),
+        )
+    return withheld
 
 
 def _monitoring_frame(rows: list[dict]) -> pd.DataFrame:
@@ -313,22 +360,33 @@ def _trajectory_rows(trajectories: pd.DataFrame, codebook: Codebook) -> list[dic
 
 
 def _group_means(
-    scores: pd.DataFrame, taking_part: set, scales: Sequence[str], wave: str, k: int
+    scores: pd.DataFrame,
+    taking_part: set,
+    scales: Sequence[str],
+    wave: str,
+    k: int,
+    withheld: Sequence[set] = (),
 ) -> list[dict]:
     """Per company and scale of one wave's `scores`, the participants' and the colleagues'
-    mean score, where both groups have at least k scores; nothing for the other pairs."""
+    mean score, where both groups have at least k scores and the scores of each set of
+    `withheld` persons number 0 or at least k; nothing for the other pairs."""
     if scores.empty or not scales:
         return []
     group = np.where(scores["person_id"].isin(taking_part), PARTICIPANTS, COLLEAGUES)
     long = (
-        scores[["company_id", *scales]]
+        scores[["company_id", "person_id", *scales]]
         .assign(group=group)
-        .melt(id_vars=["company_id", "group"], var_name="scale", value_name="score")
+        .melt(id_vars=["company_id", "person_id", "group"], var_name="scale", value_name="score")
         .dropna(subset=["score"])
     )
     stats = long.groupby(["company_id", "scale", "group"])["score"].agg(["mean", "count"])
     counts = stats["count"].unstack("group").reindex(columns=[PARTICIPANTS, COLLEAGUES])
-    both = counts.index[counts.fillna(0).ge(k).all(axis=1)]
+    published = counts.fillna(0).ge(k).all(axis=1)
+    for persons in withheld:
+        hidden = long[long["person_id"].isin(persons)].groupby(["company_id", "scale"]).size()
+        hidden = hidden.reindex(counts.index, fill_value=0)
+        published &= hidden.eq(0) | hidden.ge(k)
+    both = counts.index[published]
     return [
         {
             "company_id": company,

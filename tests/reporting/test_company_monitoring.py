@@ -4,6 +4,7 @@ where both groups reach k, never a group's size, and no detail that could tell w
 is; nothing can be subtracted down to a group under k."""
 
 import io
+import itertools
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import yaml
 
 from assets.definitions import REPORT_ASSETS
 from assets.reports import REPORTS, company_monitoring_numbers, company_reports, wave_report
-from pipeline.instrument.codebook import Codebook, load_codebook
+from pipeline.instrument.codebook import SUPPRESSED, Codebook, load_codebook
 from pipeline.reporting.company_report import (
     COLLEAGUES,
     MONITORING_COLUMNS,
@@ -23,6 +24,7 @@ from pipeline.reporting.company_report import (
     company_contexts,
     first_wave,
     monitoring_numbers,
+    participation_withheld,
     render_company_reports,
     report_numbers,
 )
@@ -434,16 +436,93 @@ def test_render_workers_pass_each_company_its_own_monitoring_rows(tmp_path):
 
 
 def test_the_assets_are_wired_as_the_reports_read_them():
-    """company_monitoring_numbers: per wave, shareable, every wave's scores and the restricted
-    trajectory assets; the company reports read it, the wave report the trajectory models."""
+    """company_monitoring_numbers: per wave, shareable, every wave's scores and release files
+    and the restricted trajectory assets; the company reports read it, the wave report the
+    trajectory models."""
     asset = company_monitoring_numbers
     key = asset.key
     assert asset in REPORT_ASSETS and asset.group_names_by_key[key] == REPORTS
     assert asset.metadata_by_key[key]["file"] == "company_monitoring_numbers.csv"
     assert asset.partitions_def is not None and asset.partitions_def.name == "waves"
-    assert asset.get_partition_mapping(dg.AssetKey("scale_scores")) == dg.AllPartitionMapping()
+    every_wave = ["scale_scores", "anonymised_responses", "public_responses"]
+    for parent in every_wave:
+        assert asset.get_partition_mapping(dg.AssetKey(parent)) == dg.AllPartitionMapping()
     parents = {k.to_user_string() for k in asset.keys_by_input_name.values()}
-    assert {"scale_scores", "trajectory_companies", "trajectory_persons"} <= parents
+    assert {*every_wave, "trajectory_companies", "trajectory_persons"} <= parents
     assert key in set(company_reports.keys_by_input_name.values())
     wave_inputs = {k.to_user_string() for k in wave_report.keys_by_input_name.values()}
     assert {"trajectory_effects", "trajectory_fit"} <= wave_inputs
+
+
+def releases(hidden_scientific: set[str], hidden_public: dict[str, set[str]]):
+    """The waves' release files as the intruder holds them: the participation answer "ja" for
+    participants, "nee" for colleagues; withheld (SUPPRESSED) for the persons of
+    `hidden_scientific` in every wave of the scientific file, and in the public file of a wave
+    for those of `hidden_public[wave]`. The public file is the scientific one without
+    person_id, row for row."""
+    variable = CODEBOOK.trajectories.participation.variable
+    scientific, public = {}, {}
+    for wave, frame in WAVES.items():
+        answer = frame["person_id"].isin(set(PERSONS["person_id"])).map({True: "ja", False: "nee"})
+        release = frame[["person_id", "company_id", "wave"]].assign(**{variable: answer})
+        scientific[wave] = release.assign(
+            **{variable: answer.mask(frame["person_id"].isin(hidden_scientific), SUPPRESSED)}
+        )
+        public[wave] = release.drop(columns="person_id").assign(
+            **{
+                variable: answer.mask(
+                    frame["person_id"].isin(hidden_public.get(wave, set())), SUPPRESSED
+                )
+            }  # fmt: skip
+        )
+    return scientific, public
+
+
+def subtraction_attack(table: pd.DataFrame, release: pd.DataFrame, wave: str, scale: str):
+    """The sets of persons whose answer `release` withholds that, added to the participants it
+    shows, give c_a's published participants' mean on `scale` in `wave`: the intruder's
+    candidates for who of them takes part. None when that mean is not published. The intruder
+    knows every score (the items are in the file)."""
+    key = ("c_a", scale, wave, PARTICIPANTS)
+    shown = means(table)
+    if key not in shown.index:
+        return None
+    scores = WAVES[wave].set_index("person_id")[scale].dropna()
+    answers = release.set_index("person_id")[CODEBOOK.trajectories.participation.variable]
+    answers = answers.reindex(scores.index)
+    taking_part = list(scores.index[answers.eq("ja").fillna(False)])
+    unknown = scores.index[answers.eq(SUPPRESSED).fillna(False)]
+    return [
+        set(subset)
+        for size in range(len(unknown) + 1)
+        for subset in itertools.combinations(unknown, size)
+        if abs(scores[taking_part + list(subset)].mean() - shown[key]) < 1e-9
+    ]
+
+
+def test_means_a_release_file_would_give_back_for_fewer_than_k_withheld_are_left_out():
+    """An intruder with a release file whose participation answer is withheld for fewer than
+    k of a company's respondents takes the shown participants out of the published
+    participants' mean and finds who of the withheld takes part; with 0 or at least k
+    withheld, the means stay."""
+    one = {"p_a1"}
+    scientific, public = releases(one, {})
+    unguarded = monitoring_numbers(T2, WAVES, TRAJECTORIES, PERSONS, CODEBOOK)
+    # the attack works on the unguarded numbers: p_a1 is found taking part in T0
+    assert subtraction_attack(unguarded, scientific[T0], T0, SL) == [one]
+    withheld = participation_withheld(scientific, public, CODEBOOK)
+    assert withheld[T0] == (one, set())
+    guarded = monitoring_numbers(T2, WAVES, TRAJECTORIES, PERSONS, CODEBOOK, withheld)
+    assert subtraction_attack(guarded, scientific[T0], T0, SL) is None
+    assert not [key for key in means(guarded).index if key[0] == "c_a"]  # p_a1 in T0 and T2
+    # the public file withholds two answers in T0 only: T0 goes, T2 stays
+    scientific, public = releases(set(), {T0: {"p_a1", "q_a1"}})
+    withheld = participation_withheld(scientific, public, CODEBOOK)
+    assert withheld[T0] == (set(), {"p_a1", "q_a1"}) and withheld[T2] == (set(), set())
+    guarded = means(monitoring_numbers(T2, WAVES, TRAJECTORIES, PERSONS, CODEBOOK, withheld))
+    assert {key[2] for key in guarded.index} == {T2}
+    # k withheld in every wave: the means stay (what they leave is the rule's residual risk)
+    scientific, public = releases(set(PERSONS["person_id"][:K]), {})
+    withheld = participation_withheld(scientific, public, CODEBOOK)
+    kept = monitoring_numbers(T2, WAVES, TRAJECTORIES, PERSONS, CODEBOOK, withheld)
+    assert means(kept).equals(means(unguarded))
