@@ -8,20 +8,21 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import dagster as dg
 import pandas as pd
 from tqdm import tqdm
 
+from assets.catalog import CATALOG
 from assets.definitions import (
-    ALL_ASSETS,
-    ALL_CHECKS,
-    CROSS_WAVE_SELECTION,
-    INGEST_SELECTION,
-    REPORT_SELECTION,
+    CATALOG_JOB,
+    CROSS_WAVE_JOB,
+    PROTECT_JOB,
+    REPORT_JOB,
     REPORTS,
-    WAVE_SELECTION,
+    VALIDATE_JOB,
     build_definitions,
 )
 from assets.lineage import UNRECORDED, TraceError
@@ -29,7 +30,7 @@ from assets.lineage import trace as trace_number
 from assets.lineage import verify as verify_outputs
 from assets.partitions import waves
 from assets.reports import company_monitoring_numbers, company_report_numbers, company_reports
-from assets.resources import ALL_WAVES, resources_for
+from assets.resources import ALL_WAVES
 from assets.staleness import DATA_TAG, error_text, pipeline_status, short, stale_reasons
 from pipeline.demo.write import DEFAULT_SEED, write_demo
 from pipeline.ingest.codebook_draft import draft_codebook
@@ -57,6 +58,11 @@ from pipeline.validate.quality import (
     quarantine_listing,
     stored_counts,
 )
+
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export its name
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition as ScanJob,
+    )
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
@@ -146,7 +152,7 @@ def run(settings: Settings, force: bool, wait: bool) -> None:
 
 
 def run_all(settings: Settings, found: list[str], force: bool) -> None:
-    """The three stages of `scan run` on the waves `found`, holding the data folder's lock."""
+    """The stages of `scan run` on the waves `found`, holding the data folder's lock."""
     instance = dagster_instance()
     recover(instance, settings)
     known = set(instance.get_dynamic_partitions(waves.name))
@@ -154,28 +160,33 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
     definitions = build_definitions(settings)
     status = pipeline_status(instance, definitions, settings)
 
-    def stage(selection: dg.AssetSelection, wave: str | None) -> WaveRun:
-        """One stage; the status is read again only after a run changed the instance."""
+    def stage(job: ScanJob, wave: str | None) -> WaveRun:
+        """One stage, a run of its job; the status is read again only after a run changed the
+        instance."""
         nonlocal status
-        stale = stale_reasons(status, definitions, selection, wave)
-        result = run_stage(instance, settings, stale, selection, wave, force)
+        stale = stale_reasons(status, definitions, job.selection, wave)
+        result = run_stage(instance, settings, definitions, stale, job, wave, force)
         if result.status != "up to date":
             status = pipeline_status(instance, definitions, settings)
         return result
 
-    results = [stage(INGEST_SELECTION, wave) for wave in tqdm(found, desc="validate", unit="wave")]
+    results = [stage(VALIDATE_JOB, wave) for wave in tqdm(found, desc="validate", unit="wave")]
     if not any(r.status == "failed" for r in results):  # anonymisation reads every wave
-        protected = [stage(WAVE_SELECTION, w) for w in tqdm(found, desc="protect", unit="wave")]
+        protected = [stage(PROTECT_JOB, w) for w in tqdm(found, desc="protect", unit="wave")]
         results = [merged(*pair) for pair in zip(results, protected, strict=True)]
     if any(r.status == "failed" for r in results):
         results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; the last results are kept"))
     else:
-        results.append(stage(CROSS_WAVE_SELECTION, None))
+        results.append(stage(CROSS_WAVE_JOB, None))
     if results[-1].status in ("skipped", "failed"):
         results.append(WaveRun(REPORTS, "skipped", "needs every wave and the cross-wave results"))
     else:
         for wave in tqdm(found, desc="reports", unit="wave"):
-            results.append(stage(REPORT_SELECTION, wave))
+            results.append(stage(REPORT_JOB, wave))
+        if any(r.status == "failed" for r in results):
+            results.append(WaveRun(CATALOG, "skipped", "a report failed; the last one is kept"))
+        else:
+            results.append(stage(CATALOG_JOB, None))
 
     for r in results:
         click.echo(r.line)
@@ -458,25 +469,26 @@ def recover(instance: dg.DagsterInstance, settings: Settings) -> None:
 def run_stage(
     instance: dg.DagsterInstance,
     settings: Settings,
+    definitions: dg.Definitions,
     stale: dict[str, str],
-    selection: dg.AssetSelection,
+    job: ScanJob,
     wave: str | None,
     force: bool,
 ) -> WaveRun:
-    """Materialize the selected assets (and their checks) for one wave, or the cross-wave ones
-    with `wave=None`, unless all are up to date (`stale`: why each stale one is)."""
+    """Run the stage's job (its assets and their checks) for one wave, or the cross-wave one
+    with `wave=None`, unless all are up to date (`stale`: why each stale one is). The run
+    carries the job's name, which the UI shows."""
     label = ALL_WAVES if wave is None else wave
-    if selection is REPORT_SELECTION:
+    if job is REPORT_JOB:
         label = f"{REPORTS}/{wave}"
+    if job is CATALOG_JOB:
+        label = CATALOG
     if not force and not stale:
         return WaveRun(label, "up to date")
-    result = dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        selection=selection,
-        partition_key=wave,
-        instance=instance,
-        resources=resources_for(settings),
+    result = definitions.resolve_job_def(job.name).execute_in_process(
         run_config=QUIET_LOGS,
+        instance=instance,
+        partition_key=wave,
         tags={"scan/command": "scan run", **data_tag(settings)},
         raise_on_error=False,
     )

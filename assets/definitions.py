@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.catalog import CATALOG, data_dictionary
 from assets.ingest import community_register, raw_responses, trajectory_register
 from assets.lineage import provenance_manifest
 from assets.models import (
@@ -26,6 +27,7 @@ from assets.privacy import (
     public_k_anonymity,
     public_no_identifier_values,
     public_no_identifying_columns,
+    responses_long,
     responses_sav,
     trajectory_exposure_assets,
 )
@@ -86,6 +88,7 @@ CROSS_WAVE_ASSETS = [
     community_register,
     linked_disclosure,
     panel_linkage,
+    responses_long,
     trajectory_exposure_assets,
     community_members_asset,
     measurement_invariance,
@@ -112,6 +115,7 @@ REPORT_ASSETS = [
     wave_report,
     provenance_manifest,
 ]
+CATALOG_ASSETS = [data_dictionary]  # after everything it describes
 # From the privacy boundary on, the automation sensor of `dagster dev` runs the assets: as soon as
 # an input is new, but never over a wave whose last run failed (the failed asset's children, and
 # theirs, wait), nor past a failed blocking check. `scan run` drives the same order itself.
@@ -127,7 +131,7 @@ ALL_ASSETS = [
     *INGEST_ASSETS,
     *dg.map_asset_specs(
         lambda spec: spec.replace_attributes(automation_condition=AUTOMATIC),
-        [*PROTECTED_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS],
+        [*PROTECTED_ASSETS, *CROSS_WAVE_ASSETS, *REPORT_ASSETS, *CATALOG_ASSETS],
     ),
 ]
 ALL_CHECKS = [*WAVE_CHECKS, *CROSS_WAVE_CHECKS]
@@ -137,13 +141,54 @@ INGEST_SELECTION = dg.AssetSelection.assets(*INGEST_ASSETS)
 WAVE_SELECTION = dg.AssetSelection.assets(*PROTECTED_ASSETS)
 CROSS_WAVE_SELECTION = dg.AssetSelection.groups(ALL_WAVES)
 REPORT_SELECTION = dg.AssetSelection.groups(REPORTS)
+CATALOG_SELECTION = dg.AssetSelection.groups(CATALOG)
+# The job of each stage: `scan run` launches its runs through these, so that a run shows in the
+# UI under its stage's name (not as an anonymous asset job). The selected assets' checks run with
+# them. Descriptions are Markdown in the UI: paths and names go in backticks.
+VALIDATE_JOB = dg.define_asset_job(
+    "validate_wave",
+    selection=INGEST_SELECTION,
+    description="Stage 1 of `scan run` (`validate`), one run per wave: the wave's exports under "
+    "`data/raw/<wave>/` read into `raw_responses` and split by the quality rules into "
+    "`validated_responses` and the `quarantine`, with its counts (`quality_summary`) and their "
+    "checks.",
+)
+PROTECT_JOB = dg.define_asset_job(
+    "protect_wave",
+    selection=WAVE_SELECTION,
+    description="Stage 2 of `scan run` (`protect`), one run per wave once every wave is "
+    "validated: from the privacy boundary on, the wave's pseudonymised data and release files "
+    "(anonymisation reads every wave's validated rows), its scale scores, psychometrics, company "
+    "aggregates and multilevel models, with their checks.",
+)
+CROSS_WAVE_JOB = dg.define_asset_job(
+    "cross_wave",
+    selection=CROSS_WAVE_SELECTION,
+    description="Stage 3 of `scan run` (`all_waves`), one run, not partitioned: what reads every "
+    "wave (the registers, the panel linkage, the attack on the linked waves, invariance, the "
+    "longitudinal, trajectory and community models, the validation dossier), with their checks.",
+)
+REPORT_JOB = dg.define_asset_job(
+    "wave_reports",
+    selection=REPORT_SELECTION,
+    description="Stage 4 of `scan run` (`reports/<wave>`), one run per wave after the cross-wave "
+    "run: the wave report, the company and community reports, their numbers and the provenance "
+    "manifest.",
+)
+CATALOG_JOB = dg.define_asset_job(
+    "catalog",
+    selection=CATALOG_SELECTION,
+    description="Stage 5 of `scan run` (`catalog`), one run after the reports: the data "
+    "dictionary of the shareable zone, `data/processed/README.md` and `datapackage.json`.",
+)
+SCAN_RUN_JOBS = [VALIDATE_JOB, PROTECT_JOB, CROSS_WAVE_JOB, REPORT_JOB, CATALOG_JOB]
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[wave_job],
+        jobs=[wave_job, *SCAN_RUN_JOBS],
         sensors=[wave_files_sensor, cross_wave_sensor],
         resources=resources_for(settings),
     )

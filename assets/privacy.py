@@ -22,6 +22,7 @@ from pipeline.privacy.anonymise import (
     cell_texts,
     community_members,
     every_wave,
+    pooled_long,
     pseudonymised,
     public_use,
     reported,
@@ -157,17 +158,33 @@ def privacy_boundary(
     group_name="privacy",
     code_version=ANONYMISE_CODE_VERSION,
     kinds={"spss"},
-    deps=["anonymised_responses", "public_responses"],
+    deps=["anonymised_responses", "public_responses", "scale_scores"],
 )
-def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.MaterializeResult:
-    """responses.sav and public_responses.sav beside their parquet files, with the codebook's
-    variable and value labels and a labelled user-missing code for a withheld value."""
-    folder = scan.settings.processed_dir / context.partition_key
+def responses_sav(
+    context: dg.AssetExecutionContext, scan: ScanConfig, validated_responses: pd.DataFrame
+) -> dg.MaterializeResult:
+    """responses.sav, public_responses.sav and scale_scores.sav beside their parquet files
+    (`write_sav`: labels, measurement levels, a file label, a withheld value and the items'
+    missing codes as labelled user-missing values; the codes from the validated rows, which the
+    release files follow row for row)."""
+    wave, codebook = context.partition_key, scan.codebook()
+    folder = scan.settings.processed_dir / wave
+    titles = {
+        "responses": "scientific use file",
+        "public_responses": "public use file",
+        "scale_scores": "scale scores",
+    }
     paths = []
-    for name in ("responses", "public_responses"):
+    for name, title in titles.items():
         frame = pd.read_parquet(folder / f"{name}.parquet")
         path = folder / f"{name}.sav"
-        write_atomic(path, lambda tmp, frame=frame: write_sav(frame, scan.codebook(), tmp))
+        label = f"{codebook.instrument} {codebook.version}, {wave}: {title}"
+        write_atomic(
+            path,
+            lambda tmp, frame=frame, label=label: write_sav(
+                frame, codebook, tmp, label, validated_responses
+            ),
+        )
         keep_version(path, scan.settings.processed_dir)
         paths.append(path)
     return dg.MaterializeResult(
@@ -175,6 +192,42 @@ def responses_sav(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Mat
             "path": dg.MetadataValue.path(str(paths[0])),
             **files_metadata(scan.settings, paths),
         }
+    )
+
+
+@dg.asset(
+    group_name=ALL_WAVES,
+    io_manager_key="shareable_io",
+    code_version=ANONYMISE_CODE_VERSION,
+    kinds={"pandas", "parquet", "csv", "spss"},
+    metadata={"file": "responses_long.parquet"},
+    ins={
+        "releases": dg.AssetIn("anonymised_responses", partition_mapping=dg.AllPartitionMapping()),
+        "scores": dg.AssetIn("scale_scores", partition_mapping=dg.AllPartitionMapping()),
+        "validated": dg.AssetIn("validated_responses", partition_mapping=dg.AllPartitionMapping()),
+    },
+)
+def responses_long(
+    scan: ScanConfig,
+    releases: dict[str, pd.DataFrame],
+    scores: dict[str, pd.DataFrame],
+    validated: dict[str, pd.DataFrame],
+) -> dg.Output[pd.DataFrame]:
+    """The pooled long file: every wave's scientific use file with its scale scores, one row
+    per person and wave, in codebook wave order; also as responses_long.csv and .sav."""
+    codebook = scan.codebook()
+    table = pooled_long(releases, scores, codebook)
+    folder = scan.settings.processed_dir / ALL_WAVES
+    csv, sav = folder / "responses_long.csv", folder / "responses_long.sav"
+    write_atomic(csv, lambda tmp: table.to_csv(tmp, index=False))
+    codes = pd.concat([validated[w] for w in codebook.waves if w in validated], ignore_index=True)
+    label = f"{codebook.instrument} {codebook.version}, all waves: pooled long file"
+    write_atomic(sav, lambda tmp: write_sav(table, codebook, tmp, label, codes))
+    for path in (csv, sav):
+        keep_version(path, scan.settings.processed_dir)
+    return dg.Output(
+        table,
+        metadata={"waves": sorted(set(table["wave"])), **files_metadata(scan.settings, [csv, sav])},
     )
 
 

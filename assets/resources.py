@@ -5,9 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from assets.gx_resource import GreatExpectations
 from pipeline.instrument.codebook import Codebook, load_codebook
+from pipeline.instrument.dictionary import PER_WAVE, Field, fields, table_of, with_field_metadata
 from pipeline.lineage.files import keep_version, write_atomic
 from pipeline.lineage.fingerprint import sha256_file
 from pipeline.lineage.outputs import FILES, recorded
@@ -75,13 +77,20 @@ class ShareableIOManager(dg.ConfigurableIOManager):
         return Path(self.base_dir) / partition / output.definition_metadata["file"]
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        """Writes the table with its data dictionary: the descriptions as parquet field
+        metadata and as the column descriptions the UI shows (a column the dictionary does not
+        describe fails the write)."""
         partition = context.asset_partition_key if context.has_asset_partitions else ALL_WAVES
         path = self._path(context, partition)
+        table = table_of(PER_WAVE if context.has_asset_partitions else ALL_WAVES, path.name)
+        described = [] if table is None else fields(table, list(obj.columns), self.scan.codebook())
         if path.suffix == ".parquet":
-            write_atomic(path, lambda tmp: obj.to_parquet(tmp, index=False))
+            arrow = with_field_metadata(obj, described)
+            write_atomic(path, lambda tmp: pq.write_table(arrow, tmp))
         else:
             write_atomic(path, lambda tmp: obj.to_csv(tmp, index=False))
-        context.add_output_metadata(stored_metadata(path, obj, Path(self.base_dir)))
+        metadata = stored_metadata(path, obj, Path(self.base_dir), described)
+        context.add_output_metadata(metadata)
         context.add_output_metadata(files_metadata(self.scan.settings, [path], context))
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
@@ -106,16 +115,23 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
-def stored_metadata(path: Path, frame: pd.DataFrame, zone: Path) -> dict:
-    """What the UI's catalog shows of a stored table: where, its sha256, rows and columns, and
-    where this version stays when a later run overwrites `path` (`keep_version`)."""
+def stored_metadata(
+    path: Path, frame: pd.DataFrame, zone: Path, described: list[Field] | None = None
+) -> dict:
+    """What the UI's catalog shows of a stored table: where, its sha256, rows and columns (with
+    their descriptions from the data dictionary, when `described`), and where this version
+    stays when a later run overwrites `path` (`keep_version`)."""
+    descriptions = {f.name: f.description for f in described or []}
     return {
         "path": dg.MetadataValue.path(str(path)),
         "version": dg.MetadataValue.path(str(keep_version(path, zone))),
         "sha256": sha256_file(path),
         "dagster/row_count": len(frame),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()]
+            columns=[
+                dg.TableColumn(str(name), str(dtype), descriptions.get(str(name)))
+                for name, dtype in frame.dtypes.items()
+            ]
         ),
     }
 

@@ -48,8 +48,9 @@ def scale_scores(
             io_manager_key="shareable_io",
             kinds={"csv"},
             metadata={"file": "company_scores.csv"},
-            description="Per company and culture scale: n, mean, sd, 95% CI, rwg(j); companies "
-            "under the reporting minimum are `suppressed` and carry no values.",
+            description="Per company and culture scale: n, mean, sd, 95% CI (clipped to the "
+            "scale's range), rwg(j); companies under the reporting minimum are `suppressed` and "
+            "carry no values.",
         ),
         "aggregation": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -72,12 +73,14 @@ def company_aggregates(
         axis=1,
     )
     options = {n: s.response_scale.max - s.response_scale.min + 1 for n, s in culture.items()}
+    bounds = {n: (s.response_scale.min, s.response_scale.max) for n, s in culture.items()}
     companies, summary = pipeline.psychometrics.aggregation.company_aggregates(
         frame,
         {n: list(s.items) for n, s in culture.items()},
         "company_id",
         codebook.anonymisation.k,
         options,
+        bounds,
     )
     yield dg.Output(companies, "company_scores", metadata={"dagster/row_count": len(companies)})
     yield dg.Output(summary, "aggregation", metadata={"dagster/row_count": len(summary)})

@@ -33,12 +33,21 @@ def stored_version(instance: dg.DagsterInstance, wave: str) -> str | None:
     return (latest_tags(instance, raw_responses.key, wave) or {}).get(DATA_VERSION)
 
 
-@dg.sensor(job=wave_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=wave_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    # what the UI shows (a sensor's docstring is not used), as Markdown: paths in backticks
+    description="Adds a `waves` partition for each new wave folder with exports under "
+    "`data/raw/<wave>/`, and starts `wave_job` for a wave whose inputs' content (sha256 of its "
+    "exports and the codebook) changed since the last tick, unless a run (from `scan run`, say) "
+    "already materialized exactly these inputs. Touching a file changes nothing. A folder the "
+    "codebook does not declare, or with a reserved name (`all_waves`), is left out, with a "
+    "warning in the tick's log.",
+)
 def wave_files_sensor(context: dg.SensorEvaluationContext, scan: ScanConfig) -> dg.SensorResult:
-    """Adds a partition for each new wave folder with exports, and requests a run for a wave
-    whose inputs' content changed since the last tick, unless a run (from `scan run`, say)
-    already materialized exactly these inputs. Touching a file changes nothing. A folder the
-    codebook does not declare, or with a reserved name, is left out, with a warning."""
+    """The sensor's tick: the partitions to add, the runs to request and the new cursor (each
+    wave's input fingerprint), as its description says."""
     settings, codebook = scan.settings, scan.codebook()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     found = [wave for wave in settings.waves() if export_files(settings.wave_dir(wave))]

@@ -200,7 +200,7 @@ def expectations(
     """Distribution-level expectations (great-expectations) on the de-identified rows.
 
     The full result (JSON) and a self-contained page for auditors go to the shareable zone,
-    data/processed/<wave>/validation/; GX never sees an identifier, so neither can contain one.
+    `data/processed/<wave>/validation/`; GX never sees an identifier, so neither can contain one.
     """
     wave = context.partition_key
     codebook = scan.codebook()

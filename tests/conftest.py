@@ -1,4 +1,5 @@
 import itertools
+import json
 import os
 import re
 import secrets
@@ -12,14 +13,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
+import frictionless
 import pandas as pd
 import psycopg2
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from assets.catalog import CATALOG
 from assets.definitions import (
     ALL_ASSETS,
     ALL_CHECKS,
+    CATALOG_SELECTION,
     CROSS_WAVE_SELECTION,
     INGEST_SELECTION,
     REPORT_SELECTION,
@@ -28,6 +33,7 @@ from assets.definitions import (
 )
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, resources_for
+from pipeline.instrument.dictionary import PER_WAVE, table_of
 from pipeline.lineage.files import RUN_LOCK, exclusive
 from pipeline.lineage.settings import Settings
 
@@ -91,8 +97,8 @@ def pytest_collection_modifyitems(items) -> None:
 
 class DemoRun(NamedTuple):
     settings: Settings
-    # by "validate/<wave>" (up to the privacy boundary), wave (from it on), ALL_WAVES and
-    # "reports/<wave>"
+    # by "validate/<wave>" (up to the privacy boundary), wave (from it on), ALL_WAVES,
+    # "reports/<wave>" and CATALOG
     results: dict[str, dg.ExecuteInProcessResult]
     automation: tuple  # the automation sensor's evaluations before and after the waves
 
@@ -101,7 +107,7 @@ class DemoRun(NamedTuple):
 def pipeline_run(tmp_path_factory) -> DemoRun:
     """The demo through the whole pipeline as `scan run` drives it: every wave up to the
     privacy boundary, then every wave from it on (assets and checks), then the cross-wave
-    assets, then each wave's reports."""
+    assets, then each wave's reports, then the catalog."""
     data = tmp_path_factory.mktemp("run") / "data"
     shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
     settings = Settings(data, data.parent / "reports")
@@ -127,6 +133,7 @@ def pipeline_run(tmp_path_factory) -> DemoRun:
         )
         results[ALL_WAVES] = materialize(CROSS_WAVE_SELECTION, None)
         results |= {f"reports/{wave}": materialize(REPORT_SELECTION, wave) for wave in WAVES}
+        results[CATALOG] = materialize(CATALOG_SELECTION, None)
     return DemoRun(settings, results, (before, after))
 
 
@@ -424,3 +431,57 @@ def killed_run(tmp_path_factory, postgres_database) -> KilledRun:
         assert rerun.poll() is None, rerun_log.read_text()  # it waits while the lock is held
     code = rerun.wait(timeout=600)
     return KilledRun(data, reports, home, refused, left, rerun_log.read_text(), code)
+
+
+def contract_files(processed: Path) -> dict[str, list[str]]:
+    """Every table of the contract on disk: its path under `processed` and its columns."""
+    found = {}
+    for folder in sorted(p for p in processed.iterdir() if p.is_dir() and p.name != "_versions"):
+        kind = ALL_WAVES if folder.name == ALL_WAVES else PER_WAVE
+        for path in sorted(folder.iterdir()):
+            if table_of(kind, path.name) is not None:
+                frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+                found[f"{folder.name}/{path.name}"] = list(frame.columns)
+    return found
+
+
+def readme_columns(text: str) -> dict[str, list[str]]:
+    """Per section of data/processed/README.md (`<wave>/file` or `all_waves/file`), the
+    columns its table lists."""
+    sections = re.split(r"^## `([^`]+)`$", text, flags=re.M)[1:]
+    return {
+        title: re.findall(r"^\| `([^`]+)` \|", body, flags=re.M)
+        for title, body in zip(sections[::2], sections[1::2], strict=True)
+    }
+
+
+def check_dictionary(processed: Path) -> dict:
+    """What every run's dictionary must satisfy, against the files on disk; returns the
+    package for further checks."""
+    package = json.loads((processed / "datapackage.json").read_text(encoding="utf-8"))
+    on_disk = contract_files(processed)
+    described = {
+        r["path"]: [f["name"] for f in r["schema"]["fields"]] for r in package["resources"]
+    }
+    assert described == on_disk  # every table, every column, in order; nothing absent
+    for resource in package["resources"]:
+        for field in resource["schema"]["fields"]:
+            assert field["description"].strip() and field["type"], (resource["path"], field)
+    report = frictionless.Package(package, basepath=str(processed)).validate()
+    assert report.valid, report.flatten(["resourcePath", "fieldName", "type", "note"])[:5]
+    # the README: per file (waves together), the columns of its files, nothing else
+    readme = readme_columns((processed / "README.md").read_text(encoding="utf-8"))
+    expected: dict[str, list[str]] = {}
+    for path, columns in on_disk.items():
+        folder, file = path.split("/", 1)
+        title = path if folder == ALL_WAVES else f"<wave>/{file}"
+        expected.setdefault(title, [])
+        expected[title] += [c for c in columns if c not in expected[title]]
+    assert readme == expected
+    # the parquet files carry the same descriptions
+    by_path = {r["path"]: r for r in package["resources"]}
+    for path in (p for p in on_disk if p.endswith(".parquet")):
+        schema = pq.read_schema(processed / path)
+        stored = {f.name: f.metadata[b"description"].decode() for f in schema}
+        assert stored == {f["name"]: f["description"] for f in by_path[path]["schema"]["fields"]}
+    return package

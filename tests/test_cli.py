@@ -10,7 +10,14 @@ import dagster as dg
 import pandas as pd
 from conftest import DEMO_RAW, WAVES, scan, statuses
 
-from assets.definitions import build_definitions
+from assets.definitions import (
+    CATALOG_JOB,
+    CROSS_WAVE_JOB,
+    PROTECT_JOB,
+    REPORT_JOB,
+    VALIDATE_JOB,
+    build_definitions,
+)
 from assets.staleness import pipeline_status
 from pipeline.lineage.settings import Settings
 from pipeline.validate.quality import stored_counts
@@ -18,7 +25,7 @@ from pipeline.validate.quality import stored_counts
 
 def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan_run, monkeypatch):
     data, reports, home, stdout = scan_run
-    stages = [*WAVES, "all_waves", *(f"reports/{wave}" for wave in WAVES)]
+    stages = [*WAVES, "all_waves", *(f"reports/{wave}" for wave in WAVES), "catalog"]
     assert statuses(stdout) == dict.fromkeys(stages, "materialized")
     for wave in WAVES:
         assert (data / "raw" / "_staging" / "raw_responses" / f"{wave}.parquet").exists()
@@ -42,8 +49,15 @@ def test_scan_run_materializes_each_wave_once_and_runs_show_in_the_instance(scan
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         # per wave one run up to the privacy boundary and one from it on, the cross-wave one,
-        # per wave one of the reports
-        assert len(runs) == 3 * len(WAVES) + 1 and all(r.is_success for r in runs)
+        # per wave one of the reports, the catalog
+        assert len(runs) == 3 * len(WAVES) + 2 and all(r.is_success for r in runs)
+        # each under its stage's job, which names it in the UI, and tagged with its wave
+        stage_jobs = (VALIDATE_JOB.name, PROTECT_JOB.name, REPORT_JOB.name)
+        assert {(r.job_name, r.tags.get("dagster/partition")) for r in runs} == {
+            *((job, wave) for job in stage_jobs for wave in WAVES),
+            (CROSS_WAVE_JOB.name, None),
+            (CATALOG_JOB.name, None),
+        }
         assert sorted(instance.get_dynamic_partitions("waves")) == WAVES
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pyreadstat
 import pytest
 import yaml
-from conftest import scan
+from conftest import check_dictionary, scan
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +277,10 @@ def test_any_instrument_runs_end_to_end(tmp_path_factory, ins: Instrument):
                 assert np.isnan(row["alpha"]) and "alpha not estimable" in row["note"]
             if len(s["items"]) < 3:
                 assert np.isnan(row["omega_total"]) and "omega_total not estimable" in row["note"]
+    # the data dictionary describes exactly this instrument's files, and the package validates
+    package = check_dictionary(processed)
+    first = next(r for r in package["resources"] if r["path"].endswith("/responses.parquet"))
+    described = {f["name"]: f["description"] for f in first["schema"]["fields"]}
+    for name, s in ins.scales.items():
+        for item in s["items"]:
+            assert f"scale {name}" in described[item] and f"{s['range'][0]} to" in described[item]

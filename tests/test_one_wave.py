@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import pandas as pd
 import pytest
-from conftest import DEMO_RAW, WAVES, scan, statuses
+from conftest import DEMO_RAW, WAVES, check_dictionary, scan, statuses
 from test_privacy import text_of as content_of
 
 from pipeline.instrument.codebook import load_codebook
@@ -68,7 +68,7 @@ def text_of(html: Path) -> str:
 
 def test_the_run_goes_through_every_stage(one_wave):
     assert one_wave.returncode == 0, one_wave.stdout
-    stages = [WAVE, "all_waves", f"reports/{WAVE}"]
+    stages = [WAVE, "all_waves", f"reports/{WAVE}", "catalog"]
     assert statuses(one_wave.stdout) == dict.fromkeys(stages, "materialized")
 
 
@@ -167,3 +167,11 @@ def test_no_shareable_file_names_the_export(one_wave):
         assert not words.search(content_of(path)), path.relative_to(one_wave.reports.parent.parent)
     report = content_of(one_wave.reports / "wave_report.pdf")
     assert f"{WAVE}/export-1" in report and "files / codebook.yaml" in report
+
+
+def test_the_data_dictionary_describes_the_one_wave(one_wave):
+    """With one wave, the dictionary describes that wave's files and the cross-wave ones
+    that say they need two waves; nothing of the waves that are not there."""
+    package = check_dictionary(one_wave.processed)
+    folders = {r["path"].split("/")[0] for r in package["resources"]}
+    assert folders == {WAVE, "all_waves"}

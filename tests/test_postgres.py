@@ -46,9 +46,10 @@ def test_runs_and_materializations_read_back_from_postgres(killed_run):
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         records = instance.get_run_records()
         # 3 waves validated, 3 protected, the cross-wave stage and the first wave's reports,
-        # killed (marked failed by the next run); then the next run's 3 waves' reports
+        # killed (marked failed by the next run); then the next run's 3 waves' reports and the
+        # catalog
         statuses = [r.dagster_run.status for r in records]
-        assert len(records) == 11
+        assert len(records) == 12
         assert statuses.count(dg.DagsterRunStatus.FAILURE) == 1
         assert statuses.count(dg.DagsterRunStatus.SUCCESS) == 10
         assert {r.dagster_run.tags["scan/command"] for r in records} == {"scan run"}
@@ -107,7 +108,7 @@ def test_the_storage_is_really_postgres(killed_run):
     # runs, the event log, and the schedule and sensor storage
     assert {"runs", "event_logs", "asset_keys", "jobs", "job_ticks", "instigators"} <= tables
     assert {"concurrency_limits", "dynamic_partitions", "alembic_version"} <= tables
-    assert runs == (11, 2)  # 10 succeeded, 1 marked failed
+    assert runs == (12, 2)  # 11 succeeded, 1 marked failed
     assert materialized >= len(PER_WAVE) + len(REPORTS)
     assert partitions == WAVES
     assert not list(killed_run.home.rglob("*.db")), "SQLite storage in DAGSTER_HOME"
@@ -124,7 +125,7 @@ def test_the_shipped_config_reads_its_connection_from_the_environment(killed_run
     monkeypatch.setenv("DAGSTER_PG_DB", database(killed_run.home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 11
+        assert len(instance.get_runs()) == 12
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         limits = instance.get_concurrency_config()
         assert limits.run_queue_config.max_concurrent_runs == 2

@@ -84,6 +84,7 @@ def test_scan_run_computes_the_wave_the_cross_wave_stage_and_the_reports(bfi_run
         WAVE: "materialized",
         "all_waves": "materialized",
         f"reports/{WAVE}": "materialized",
+        "catalog": "materialized",
     }
     assert "2800 raw rows: 2796 validated, 4 quarantined (straightliner 4)" in bfi_run.stdout
     not_applied = bfi_run.stdout.split("rules not applied: ")[1].splitlines()[0]

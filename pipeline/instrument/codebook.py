@@ -74,6 +74,7 @@ class Scale:
     items: tuple[str, ...]
     reverse: tuple[str, ...]
     min_valid: float
+    label_en: str | None = None  # an English label, where the codebook gives one
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Background:
     bands: tuple[float, ...] = ()  # cut points of a number: [a, b) per band
     min: float | None = None  # the valid range of a number
     max: float | None = None
+    label_en: str | None = None  # an English label, where the codebook gives one
 
     @property
     def is_number(self) -> bool:
@@ -274,6 +276,7 @@ class Codebook:
     scales: dict[str, Scale]
     item_text: dict[str, str]
     background: dict[str, Background]
+    item_text_en: dict[str, str] = field(default_factory=dict)  # English wording, where given
     platform: dict[str, str] = field(default_factory=dict)  # role -> column (PLATFORM_ROLES)
     company_register: str | None = None  # under raw/: the companies taking part
     # the register's columns with each company's name and contact (`scan deliver`), if declared
@@ -398,6 +401,7 @@ SECTIONS = (
     "scales",
     "items",
     "item_text",
+    "item_text_en",
     "background",
     "management",
     "anonymisation",
@@ -482,12 +486,10 @@ class _Parser:
         for item in unscaled:
             if item in scale_of:
                 raise self.fail(f"items.{item}", f"is already an item of scale {scale_of[item]}")
-        item_text = self.optional(raw, "item_text", dict, {})
-        for item, text in item_text.items():
-            if item not in scale_of and item not in unscaled:
-                raise self.fail(f"item_text.{item}", "unknown item (not in a scale or items)")
-            if not isinstance(text, str) or not text.strip():
-                raise self.fail(f"item_text.{item}", "expected the item's wording")
+        item_text, item_text_en = (
+            self.wording(self.optional(raw, section, dict, {}), section, [*scale_of, *unscaled])
+            for section in ("item_text", "item_text_en")
+        )
 
         background = {
             name: self.background(name, spec)
@@ -537,9 +539,8 @@ class _Parser:
             waves=waves,
             response_scales=response_scales,
             scales=scales,
-            item_text={
-                item: item_text[item] for item in [*scale_of, *unscaled] if item in item_text
-            },
+            item_text=item_text,
+            item_text_en=item_text_en,
             background=background,
             platform=self.platform(self.optional(raw, "platform", dict, {}), columns),
             **self.registers(self.optional(raw, "registers", dict, {}), background),
@@ -883,6 +884,7 @@ class _Parser:
             items=items,
             reverse=reverse,
             min_valid=float(min_valid),
+            label_en=self.label_en(spec, where),
         )
 
     def background(self, name: str, spec: Any) -> Background:
@@ -933,7 +935,23 @@ class _Parser:
             bands=bands,
             min=None if low is None else float(low),
             max=None if high is None else float(high),
+            label_en=self.label_en(spec, where),
         )
+
+    def label_en(self, spec: dict, where: str) -> str | None:
+        label = spec.get("label_en")
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise self.fail(f"{where}.label_en", "expected an English label")
+        return label
+
+    def wording(self, raw: dict, section: str, items: list[str]) -> dict[str, str]:
+        """`item_text` or `item_text_en`: item -> wording, in item order."""
+        for item, text in raw.items():
+            if item not in items:
+                raise self.fail(f"{section}.{item}", "unknown item (not in a scale or items)")
+            if not isinstance(text, str) or not text.strip():
+                raise self.fail(f"{section}.{item}", "expected the item's wording")
+        return {item: raw[item] for item in items if item in raw}
 
     def codes(self, raw: list | dict, where: str) -> dict[int, str]:
         """`values` as a list of labels (codes 1..n), a list of whole numbers (the codes

@@ -48,6 +48,9 @@ COMPANY_PREFIX = "c"  # of a company's pseudonym, `c_<hex>`: `scan deliver` make
 KEYS = ["person_id", "company_id", "wave"]
 WITHHELD_CODE = -8.0  # in .sav: a value withheld for privacy (user-missing)
 WITHHELD_LABEL = "withheld for privacy"
+# SPSS's reserved words, which no variable may be named: such a column (a scale, say)
+# is written as `<name>_` in .sav, its label unchanged
+SPSS_RESERVED = {"all", "and", "by", "eq", "ge", "gt", "le", "lt", "ne", "not", "or", "to", "with"}
 
 
 def pseudonymised(
@@ -259,43 +262,92 @@ def shareable_columns(codebook: Codebook, public: bool = False) -> list[str]:
     return [*keys, *codebook.background, *codebook.items]
 
 
-def write_sav(responses: pd.DataFrame, codebook: Codebook, path) -> None:
-    """A release file as .sav with the codebook's variable and value labels.
+def pooled_long(
+    releases: dict[str, pd.DataFrame], scores: dict[str, pd.DataFrame], codebook: Codebook
+) -> pd.DataFrame:
+    """Every wave's scientific use file with its scale scores beside it (`scores` follow the
+    release row for row), the waves in codebook order: keys, background, scores, items."""
+    waves = []
+    for wave in (w for w in codebook.waves if w in releases):
+        release, score = releases[wave], scores[wave]
+        if not release[KEYS].equals(score[KEYS]):
+            raise ValueError(f"wave {wave}: the scale scores do not follow the release file")
+        waves.append(pd.concat([release, score.drop(columns=KEYS)], axis=1))
+    table = pd.concat(waves, ignore_index=True)
+    scored = [c for c in table.columns if c not in KEYS and c not in codebook.items]
+    scored = [c for c in scored if c not in codebook.background]
+    return table[[*KEYS, *codebook.background, *scored, *codebook.items]]
+
+
+def write_sav(
+    table: pd.DataFrame,
+    codebook: Codebook,
+    path,
+    file_label: str,
+    missing_codes: pd.DataFrame | None = None,
+) -> None:
+    """A release table (responses, scale scores, the pooled long file) as .sav, with the
+    codebook's variable and value labels, measurement levels and a file label.
 
     Background values (generalised labels; the public use file's coarser ones) are stored as
     codes 1..m in the codebook's order, with the labels as SPSS value labels, as SPSS users
     expect. A value withheld for privacy is WITHHELD_CODE, labelled and declared user-missing,
-    so that it stays apart from a value the respondent did not give (system-missing).
+    so that it stays apart from a value the respondent did not give (system-missing). An item's
+    missing code (`missing_codes`: the validated rows' items, row for row; the shareable tables
+    hold them as empty) is put back, labelled and declared user-missing, as SPSS allows up to
+    three per variable. Items are ordinal, scale scores and counts scale, the rest nominal. A
+    column named as an SPSS reserved word (SPSS_RESERVED) gets a trailing underscore.
     """
-    frame = responses.copy()
+    frame = table.copy()
     public = "person_id" not in frame
     value_labels: dict[str, dict] = {}
-    for name, variable in codebook.background.items():
+    missing: dict[str, list] = {}
+    measure: dict[str, str] = {}
+    labels = {
+        "person_id": "Pseudoniem respondent (HMAC)",
+        "company_id": "Pseudoniem bedrijf (HMAC)",
+        "wave": "Meting",
+    }
+    for name in (n for n in codebook.background if n in frame):
+        variable = codebook.background[name]
         levels = variable.public_levels if public else variable.levels
         codes = {label: float(i + 1) for i, label in enumerate(levels)}
         codes[SUPPRESSED] = WITHHELD_CODE
         frame[name] = frame[name].map(codes).astype("float64")
         value_labels[name] = {code: label for label, code in codes.items()}
         value_labels[name][WITHHELD_CODE] = WITHHELD_LABEL
-    for item in codebook.items:
-        value_labels[item] = {
-            float(c): lab for c, lab in codebook.response_scale_of(item).labels.items()
-        }
-    labels = {
-        "person_id": "Pseudoniem respondent (HMAC)",
-        "company_id": "Pseudoniem bedrijf (HMAC)",
-        "wave": "Meting",
-        **{name: b.label for name, b in codebook.background.items()},
-        **{item: codebook.item_label(item) for item in codebook.items},
-    }
+        missing[name] = [WITHHELD_CODE]
+        measure[name] = "ordinal" if variable.is_number else "nominal"
+        labels[name] = variable.label
+    user_missing = [float(c) for c in codebook.missing_codes][:3]
+    for item in (i for i in codebook.items if i in frame):
+        answers = codebook.response_scale_of(item).labels
+        value_labels[item] = {float(c): label for c, label in answers.items()}
+        if missing_codes is not None and user_missing:
+            given = missing_codes[item].reset_index(drop=True)
+            put_back = given.isin(user_missing) & frame[item].isna().to_numpy()
+            frame[item] = frame[item].mask(put_back.to_numpy(), given.to_numpy())
+            value_labels[item] |= {c: codebook.missing_codes[int(c)] for c in user_missing}
+            missing[item] = user_missing
+        measure[item] = "ordinal"
+        labels[item] = codebook.item_label(item)
+    for scale in codebook.scales.values():
+        if scale.name in frame:
+            measure[scale.name] = measure[f"{scale.name}_n_valid"] = "scale"
+            labels[scale.name] = f"{scale.label} (schaalscore)"
+            labels[f"{scale.name}_n_valid"] = f"{scale.label}: geldige antwoorden"
     for key in KEYS:
         if key in frame:
             frame[key] = frame[key].fillna("").astype(str)
+            measure[key] = "nominal"
+    names = {c: f"{c}_" for c in frame.columns if c.casefold() in SPSS_RESERVED}
     pyreadstat.write_sav(
-        frame,
+        frame.rename(columns=names),
         str(path),
+        file_label=file_label,
         column_labels=[labels[c] for c in frame.columns],
-        variable_value_labels=value_labels,
-        missing_ranges={name: [WITHHELD_CODE] for name in codebook.background},
+        variable_value_labels={names.get(c, c): v for c, v in value_labels.items()},
+        missing_ranges={names.get(c, c): v for c, v in missing.items()},
+        variable_measure={names.get(c, c): v for c, v in measure.items()},
     )
     fix_sav_timestamp(Path(path))

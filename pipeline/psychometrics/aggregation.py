@@ -21,7 +21,12 @@ The formulas, as multilevel implements them (`print(multilevel::ICC1)` etc.):
   The mean across groups skips those NAs (`mean(..., na.rm = TRUE)`).
 
 Company tables follow the reporting rule: a company with fewer than `min_n` respondents with a
-score is `suppressed`, and its row carries no values at all, not even n.
+score is `suppressed`, and its row carries no values at all, not even n. Given the range of the
+scale's response scale (`bounds`), a company's 95% t interval is clipped to it: a scale score is
+a mean of answers on that scale, so neither it nor its true mean can lie outside, and an interval
+that did (as a t interval does for a small company near an end of the scale) would claim
+values no company can have. Without `bounds` the interval is R's `t.test(x)$conf.int`, as the
+fixtures check.
 """
 
 from collections.abc import Mapping, Sequence
@@ -149,12 +154,18 @@ def rwg_j(items: pd.DataFrame, groups: pd.Series, a: int) -> RwgJ:
     return RwgJ(per_group=values, gsize=gsize, mean=mean)
 
 
-def _mean_ci(n: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided t interval for the mean, n - 1 df (R's `t.test(x)$conf.int`)."""
+def _mean_ci(
+    n: np.ndarray, mean: np.ndarray, sd: np.ndarray, bounds: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided t interval for the mean, n - 1 df (R's `t.test(x)$conf.int`), clipped to
+    `bounds` (low, high) when given; NaN stays NaN."""
     with np.errstate(invalid="ignore", divide="ignore"):
         df = np.where(n > 1, n - 1, np.nan)
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * sd / np.sqrt(n)
-    return mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    return low, high
 
 
 def company_table(
@@ -164,12 +175,15 @@ def company_table(
     min_n: int,
     items: Sequence[str] | None = None,
     n_options: int | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """One row per company: n, mean, sd and 95% t interval of the scale score, and rwg(j).
 
     `n` counts the company's respondents with a score for `scale`. rwg(j) is computed from the
     item columns `items` of `scores_frame` (recoded, NaN for missing) with `n_options` response
-    options; without items it is NaN. A company with n < `min_n` is `suppressed`: n and every
+    options; without items it is NaN. `bounds` (the lowest and highest score of the scale's
+    response scale) clips the interval to the scale's range; without it the interval is the
+    plain t interval. A company with n < `min_n` is `suppressed`: n and every
     value column are blank, so the row shows only that the company was there. So is the
     smallest shown company when the hidden scores would number fewer than `min_n`
     (`_suppress_complement`).
@@ -183,7 +197,7 @@ def company_table(
     n = grouped.count().astype(float)
     mean = grouped.mean()
     sd = grouped.std(ddof=1)
-    ci_low, ci_high = _mean_ci(n.to_numpy(), mean.to_numpy(), sd.to_numpy())
+    ci_low, ci_high = _mean_ci(n.to_numpy(), mean.to_numpy(), sd.to_numpy(), bounds)
     table = pd.DataFrame(
         {
             "company_id": n.index,
@@ -257,16 +271,26 @@ def company_aggregates(
     company_col: str,
     min_n: int,
     n_options: Mapping[str, int],
+    bounds: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`company_table` of every culture scale (`scales`: scale -> items), one after the other,
-    and their `aggregation_table`. Without culture scales there is nothing to aggregate: no
-    company rows, and one aggregation row whose `note` says why."""
+    their intervals clipped to the scale's range in `bounds` (scale -> lowest, highest score)
+    where given, and their `aggregation_table`. Without culture scales there is nothing to
+    aggregate: no company rows, and one aggregation row whose `note` says why."""
     if not scales:
         reason = pd.DataFrame([{"note": NO_CULTURE_SCALES}], columns=AGGREGATION_COLUMNS)
         return pd.DataFrame(columns=COMPANY_COLUMNS), reason
     companies = pd.concat(
         [
-            company_table(scores_frame, scale, company_col, min_n, list(items), n_options[scale])
+            company_table(
+                scores_frame,
+                scale,
+                company_col,
+                min_n,
+                list(items),
+                n_options[scale],
+                (bounds or {}).get(scale),
+            )
             for scale, items in scales.items()
         ],
         ignore_index=True,

@@ -7,10 +7,14 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
 
 - A company gets a report only with at least k respondents in the wave.
 - A company mean (with its 95% t interval) is shown only when at least k respondents have a score
-  on that scale; otherwise the cell says there were too few answers.
+  on that scale; otherwise the cell says there were too few answers. The interval is clipped to
+  the range of the scale's response scale (`scale_bounds`), as stored and as the report says:
+  a mean of answers on a scale cannot lie outside it.
 - The benchmark of a scale is the mean of the other companies' means, counting only companies
   with at least k scores (suppressed companies never enter it), and is shown only when there are
-  at least 5 such companies. Strengths and points for improvement rest on these gaps.
+  at least 5 such companies. Strengths and points for improvement rest on these gaps, and a
+  dimension is named one only when the benchmark lies outside the company's 95% interval
+  (`ScaleResult.clear`): a gap inside the interval is within the company mean's uncertainty.
 - Change since the previous wave is shown only when the company has at least 10 scores on that
   scale in both waves (the `n` of `company_scores`).
 - Management (the codebook's `management`: a background variable and its management value)
@@ -53,6 +57,7 @@ CHANGE_MIN_N = 10
 TOP = 2
 MIN_RADAR_DIMENSIONS = 3
 CHART_NAMES = ("Uw bedrijf", "Andere bedrijven", "Gemiddelde score")
+DECIMAL = ","  # the decimal separator of the report's language (`lang: nl`), tables and figures
 NUMBERS_ASSET = "company_report_numbers"  # the stored table of report_numbers
 MONITORING_ASSET = "company_monitoring_numbers"  # the stored table of monitoring_numbers
 PARTICIPANTS, COLLEAGUES = "participants", "colleagues"  # the groups of monitoring_numbers
@@ -85,6 +90,16 @@ class ScaleResult:
         if self.mean is None or self.benchmark is None:
             return None
         return self.mean - self.benchmark
+
+    @property
+    def clear(self) -> bool:
+        """Whether the gap is larger than its uncertainty: the benchmark lies outside the
+        company's 95% interval (strictly), so the company mean differs from it at the 5% level
+        (a one-sample t test against the benchmark, taken as fixed). False without a gap or an
+        interval."""
+        if self.gap is None or self.ci is None:
+            return False
+        return self.benchmark < self.ci[0] or self.benchmark > self.ci[1]
 
 
 NUMBER_COLUMNS = (
@@ -135,7 +150,9 @@ def report_numbers(
     gaps = management_gaps(scale_scores, roles(responses, codebook), culture, k)
     parts = {}
     for scale in [*culture, *outcomes]:
-        table = company_table(scale_scores, scale, "company_id", k).set_index("company_id")
+        table = company_table(
+            scale_scores, scale, "company_id", k, bounds=scale_bounds(codebook, scale)
+        ).set_index("company_id")
         part = scale_numbers(table, companies)
         if scale in culture:
             part["management_staff_gap"] = gaps[scale]
@@ -154,6 +171,13 @@ def report_numbers(
     frame["previous_wave"] = previous or ""
     floats = [c for c in NUMBER_COLUMNS[3:] if c not in ("benchmark_companies", "previous_wave")]
     return frame.reindex(columns=list(NUMBER_COLUMNS)).astype({c: float for c in floats})
+
+
+def scale_bounds(codebook: Codebook, scale: str) -> tuple[int, int]:
+    """The lowest and highest score of `scale`: the range of its items' response scale, which
+    the 95% intervals are clipped to."""
+    response = codebook.scales[scale].response_scale
+    return response.min, response.max
 
 
 def reported_companies(scale_scores: pd.DataFrame, k: int) -> pd.Index:
@@ -456,7 +480,8 @@ def _result(row: pd.Series, label: str) -> ScaleResult:
     def value(column):
         return None if pd.isna(row[column]) else float(row[column])
 
-    ci = (value("ci_low"), value("ci_high")) if value("mean") is not None else None
+    low, high = value("ci_low"), value("ci_high")
+    ci = (low, high) if value("mean") is not None and low is not None and high is not None else None
     return ScaleResult(label=label, mean=value("mean"), ci=ci, benchmark=value("benchmark"))
 
 
@@ -530,8 +555,8 @@ def previous_wave(wave: str, available: Collection[str], codebook: Codebook) -> 
 
 
 def number(x: float) -> str:
-    """Two decimals with a decimal comma, as Dutch readers expect."""
-    return f"{x:.2f}".replace(".", ",")
+    """Two decimals with a decimal comma (`DECIMAL`), as Dutch readers expect."""
+    return f"{x:.2f}".replace(".", DECIMAL)
 
 
 def signed(x: float) -> str:
@@ -574,7 +599,9 @@ def reading_guide(n: int, k: int, codebook: Codebook, scales: Sequence[str]) -> 
         """\
 - **Gemiddelde en interval.** Bij elk gemiddelde staat een 95%-interval: de werkelijke
   waarde ligt vrijwel zeker tussen die twee getallen. Hoe minder mensen antwoordden, hoe
-  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig.""",
+  breder het interval. Verschillen die kleiner zijn dan die marge zeggen weinig. Een interval
+  loopt nooit buiten de schaal: waar de berekening een grens onder de laagste of boven de
+  hoogste mogelijke score geeft, tonen we die laagste of hoogste score.""",
         f"""\
 - **Andere bedrijven.** De vergelijking is het gemiddelde van de gemiddelden van de andere
   deelnemende bedrijven in deze meting. We tonen die alleen als er minstens
@@ -638,8 +665,12 @@ def profile_figures(
     )
     stem = figures_dir / re.sub(r"[^A-Za-z0-9_-]", "_", f"{company}_{wave}")
     limits = (scale.min, scale.max)
-    radar = figures.radar_chart(*args, Path(f"{stem}_radar.svg"), limits, CHART_NAMES[:2])
-    bars = figures.bar_chart_alternative(*args, Path(f"{stem}_bars.svg"), limits, CHART_NAMES)
+    radar = figures.radar_chart(
+        *args, Path(f"{stem}_radar.svg"), limits, CHART_NAMES[:2], decimal=DECIMAL
+    )
+    bars = figures.bar_chart_alternative(
+        *args, Path(f"{stem}_bars.svg"), limits, CHART_NAMES, decimal=DECIMAL
+    )
     alt = profile_alt(shown, scale.min, scale.max)
     return {
         "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),
@@ -658,24 +689,32 @@ def profile_alt(shown: Sequence[ScaleResult], low: int, high: int) -> str:
     )
 
 
+STRENGTHS_RULE = (
+    "We noemen een dimensie alleen een sterk punt of een verbeterpunt als het verschil met "
+    "andere bedrijven groter is dan de onzekerheid: het gemiddelde van andere bedrijven ligt dan "
+    "buiten het 95%-interval van uw bedrijf. Een kleiner verschil kan toeval zijn."
+)
+
+
 def strengths_text(results: Sequence[ScaleResult]) -> str:
-    """The largest positive and negative gaps to the benchmark, as sentences."""
+    """The largest positive and negative gaps to the benchmark that are larger than their
+    uncertainty (`ScaleResult.clear`), as sentences, after the rule that picks them."""
     gaps = [r for r in results if r.gap is not None]
     if not gaps:
         return (
             "Sterke punten en verbeterpunten bepalen we door uw bedrijf met andere bedrijven te "
             "vergelijken. Die vergelijking is er in deze meting niet, zie hierboven."
         )
-    ranked = sorted(gaps, key=lambda r: r.gap, reverse=True)
+    ranked = sorted((r for r in gaps if r.clear), key=lambda r: r.gap, reverse=True)
     strengths = [r for r in ranked if r.gap > 0][:TOP]
     weaknesses = [r for r in reversed(ranked) if r.gap < 0][:TOP]
-    lines = ["**Sterke punten** (het meest boven andere bedrijven):", ""]
+    lines = [STRENGTHS_RULE, "", "**Sterke punten** (het meest boven andere bedrijven):", ""]
     lines += [_gap_sentence(r) for r in strengths] or [
-        "- Op geen enkele dimensie scoort uw bedrijf hoger dan andere bedrijven."
+        "- Op geen enkele dimensie scoort uw bedrijf duidelijk hoger dan andere bedrijven."
     ]
     lines += ["", "**Verbeterpunten** (het meest onder andere bedrijven):", ""]
     lines += [_gap_sentence(r) for r in weaknesses] or [
-        "- Op geen enkele dimensie scoort uw bedrijf lager dan andere bedrijven."
+        "- Op geen enkele dimensie scoort uw bedrijf duidelijk lager dan andere bedrijven."
     ]
     return "\n".join(lines)
 
@@ -683,8 +722,9 @@ def strengths_text(results: Sequence[ScaleResult]) -> str:
 def _gap_sentence(r: ScaleResult) -> str:
     direction = "hoger" if r.gap > 0 else "lager"
     return (
-        f"- **{escape(r.label)}**: uw bedrijf scoort {number(r.mean)}, dat is "
-        f"{number(abs(r.gap))} {direction} dan andere bedrijven ({number(r.benchmark)})."
+        f"- **{escape(r.label)}**: uw bedrijf scoort {number(r.mean)} (95%-interval "
+        f"{number(r.ci[0])} tot {number(r.ci[1])}), dat is {number(abs(r.gap))} {direction} "
+        f"dan andere bedrijven ({number(r.benchmark)})."
     )
 
 

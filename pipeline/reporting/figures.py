@@ -7,6 +7,10 @@ font is the project's DejaVu Sans (reports/fonts); SVG draws text as paths, so i
 Files are written without the software/date metadata and SVG ids are salted hashes, so the same
 data gives the same bytes (for a given matplotlib version).
 
+Numbers follow the report's language: each function takes the `decimal` separator of the report
+it goes into ("." by default, "," for the Dutch reports), and its axes (`DecimalFormatter`) and
+alt text (`format_number`) write "3,5" where its report's tables do.
+
 The company profile charts (radar and bars; SVG only) are built once per process for a set of
 dimensions, laid out once, and their background (axes, grid, tick labels: most of the drawing)
 is drawn once; each company's chart then draws only its values, the spines and the legend on
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import font_manager
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from pipeline.lineage.files import write_atomic
 from pipeline.lineage.settings import REPORTS_DIR
@@ -142,8 +146,29 @@ def _save_layered(layered: _Layered, path: Path) -> Path:
     return path
 
 
-def _num(x: float) -> str:
-    return f"{x:.2f}"
+def format_number(x: float, decimal: str = ".", digits: int = 2) -> str:
+    """`x` with `digits` decimals and `decimal` as the decimal separator (alt texts)."""
+    return f"{x:.{digits}f}".replace(".", decimal)
+
+
+class DecimalFormatter(ScalarFormatter):
+    """matplotlib's default tick labels, with `decimal` as the decimal separator (no offset:
+    every label shows its own value)."""
+
+    def __init__(self, decimal: str = "."):
+        super().__init__(useOffset=False, useMathText=False, useLocale=False)
+        self.decimal = decimal
+
+    def __call__(self, x, pos=None) -> str:
+        return super().__call__(x, pos).replace(".", self.decimal)
+
+    def get_offset(self) -> str:
+        return super().get_offset().replace(".", self.decimal)
+
+
+def _decimal_ticks(axis, decimal: str) -> None:
+    """Number the `axis` (an x or y axis, or a polar r axis) with `decimal` as separator."""
+    axis.set_major_formatter(DecimalFormatter(decimal))
 
 
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -152,7 +177,9 @@ def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> 
         raise ValueError(f"{what}: table lacks column(s) {missing}; expected {list(columns)}")
 
 
-def coefficient_plot(table: pd.DataFrame, path: Path, title: str = "") -> FigureFile:
+def coefficient_plot(
+    table: pd.DataFrame, path: Path, title: str = "", decimal: str = "."
+) -> FigureFile:
     """Point estimates with confidence-interval bars, one row per term.
 
     `table` has columns term, estimate, ci_low, ci_high (in that order top to bottom).
@@ -177,13 +204,15 @@ def coefficient_plot(table: pd.DataFrame, path: Path, title: str = "") -> Figure
             capsize=3,
         )
         ax.axvline(0, color=INK, linewidth=0.8, linestyle="--")
+        _decimal_ticks(ax.xaxis, decimal)
         ax.set_yticks(y, rows["term"])
         ax.grid(axis="y", visible=False)
         ax.set_xlabel("Estimate with 95% confidence interval")
         if title:
             ax.set_title(title)
+    num = functools.partial(format_number, decimal=decimal)
     terms = "; ".join(
-        f"{r.term}: {_num(r.estimate)} (95% CI {_num(r.ci_low)} to {_num(r.ci_high)})"
+        f"{r.term}: {num(r.estimate)} (95% CI {num(r.ci_low)} to {num(r.ci_high)})"
         for r in rows.itertuples()
     )
     alt = f"Coefficient plot of {len(rows)} terms with 95% confidence intervals. {terms}."
@@ -198,9 +227,9 @@ def _check_profile(dimensions: Sequence[str], company, benchmark) -> None:
         )
 
 
-def _profile_alt(kind: str, dimensions, company, benchmark, scale) -> str:
+def _profile_alt(kind: str, dimensions, company, benchmark, scale, decimal: str) -> str:
     pairs = "; ".join(
-        f"{d}: company {_num(c)}, benchmark {_num(b)}"
+        f"{d}: company {format_number(c, decimal)}, benchmark {format_number(b, decimal)}"
         for d, c, b in zip(dimensions, company, benchmark, strict=True)
     )
     return (
@@ -215,7 +244,12 @@ def _closed(values: Sequence[float]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _radar_figure(dimensions: tuple[str, ...], scale: tuple[float, float], names: tuple[str, str]):
+def _radar_figure(
+    dimensions: tuple[str, ...],
+    scale: tuple[float, float],
+    names: tuple[str, str],
+    decimal: str = ".",
+):
     """The radar chart laid out for `dimensions`, and its benchmark line, company line and
     company area, which `radar_chart` gives each company's values."""
     angles = np.linspace(0, 2 * np.pi, len(dimensions), endpoint=False)
@@ -230,6 +264,7 @@ def _radar_figure(dimensions: tuple[str, ...], scale: tuple[float, float], names
         (area,) = ax.fill(closed, middle, color=LIGHT_GRAY, alpha=0.5)
         ax.set_xticks(angles, dimensions)
         ax.set_ylim(*scale)
+        _decimal_ticks(ax.yaxis, decimal)
         ax.legend(loc="upper right", bbox_to_anchor=(1.15, 1.1))
         return _layered(fig), benchmark, company, area
 
@@ -241,23 +276,28 @@ def radar_chart(
     path: Path,
     scale: tuple[float, float] = (1, 5),
     names: tuple[str, str] = ("Company", "Benchmark"),
+    decimal: str = ".",
 ) -> FigureFile:
     """Company profile (solid line, circles) against the benchmark (dashed line, squares);
-    `names` labels the two in the legend (in the report's language)."""
+    `names` labels the two in the legend and `decimal` separates the decimals of the scale's
+    numbers (both in the report's language)."""
     _check_profile(dimensions, company, benchmark)
     layered, benchmark_line, company_line, area = _radar_figure(
-        tuple(dimensions), tuple(scale), tuple(names)
+        tuple(dimensions), tuple(scale), tuple(names), decimal
     )
     benchmark_line.set_ydata(_closed(benchmark))
     company_line.set_ydata(_closed(company))
     area.set_xy(np.column_stack([company_line.get_xdata(), _closed(company)]))
-    alt = _profile_alt("Radar chart", dimensions, company, benchmark, scale)
+    alt = _profile_alt("Radar chart", dimensions, company, benchmark, scale, decimal)
     return FigureFile(_save_layered(layered, path), alt)
 
 
 @functools.lru_cache(maxsize=8)
 def _bar_figure(
-    dimensions: tuple[str, ...], scale: tuple[float, float], names: tuple[str, str, str]
+    dimensions: tuple[str, ...],
+    scale: tuple[float, float],
+    names: tuple[str, str, str],
+    decimal: str = ".",
 ):
     """The bar chart laid out for `dimensions`, and its company and benchmark bars, whose
     widths `bar_chart_alternative` sets to each company's values."""
@@ -280,6 +320,7 @@ def _bar_figure(
         )
         ax.set_yticks(y, dimensions)
         ax.set_xlim(*scale)
+        _decimal_ticks(ax.xaxis, decimal)
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(f"{names[2]} ({scale[0]:g}-{scale[1]:g})")
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
@@ -293,22 +334,28 @@ def bar_chart_alternative(
     path: Path,
     scale: tuple[float, float] = (1, 5),
     names: tuple[str, str, str] = ("Company", "Benchmark", "Mean score"),
+    decimal: str = ".",
 ) -> FigureFile:
     """The radar chart's data as horizontal bars: company solid gray, benchmark hatched;
-    `names` labels them and the axis (in the report's language)."""
+    `names` labels them and the axis, `decimal` separates the decimals of the axis's numbers
+    (in the report's language)."""
     _check_profile(dimensions, company, benchmark)
     layered, company_bars, benchmark_bars = _bar_figure(
-        tuple(dimensions), tuple(scale), tuple(names)
+        tuple(dimensions), tuple(scale), tuple(names), decimal
     )
     for bars, values in [(company_bars, company), (benchmark_bars, benchmark)]:
         for bar, value in zip(bars, values, strict=True):
             bar.set_width(value)
-    alt = _profile_alt("Bar chart", dimensions, company, benchmark, scale)
+    alt = _profile_alt("Bar chart", dimensions, company, benchmark, scale, decimal)
     return FigureFile(_save_layered(layered, path), alt)
 
 
 def distribution_plot(
-    values: Sequence[float], label: str, path: Path, marker: float | None = None
+    values: Sequence[float],
+    label: str,
+    path: Path,
+    marker: float | None = None,
+    decimal: str = ".",
 ) -> FigureFile:
     """Histogram of company means; `marker` draws one value (e.g. "your company") as a line.
 
@@ -324,13 +371,15 @@ def distribution_plot(
             ax.axvline(marker, color=INK, linewidth=2, linestyle="--", label="Your company")
             ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _decimal_ticks(ax.xaxis, decimal)
         ax.set_xlabel(label)
         ax.set_ylabel("Number of companies")
         ax.grid(axis="x", visible=False)
+    num = functools.partial(format_number, decimal=decimal)
     alt = (
-        f"Histogram of {label} over {data.size} companies: minimum {_num(data.min())}, "
-        f"median {_num(float(np.median(data)))}, maximum {_num(data.max())}."
+        f"Histogram of {label} over {data.size} companies: minimum {num(data.min())}, "
+        f"median {num(float(np.median(data)))}, maximum {num(data.max())}."
     )
     if marker is not None:
-        alt += f" A dashed line marks your company at {_num(marker)}."
+        alt += f" A dashed line marks your company at {num(marker)}."
     return FigureFile(_save(fig, path), alt)

@@ -29,6 +29,15 @@ keeps its fonts and caches, compiles every PDF. Each document gives the same byt
 alone (`render_report` is the batch of one). The HTML is self-contained as with pandoc's
 `--embed-resources`: figures are data URIs, the stylesheet is inline.
 
+Long ids and hashes (a number's id, a pseudonym, a sha256) wrap rather than run off the page.
+The HTML lets inline code (the ids) break anywhere it must (`overflow-wrap: anywhere`), and any
+other word that would not fit, such as a hash in a title, break too (`break-word`). The typst
+header (`BREAKABLE`) sets inline code in boxes, each up to and including a punctuation mark and
+at most 12 other characters long, and any run of 20 or more hexadecimal digits (a hash) in
+boxes of 8; a line may break between two boxes. No character is added (a zero-width space would
+end up in the PDF's text, and in an id copied from it): the ids stay as the tables and
+`scan trace` spell them, in the markdown, the HTML and the PDF's text.
+
 Output is deterministic: no dates in HTML or PDF (typst's document date is `none` and its
 timestamp fixed), no random ids, and files are written atomically. `Rendered` lists the files
 with their sha256 and the engine string, for the provenance record.
@@ -74,6 +83,8 @@ caption { caption-side: top; text-align: left; font-weight: bold; padding-bottom
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ccc; }
 thead th { border-bottom: 2px solid #1a1a1a; }
 figure { margin: 1.5em 0; }
+code { overflow-wrap: anywhere; }
+h1, h2, h3, p, li, figcaption { overflow-wrap: break-word; }
 img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.9em; color: #444; }
 @media print {
@@ -95,7 +106,20 @@ fontsize: 10pt
 page-numbering: "1 / 1"
 """
 
-TYPST_HEADER = """\
+# A line may break between two boxes, and nothing is added to the text: a hash of 20 or more
+# hexadecimal digits is boxed 8 digits at a time; inline code (ids) up to and including each
+# punctuation mark, and at most 12 other characters at a time.
+BREAKABLE = r"""#show regex("[0-9a-f]{20,}"): it => {
+  it.text.clusters().chunks(8).map(c => box(c.join())).join()
+}
+#show raw.where(block: false): it => {
+  show regex("[^\\[\\](),.:;/_=<>-]{1,12}[\\[\\](),.:;/_=<>-]*"): box
+  it
+}
+"""
+
+TYPST_HEADER = (
+    """\
 #set document(date: none)
 #set table(inset: (x: 6pt, y: 3pt))
 #show figure: set block(breakable: true)
@@ -103,6 +127,8 @@ TYPST_HEADER = """\
 #show figure.caption: set text(font: "DejaVu Sans", size: 9pt)
 #show table: set text(size: 9pt)
 """
+    + BREAKABLE
+)
 
 # Run as `pandoc lua`: reads a job (JSON on stdin) and converts each `<stem>.qmd` of the working
 # directory to `<stem>.html` and/or `<stem>.typ`, as `pandoc --standalone --embed-resources

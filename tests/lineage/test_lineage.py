@@ -115,6 +115,7 @@ def test_a_changed_export_makes_its_wave_and_all_that_is_protected_with_it_stale
         **dict.fromkeys(WAVES, "materialized"),
         "all_waves": "materialized",
         **{f"reports/{wave}": "materialized" for wave in WAVES},
+        "catalog": "materialized",
     }
     wave_line = next(x for x in rerun.stdout.splitlines() if x.startswith("2021-T1 "))
     assert f"(raw_responses: changed file 2021-T1/{export.name}; " in wave_line

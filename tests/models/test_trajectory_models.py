@@ -166,6 +166,7 @@ def small_codebook(folder: Path) -> Codebook:
     raw["scales"] = {name: raw["scales"][name] for name in first.values()}
     raw["models"] = {"outcomes": [first["outcome"]], "culture": [first["culture"]], "controls": []}
     raw.pop("item_text", None)
+    raw.pop("item_text_en", None)
     path = folder / "codebook.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return load_codebook(path)

@@ -191,4 +191,48 @@ def test_responses_sav_opens_with_the_codebooks_labels(scan_run):
         assert decoded.fillna("").tolist() == shared["education"].fillna("").tolist()
         assert shared["education"].eq(SUPPRESSED).sum() > 0 and shared["education"].isna().any()
         assert meta.variable_value_labels["LT1"][5.0] == "helemaal eens"
+        assert meta.file_label.startswith(f"{CB.instrument} {CB.version}, 2021-T1: ")
+        measure = meta.variable_measure
+        assert measure["education"] == "nominal" and measure["LT1"] == "ordinal"
+        assert measure["company_id"] == "nominal"
+        for name, variable in CB.background.items():  # a banded number is ordinal
+            assert measure[name] == ("ordinal" if variable.is_number else "nominal")
+        # the items' missing codes stay, user-missing and labelled, apart from no answer
+        codes = [float(c) for c in CB.missing_codes]
+        assert meta.missing_ranges["LT1"] == [{"lo": c, "hi": c} for c in codes]
+        assert meta.variable_value_labels["LT1"][9.0] == CB.missing_codes[9]
+        items = frame[CB.items]
+        assert items.isin(codes).to_numpy().sum() > 0 and items.isna().to_numpy().sum() > 0
+        assert items.notna().to_numpy().sum() - items.isin(codes).to_numpy().sum() == (
+            shared[CB.items].notna().to_numpy().sum()
+        )
     assert frame["LT1"].isin([1, 2, 3, 4, 5]).sum() == shared["LT1"].notna().sum()
+
+
+def test_the_scale_scores_and_the_pooled_long_file_open_in_spss(scan_run):
+    """scale_scores.sav per wave, and the pooled long file of all waves in parquet, CSV and
+    .sav: the same rows and values, the scores at scale level."""
+    processed = scan_run.data / "processed"
+    scores, meta = pyreadstat.read_sav(processed / "2021-T1" / "scale_scores.sav")
+    shared = pd.read_parquet(processed / "2021-T1" / "scale_scores.parquet")
+    # LT is an SPSS reserved word: the .sav calls the scale LT_, labelled as the scale
+    reserved = {"LT": "LT_"}
+    assert list(scores.columns) == [reserved.get(c, c) for c in shared.columns]
+    assert np.allclose(scores["LT_"], shared["LT"], equal_nan=True)
+    assert meta.column_names_to_labels["LT_"].startswith(CB.scales["LT"].label)
+    assert meta.variable_measure["LT_"] == "scale" and meta.variable_measure["EM"] == "scale"
+    long = pd.read_parquet(processed / "all_waves" / "responses_long.parquet")
+    waves = {w: pd.read_parquet(processed / w / "responses.parquet") for w in WAVES}
+    assert len(long) == sum(len(f) for f in waves.values())
+    assert list(long["wave"].unique()) == WAVES
+    t1 = long[long["wave"] == "2021-T1"].reset_index(drop=True)
+    assert t1[list(waves["2021-T1"].columns)].equals(waves["2021-T1"])
+    assert np.allclose(t1["LT"], shared["LT"], equal_nan=True)
+    assert long.groupby("person_id")["wave"].nunique().max() == 3  # the panel links
+    csv = pd.read_csv(processed / "all_waves" / "responses_long.csv")
+    sav, sav_meta = pyreadstat.read_sav(processed / "all_waves" / "responses_long.sav")
+    assert list(csv.columns) == list(long.columns)
+    assert list(sav.columns) == [reserved.get(c, c) for c in long.columns]
+    assert len(csv) == len(sav) == len(long)
+    assert np.allclose(sav["EM"], long["EM"], equal_nan=True)
+    assert sav_meta.file_label.endswith("all waves: pooled long file")

@@ -216,3 +216,22 @@ def test_company_aggregates_of_every_culture_scale_or_a_row_that_says_why():
     (row,) = summary.to_dict("records")
     assert row["note"] == "not estimable: the codebook has no culture scales"
     assert all(pd.isna(row[c]) for c in aggregation.AGGREGATION_COLUMNS[:-1])
+
+
+def test_company_interval_is_clipped_to_the_scale_given_its_bounds():
+    tiny = load("tiny")
+    plain = aggregation.company_table(tiny, "score", "company", min_n=1).set_index("company_id")
+    clipped = aggregation.company_table(tiny, "score", "company", min_n=1, bounds=(1, 5)).set_index(
+        "company_id"
+    )
+    assert plain.loc["A", "ci_low"] < 1  # 2 - 2.48: the t interval leaves a 1-to-5 scale
+    assert clipped.loc["A", "ci_low"] == 1.0
+    assert clipped.loc["A", "ci_high"] == plain.loc["A", "ci_high"]  # inside: unchanged
+    assert ((clipped["ci_low"] >= 1) & (clipped["ci_high"] <= 5)).all()
+    pd.testing.assert_frame_equal(
+        clipped.drop(columns=["ci_low", "ci_high"]), plain.drop(columns=["ci_low", "ci_high"])
+    )
+    companies, _ = aggregation.company_aggregates(
+        tiny, {"score": ["I1", "I2"]}, "company", 1, {"score": 5}, {"score": (1, 5)}
+    )
+    assert companies.set_index("company_id").loc["A", "ci_low"] == 1.0

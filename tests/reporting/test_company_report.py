@@ -20,6 +20,7 @@ from pipeline.reporting.company_report import (
     previous_wave,
     render_company_reports,
     report_numbers,
+    scale_bounds,
     scale_table,
 )
 from pipeline.reporting.render import REPORTS_DIR, fill_template, render_report
@@ -54,8 +55,13 @@ def frames(wave: str, groups: list[tuple[str, int, str | None, float]]):
 
 
 def company_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """As the scores asset writes company_scores.csv."""
-    return pd.concat([company_table(scores, s, "company_id", K) for s in CULTURE])
+    """As the scores asset writes company_scores.csv (intervals clipped to the scale)."""
+    return pd.concat(
+        [
+            company_table(scores, s, "company_id", K, bounds=scale_bounds(CODEBOOK, s))
+            for s in CULTURE
+        ]
+    )
 
 
 def contexts(wave, groups, figures_dir, earlier=None):

@@ -275,10 +275,13 @@ def raster(svg: Path) -> np.ndarray:
 @pytest.mark.parametrize(
     ("chart", "figure"),
     [
-        (figures.radar_chart, lambda: figures._radar_figure(("A", "B", "C"), (1, 5), NAMES[:2])),
+        (
+            figures.radar_chart,
+            lambda: figures._radar_figure(("A", "B", "C"), (1, 5), NAMES[:2], "."),
+        ),
         (
             figures.bar_chart_alternative,
-            lambda: figures._bar_figure(("A", "B", "C"), (1, 5), NAMES),
+            lambda: figures._bar_figure(("A", "B", "C"), (1, 5), NAMES, "."),
         ),
     ],
     ids=["radar", "bars"],
