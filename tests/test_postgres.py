@@ -51,7 +51,7 @@ def test_runs_and_materializations_read_back_from_postgres(killed_run):
         statuses = [r.dagster_run.status for r in records]
         assert len(records) == 12
         assert statuses.count(dg.DagsterRunStatus.FAILURE) == 1
-        assert statuses.count(dg.DagsterRunStatus.SUCCESS) == 10
+        assert statuses.count(dg.DagsterRunStatus.SUCCESS) == 11
         assert {r.dagster_run.tags["scan/command"] for r in records} == {"scan run"}
         by_partition = {r.dagster_run.tags.get("dagster/partition") for r in records}
         assert by_partition == {*WAVES, None}
