@@ -13,7 +13,8 @@ Recorded per size:
 - wall time per stage, from the Dagster instance's run records: `startup` (imports, instance,
   first staleness check, until the first run starts), `waves` (the per-wave runs and the
   staleness checks between them), `cross_wave` (until the cross-wave run ends), `reports` (the
-  per-wave report runs) and `finish` (until the process exits); they add up to `total`;
+  per-wave report runs), `catalog` (the data dictionary) and `finish` (until the process
+  exits); they add up to `total`;
 - peak memory per stage and in total: the process tree (the `scan` process and every
   descendant, the report workers and pandoc/typst included) sampled every 0.2 s from /proc, as
   the sum of PSS (proportional set size: pages shared between the processes count once; the
@@ -59,7 +60,15 @@ SIZES = {
         companies=1000, late_joiners=100, size_median=50.0, size_sigma=0.15, size_range=(20, 100)
     ),
 }
-STAGES = ("startup", "waves", "cross_wave", "reports", "finish")
+STAGES = ("startup", "waves", "cross_wave", "reports", "catalog", "finish")
+# the stage of each job `scan run` launches (assets/definitions.py, SCAN_RUN_JOBS)
+JOB_STAGES = {
+    "validate_wave": "waves",
+    "protect_wave": "waves",
+    "cross_wave": "cross_wave",
+    "wave_reports": "reports",
+    "catalog": "catalog",
+}
 INTERVAL = 0.2  # seconds between memory samples
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -195,7 +204,7 @@ def runs_and_steps(home: Path, since: float) -> tuple[list[dict], list[dict]]:
         (r for r in instance.get_run_records() if r.start_time and r.start_time >= since),
         key=lambda r: r.start_time,
     )
-    runs, steps, seen_cross = [], [], False
+    runs, steps = [], []
     kinds = {
         DagsterEventType.STEP_START,
         DagsterEventType.STEP_SUCCESS,
@@ -204,10 +213,7 @@ def runs_and_steps(home: Path, since: float) -> tuple[list[dict], list[dict]]:
     for record in records:
         run = record.dagster_run
         partition = run.tags.get("dagster/partition")
-        if partition is None:
-            stage, seen_cross = "cross_wave", True
-        else:
-            stage = "reports" if seen_cross else "waves"
+        stage = JOB_STAGES.get(run.job_name, run.job_name)
         runs.append(
             {
                 "run_id": run.run_id,
@@ -243,7 +249,7 @@ def stage_windows(scan: dict, runs: list[dict]) -> dict[str, tuple[float, float]
     if runs:
         windows["startup"] = (cursor, runs[0]["start"])
         cursor = runs[0]["start"]
-    for stage in ("waves", "cross_wave", "reports"):
+    for stage in STAGES[1:-1]:
         mine = [r for r in runs if r["stage"] == stage]
         if mine:
             end = max(r["end"] or scan["end"] for r in mine)  # None: stopped by the timeout
@@ -416,7 +422,7 @@ def markdown(table: pd.DataFrame) -> str:
         "",
         "`python bench/scale.py` on this 2-core machine; measured: "
         f"{measured}. Wall s: the stage's wall time (startup: imports and the first staleness "
-        "check; waves, cross_wave, reports: until the stage's last Dagster run ends; finish: "
+        "check; waves, cross_wave, reports, catalog: until the stage's last Dagster run ends; finish: "
         "the summary). CPU s: CPU time of the `scan` process tree in the stage. Peak MiB: of "
         "the process tree, sampled every 0.2 s (PSS counts shared pages once; the RSS sum is an "
         "upper bound). Load: the machine's mean 1-minute load average in the stage (it includes "
@@ -466,7 +472,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     for column, label in (("peak_pss_mib", "PSS"), ("peak_rss_mib", "RSS sum")):
         rows = table[table["stage"] == "total"]
         memory_ax.plot(rows["raw_rows"], rows[column], marker="o", label=f"whole run, {label}")
-    for stage in ("waves", "cross_wave", "reports"):
+    for stage in STAGES[1:-1]:
         rows = table[table["stage"] == stage]
         memory_ax.plot(rows["raw_rows"], rows["peak_pss_mib"], marker="s", ls=":", lw=1,
                        color=colours[stage], label=f"{stage}, PSS")  # fmt: skip
