@@ -422,10 +422,10 @@ def markdown(table: pd.DataFrame) -> str:
         "",
         "`python bench/scale.py` on this 2-core machine; measured: "
         f"{measured}. Wall s: the stage's wall time (startup: imports and the first staleness "
-        "check; waves, cross_wave, reports, catalog: until the stage's last Dagster run ends; finish: "
-        "the summary). CPU s: CPU time of the `scan` process tree in the stage. Peak MiB: of "
-        "the process tree, sampled every 0.2 s (PSS counts shared pages once; the RSS sum is an "
-        "upper bound). Load: the machine's mean 1-minute load average in the stage (it includes "
+        "check; waves, cross_wave, reports, catalog: until the stage's last Dagster run ends; "
+        "finish: the summary). CPU s: CPU time of the `scan` process tree in the stage. Peak MiB: "
+        "of the process tree, sampled every 0.2 s (PSS counts shared pages once; the RSS sum is an"
+        " upper bound). Load: the machine's mean 1-minute load average in the stage (it includes "
         "the run's own processes: the reports stage runs one report worker per core beside the "
         "main process). Rerun: `scan run` again with nothing changed.",
     ]
