@@ -274,8 +274,8 @@ def pooled_long(
             raise ValueError(f"wave {wave}: the scale scores do not follow the release file")
         waves.append(pd.concat([release, score.drop(columns=KEYS)], axis=1))
     table = pd.concat(waves, ignore_index=True)
-    scored = [c for c in table.columns if c not in KEYS and c not in codebook.items]
-    scored = [c for c in scored if c not in codebook.background]
+    named = {*KEYS, *codebook.background, *codebook.items}
+    scored = [c for c in table.columns if c not in named]
     return table[[*KEYS, *codebook.background, *scored, *codebook.items]]
 
 
@@ -299,6 +299,11 @@ def write_sav(
     column named as an SPSS reserved word (SPSS_RESERVED) gets a trailing underscore.
     """
     frame = table.copy()
+    if missing_codes is not None and len(missing_codes) != len(frame):
+        raise ValueError(
+            f"{path}: {len(missing_codes)} validated rows for {len(frame)} rows of the table; "
+            "the missing codes must follow the table row for row"
+        )
     public = "person_id" not in frame
     value_labels: dict[str, dict] = {}
     missing: dict[str, list] = {}
