@@ -13,7 +13,7 @@ import pipeline.models.nested_lmm
 import pipeline.models.trajectories
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.instrument.codebook import Codebook
 from pipeline.models.communities import community_frame, community_models
 from pipeline.models.multilevel import (
@@ -77,7 +77,7 @@ def _outs(prefix: str, where: str) -> dict[str, dg.AssetOut]:
 @dg.multi_asset(
     partitions_def=waves,
     group_name="models",
-    code_version=MODELS_CODE_VERSION,
+    code_version=shareable(MODELS_CODE_VERSION),
     outs=_outs("", "of the wave (outcome on culture within and between companies)"),
 )
 def multilevel_models(
@@ -94,7 +94,7 @@ def multilevel_models(
 
 @dg.multi_asset(
     group_name=ALL_WAVES,
-    code_version=MODELS_CODE_VERSION,
+    code_version=shareable(MODELS_CODE_VERSION),
     outs=_outs("longitudinal_", "across the waves (company / person / wave)"),
 )
 def longitudinal_multilevel_models(
@@ -120,7 +120,7 @@ def longitudinal_multilevel_models(
 
 @dg.multi_asset(
     group_name=ALL_WAVES,
-    code_version=MODELS_CODE_VERSION,
+    code_version=shareable(MODELS_CODE_VERSION),
     outs={
         "trajectory_effects": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -173,7 +173,7 @@ def trajectory_effects(
 
 @dg.multi_asset(
     group_name=ALL_WAVES,
-    code_version=MODELS_CODE_VERSION,
+    code_version=shareable(MODELS_CODE_VERSION),
     outs={
         "community_effects": dg.AssetOut(
             io_manager_key="shareable_io",

@@ -13,7 +13,7 @@ import pipeline.privacy.linkage
 import pipeline.privacy.pseudonyms
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.instrument.codebook import Codebook, Release
 from pipeline.lineage.files import keep_version, write_atomic
 from pipeline.lineage.fingerprint import frame_digest
@@ -68,7 +68,7 @@ def _shareable_out(file: str, description: str) -> dg.AssetOut:
 @dg.multi_asset(
     partitions_def=waves,
     group_name="privacy",
-    code_version=ANONYMISE_CODE_VERSION,
+    code_version=shareable(ANONYMISE_CODE_VERSION),
     outs={
         "pseudonymised_responses": _restricted_out(
             "The responses under pseudonyms, background generalised, nothing suppressed "
@@ -198,7 +198,7 @@ def responses_sav(
 @dg.asset(
     group_name=ALL_WAVES,
     io_manager_key="shareable_io",
-    code_version=ANONYMISE_CODE_VERSION,
+    code_version=shareable(ANONYMISE_CODE_VERSION),
     kinds={"pandas", "parquet", "csv", "spss"},
     metadata={"file": "responses_long.parquet"},
     ins={
@@ -295,7 +295,7 @@ def community_members_asset(
 @dg.asset(
     io_manager_key="shareable_io",
     group_name=ALL_WAVES,
-    code_version=ANONYMISE_CODE_VERSION,
+    code_version=shareable(ANONYMISE_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "disclosure_linked.csv"},
 )
@@ -316,7 +316,7 @@ def linked_disclosure(
 @dg.asset(
     io_manager_key="shareable_io",
     group_name=ALL_WAVES,
-    code_version=ANONYMISE_CODE_VERSION,
+    code_version=shareable(ANONYMISE_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "linkage.csv"},
 )

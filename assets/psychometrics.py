@@ -16,7 +16,7 @@ import pipeline.psychometrics.reliability
 import pipeline.psychometrics.validity
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.instrument.scoring import recode_items, score_scales
 from pipeline.psychometrics.cfa import measurement_tables, scale_model
 from pipeline.psychometrics.invariance import (
@@ -44,7 +44,7 @@ ALPHA_WARNING = 0.60
 @dg.multi_asset(
     partitions_def=waves,
     group_name="psychometrics",
-    code_version=PSYCHOMETRICS_CODE_VERSION,
+    code_version=shareable(PSYCHOMETRICS_CODE_VERSION),
     outs={
         "reliability": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -90,7 +90,7 @@ class CfaNotConverged(RuntimeError):
 @dg.multi_asset(
     partitions_def=waves,
     group_name="psychometrics",
-    code_version=PSYCHOMETRICS_CODE_VERSION,
+    code_version=shareable(PSYCHOMETRICS_CODE_VERSION),
     outs={
         "cfa_fit": dg.AssetOut(
             io_manager_key="shareable_io",
@@ -178,7 +178,7 @@ def _all_waves(scan: ScanConfig, pseudonymised_responses: dict[str, pd.DataFrame
 @dg.asset(
     io_manager_key="shareable_io",
     group_name=ALL_WAVES,
-    code_version=PSYCHOMETRICS_CODE_VERSION,
+    code_version=shareable(PSYCHOMETRICS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "invariance.csv"},
 )
@@ -205,7 +205,7 @@ def measurement_invariance(
 @dg.asset(
     io_manager_key="shareable_io",
     group_name=ALL_WAVES,
-    code_version=PSYCHOMETRICS_CODE_VERSION,
+    code_version=shareable(PSYCHOMETRICS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "longitudinal_invariance.csv"},
 )
@@ -237,7 +237,7 @@ def longitudinal_invariance(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name="psychometrics",
-    code_version=PSYCHOMETRICS_CODE_VERSION,
+    code_version=shareable(PSYCHOMETRICS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "group_invariance.csv"},
 )

@@ -22,7 +22,7 @@ from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.staleness import CODE_VERSION, DATA_VERSION, latest_tags
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.ingest.communities import ALL
 from pipeline.lineage.files import keep_version
 from pipeline.lineage.provenance import neutral_inputs
@@ -126,7 +126,7 @@ def _listed(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "company_report_numbers.csv"},
     ins={"company_scores_by_wave": dg.AssetIn("company_scores", partition_mapping=ALL_WAVES_OF)},
@@ -160,7 +160,7 @@ def company_report_numbers(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "company_monitoring_numbers.csv"},
     ins={
@@ -206,7 +206,7 @@ def company_monitoring_numbers(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"html", "pdf"},
     metadata={"file": "company_reports.csv"},
 )
@@ -236,7 +236,7 @@ def company_reports(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "community_numbers.csv"},
     ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
@@ -274,7 +274,7 @@ def community_numbers(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"html", "pdf"},
     metadata={"file": "community_reports.csv"},
 )
@@ -310,7 +310,7 @@ def community_reports(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name=REPORTS,
-    code_version=REPORTS_CODE_VERSION,
+    code_version=shareable(REPORTS_CODE_VERSION),
     kinds={"csv"},
     metadata={"file": "wave_report_numbers.csv"},
     ins={"scores_by_wave": dg.AssetIn("scale_scores", partition_mapping=ALL_WAVES_OF)},
@@ -361,6 +361,8 @@ def wave_report(
     measurement_invariance: pd.DataFrame,
     trajectory_effects: pd.DataFrame,
     trajectory_fit: pd.DataFrame,
+    longitudinal_multilevel: pd.DataFrame,
+    longitudinal_multilevel_fit: pd.DataFrame,
     company_reports: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The researchers' report of the wave, `<reports>/<wave>/wave_report.{html,pdf}`."""
@@ -386,8 +388,11 @@ def wave_report(
         companies_reported=reported,
         companies_without_report=int(totals["companies"]) - reported,
         provenance=_provenance(context, scan, wave),
+        waves=tuple(w for w in codebook.waves if w in known),
         trajectory_effects=trajectory_effects,
         trajectory_fit=trajectory_fit,
+        longitudinal=longitudinal_multilevel,
+        longitudinal_fit=longitudinal_multilevel_fit,
     )
     out_dir = scan.settings.reports_dir / wave
     with tempfile.TemporaryDirectory(prefix="figures-") as figures:

@@ -9,7 +9,7 @@ import pipeline.instrument.scoring
 import pipeline.psychometrics.aggregation
 from assets.partitions import waves
 from assets.resources import ScanConfig
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.instrument.scoring import recode_items, score_scales
 
 SCORES_CODE_VERSION = source_version(
@@ -23,7 +23,7 @@ SCORES_CODE_VERSION = source_version(
     partitions_def=waves,
     io_manager_key="shareable_io",
     group_name="scores",
-    code_version=SCORES_CODE_VERSION,
+    code_version=shareable(SCORES_CODE_VERSION),
     kinds={"pandas", "parquet"},
     metadata={"file": "scale_scores.parquet"},
 )
@@ -42,7 +42,7 @@ def scale_scores(
 @dg.multi_asset(
     partitions_def=waves,
     group_name="scores",
-    code_version=SCORES_CODE_VERSION,
+    code_version=shareable(SCORES_CODE_VERSION),
     outs={
         "company_scores": dg.AssetOut(
             io_manager_key="shareable_io",

@@ -12,7 +12,7 @@ import pipeline.validate.quality
 from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig, files_metadata
-from assets.versions import source_version
+from assets.versions import shareable, source_version
 from pipeline.lineage.files import keep_version, write_atomic
 from pipeline.privacy.suppression import SUPPRESSED, suppress_counts
 from pipeline.validate.expectations import deidentified, expectation_suite, stable_result
@@ -51,7 +51,7 @@ def register_of(scan: ScanConfig) -> set[str]:
 @dg.multi_asset(
     partitions_def=waves,
     group_name="validate",
-    code_version=VALIDATE_CODE_VERSION,
+    code_version=shareable(VALIDATE_CODE_VERSION),
     ins={"raw_responses": dg.AssetIn()},
     outs={
         "validated_responses": dg.AssetOut(

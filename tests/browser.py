@@ -3,10 +3,18 @@
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
-def run_chromium(chromium: str, html: Path, profile: Path, *action: str) -> str:
-    """Load `html` headless with every host unresolvable; return Chromium's log (stderr)."""
+def run_chromium(
+    chromium: str, page: Path | str, profile: Path, *action: str, dom: Path | None = None
+) -> str:
+    """Load `page`, an HTML file or a URL, headless with every host unresolvable but the URL's
+    own (Chromium applies the rule to IP literals too); return Chromium's log (stderr). With
+    `dom`, write the page's DOM there as it stands when loaded (`--dump-dom`)."""
+    rules = "MAP * ~NOTFOUND"
+    if not isinstance(page, Path):
+        rules += f", EXCLUDE {urlsplit(page).hostname}"
     result = subprocess.run(
         [
             chromium,
@@ -14,17 +22,20 @@ def run_chromium(chromium: str, html: Path, profile: Path, *action: str) -> str:
             "--no-sandbox",
             "--disable-gpu",
             f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--host-resolver-rules={rules}",
             "--enable-logging=stderr",
             "--v=0",
             *action,
-            html.as_uri(),
+            *(["--dump-dom"] if dom else []),
+            page.as_uri() if isinstance(page, Path) else page,
         ],
         capture_output=True,
         text=True,
         timeout=90,
         check=True,
     )
+    if dom:
+        dom.write_text(result.stdout)
     return result.stderr
 
 

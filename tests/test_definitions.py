@@ -6,15 +6,19 @@ shows here as a failing diff. When the change is intended, refresh the snapshot 
 with `UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py` and commit them with the change.
 """
 
+import importlib
 import json
 import os
+import pkgutil
 import re
 from functools import cache
 from pathlib import Path
 
 import dagster as dg
 
+import assets
 from assets.definitions import defs
+from assets.versions import shareable
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 GUIDE = Path(__file__).parents[1] / "docs" / "developer.md"
@@ -89,3 +93,25 @@ def test_the_developer_guide_draws_the_asset_graph():
     shown = DIAGRAM.search(guide)
     assert shown, f"{GUIDE.name} has no mermaid block under '## The asset graph'"
     assert shown[2] == diagram, "refresh it: UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py"
+
+
+def test_a_table_stored_with_the_data_dictionary_is_stale_when_the_dictionary_changes():
+    """Every asset that stores a shareable table (whose file carries the dictionary's
+    descriptions) has a code version over the dictionary too: `shareable(<module's version>)`."""
+    folder = [str(Path(assets.__file__).parent)]
+    modules = [importlib.import_module(f"assets.{m.name}") for m in pkgutil.iter_modules(folder)]
+    versions = {
+        value
+        for module in modules
+        for name, value in vars(module).items()
+        if name.endswith("CODE_VERSION") and isinstance(value, str)
+    }
+    with_dictionary = {shareable(v) for v in versions}
+    checked = 0
+    for asset in defs.assets or ():
+        for key in asset.keys:
+            if asset.get_io_manager_key_for_asset_key(key) == "shareable_io":
+                assert asset.code_versions_by_key[key] in with_dictionary, key
+                checked += 1
+    assert checked > 20
+    assert len({shareable("abc"), shareable("abd"), "abc", "abd"}) == 4

@@ -76,6 +76,11 @@ class Scale:
     min_valid: float
     label_en: str | None = None  # an English label, where the codebook gives one
 
+    @property
+    def english(self) -> str:
+        """The label English reports show: `label_en`, else the instrument's own."""
+        return self.label_en or self.label
+
 
 @dataclass(frozen=True)
 class Background:
@@ -95,6 +100,11 @@ class Background:
     min: float | None = None  # the valid range of a number
     max: float | None = None
     label_en: str | None = None  # an English label, where the codebook gives one
+
+    @property
+    def english(self) -> str:
+        """The label English reports show: `label_en`, else the instrument's own."""
+        return self.label_en or self.label
 
     @property
     def is_number(self) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -43,3 +44,26 @@ def frame_digest(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(header.encode("utf-8"))
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReportVersion:
+    """The data version a report states, so that two versions of a report can be told apart:
+    a content hash over the tables it was made from, and the waves those tables hold."""
+
+    digest: str  # the first 12 hex digits of a sha256
+    waves: tuple[str, ...]
+
+    def waves_listed(self, last: str) -> str:
+        """The waves as a list in words: `a`, `a <last> b`, `a, b <last> c`."""
+        head = ", ".join(self.waves[:-1])
+        return f"{head} {last} {self.waves[-1]}" if head else "".join(self.waves)
+
+
+def report_version(frames: Iterable[pd.DataFrame], waves: Sequence[str]) -> ReportVersion:
+    """The version of a report made from `frames` (in a fixed order) holding `waves`: the same
+    tables give the same version, and so the same bytes; any changed row another one."""
+    digest = hashlib.sha256(json.dumps(list(waves)).encode("utf-8"))
+    for frame in frames:
+        digest.update(frame_digest(frame).encode("ascii"))
+    return ReportVersion(digest.hexdigest()[:12], tuple(waves))

@@ -31,6 +31,7 @@ import pandas as pd
 
 from pipeline.ingest.communities import ALL
 from pipeline.instrument.codebook import Codebook
+from pipeline.lineage.fingerprint import report_version
 from pipeline.reporting.communities import MEMBERS_ROW, MIN_COMPANIES
 from pipeline.reporting.company_report import number, signed
 from pipeline.reporting.render import REPORTS_DIR, Rendered, render_reports
@@ -71,6 +72,14 @@ def community_contexts(
     for community in sorted(c for c in values if c != ALL):
         own = values[community]
         name = names.get(community, f"Leergemeenschap {community}")
+        version = report_version(
+            [
+                numbers[numbers["community_id"].astype(str).isin([community, ALL])],
+                partners[partners["community_id"].astype(str) == community],
+                pd.DataFrame({"name": [name]}),
+            ],
+            [w for w in codebook.waves if w in (wave, previous_wave)],
+        )
         contexts[community] = {
             "title": yaml_string(name),
             "wave": wave,
@@ -90,6 +99,8 @@ def community_contexts(
             ),
             **trajectories_section(own, codebook),
             **number_ids_section(community, own, overall is not None, wave, codebook),
+            "data_version": version.digest,
+            "data_waves": escape(version.waves_listed("en")),
         }
     return contexts
 

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.instrument.codebook import SUPPRESSED, Codebook
+from pipeline.lineage.fingerprint import ReportVersion, report_version
 from pipeline.psychometrics.aggregation import company_table
 from pipeline.reporting import figures
 from pipeline.reporting.figures import FigureFile
@@ -443,6 +444,8 @@ def company_contexts(
     by_company = dict(iter(monitoring.groupby("company_id"))) if monitoring is not None else {}
     contexts = {}
     for company, rows in numbers.groupby("company_id", sort=True):
+        own = by_company.get(company)
+        version = company_version(rows, own, wave, codebook)
         rows = rows.set_index("scale")
         results = {s: _result(rows.loc[s], codebook.scales[s].label) for s in rows.index}
         dimensions = [results[s] for s in culture]
@@ -468,12 +471,26 @@ def company_contexts(
             **management_staff_section(rows.loc[culture], codebook, k),
             "outcomes_note": "" if outcomes else NO_OUTCOMES,
             "outcomes_table": scale_table([results[s] for s in outcomes], "Opbrengst"),
-            **monitoring_section(
-                company, by_company.get(company), wave, codebook, monitoring is not None
-            ),
+            **monitoring_section(company, own, wave, codebook, monitoring is not None),
             "number_ids_table": number_ids_table(company, wave, rows.index, codebook),
+            "data_version": version.digest,
+            "data_waves": escape(version.waves_listed("en")),
         }
     return contexts
+
+
+def company_version(
+    rows: pd.DataFrame, monitoring: pd.DataFrame | None, wave: str, codebook: Codebook
+) -> ReportVersion:
+    """A company report's data version: a hash over its rows of the wave's numbers and
+    monitoring numbers, and the waves they hold (this one, the previous one it compares with,
+    and the waves of the monitoring means), in codebook order."""
+    held = {wave, *(w for w in rows["previous_wave"].dropna() if w)}
+    frames = [rows]
+    if monitoring is not None:
+        held |= set(monitoring.loc[monitoring["mean"].notna(), "wave"])
+        frames.append(monitoring)
+    return report_version(frames, [w for w in codebook.waves if w in held])
 
 
 def _result(row: pd.Series, label: str) -> ScaleResult:

@@ -13,11 +13,13 @@ and flags a change by rule, without computing a difference.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
 
 from pipeline.instrument.codebook import Codebook
+from pipeline.lineage.fingerprint import ReportVersion, report_version
 from pipeline.lineage.settings import ALL_WAVES
 from pipeline.reporting.wave_report import (
     cfa_method,
@@ -259,6 +261,18 @@ def number_ids_table(inputs: DossierInputs) -> str:
     return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
 
 
+def dossier_version(inputs: DossierInputs) -> ReportVersion:
+    """A hash over every table of the dossier (per wave in order, then the cross-wave ones)."""
+    frames = []
+    for field in dataclasses.fields(inputs):
+        value = getattr(inputs, field.name)
+        if isinstance(value, dict) and field.name != "provenance":
+            frames += [value[wave] for wave in inputs.waves]
+        elif isinstance(value, pd.DataFrame):
+            frames.append(value)
+    return report_version(frames, inputs.waves)
+
+
 def dossier_context(inputs: DossierInputs, codebook: Codebook) -> dict:
     """Everything the template `reports/dossier.qmd` shows, as markdown strings."""
     last = inputs.waves[-1]
@@ -267,6 +281,7 @@ def dossier_context(inputs: DossierInputs, codebook: Codebook) -> dict:
         "title": yaml_string(f"Validation dossier: {codebook.instrument}"),
         "subtitle": yaml_string(f"Version {codebook.version}; waves {', '.join(inputs.waves)}"),
         "waves": escape(", ".join(inputs.waves)),
+        "data_version": dossier_version(inputs).digest,
         "last_wave": escape(last),
         "k": k,
         "fit_table": fit_table(inputs),

@@ -23,8 +23,9 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.instrument.codebook import Codebook
+from pipeline.lineage.fingerprint import report_version
 from pipeline.lineage.settings import ALL_WAVES
-from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS
+from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS, UNKNOWN, WAVE
 from pipeline.models.trajectories import AFTER_START, EFFECTS, PARTICIPANT_AFTER_START
 from pipeline.privacy.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 from pipeline.psychometrics.invariance import MIN_GROUPS
@@ -58,8 +59,10 @@ class WaveInputs:
 
     `numbers` is the wave's `report_numbers`, `previous_wave` None for the first wave,
     `invariance` the cross-wave table (not estimable with one wave), `provenance` a JSON-like
-    dict, `trajectory_effects` and `trajectory_fit` the cross-wave tables of the trajectory
-    models (pipeline/models/trajectories.py; without rows when there are no models).
+    dict, `waves` the waves the tables hold (this one and, in the cross-wave tables, every
+    wave), `trajectory_effects` and `trajectory_fit` the cross-wave tables of the trajectory
+    models (pipeline/models/trajectories.py; without rows when there are no models),
+    `longitudinal` and `longitudinal_fit` those of the multilevel models over all waves.
     """
 
     wave: str
@@ -78,10 +81,17 @@ class WaveInputs:
     companies_reported: int
     companies_without_report: int
     provenance: dict
+    waves: tuple[str, ...]  # the waves of the scan, in codebook order: cross-wave tables hold all
     trajectory_effects: pd.DataFrame = dataclasses.field(
         default_factory=lambda: pd.DataFrame(columns=list(COEFFICIENT_COLUMNS))
     )
     trajectory_fit: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(FIT_COLUMNS))
+    )
+    longitudinal: pd.DataFrame = dataclasses.field(
+        default_factory=lambda: pd.DataFrame(columns=list(COEFFICIENT_COLUMNS))
+    )
+    longitudinal_fit: pd.DataFrame = dataclasses.field(
         default_factory=lambda: pd.DataFrame(columns=list(FIT_COLUMNS))
     )
 
@@ -114,6 +124,7 @@ def wave_context(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> d
         **trajectory_section(inputs.trajectory_effects, inputs.trajectory_fit, codebook),
         "company_reports_note": company_reports_note(codebook),
         **change_section(numbers_of(inputs.numbers, "change"), inputs.previous_wave, codebook),
+        **version_section(inputs),
         "provenance_table": provenance_table(inputs.provenance),
         "number_ids_table": number_ids_table(inputs),
     }
@@ -200,7 +211,30 @@ def _stat_row(values: Sequence, n, k: int, digits: Sequence[int]) -> list[str]:
 
 def _scale_name(codebook: Codebook, scale: str) -> str:
     known = codebook.scales.get(scale)
-    return f"{escape(scale)} ({escape(known.label)})" if known else escape(scale)
+    return f"{escape(scale)} ({escape(known.english)})" if known else escape(scale)
+
+
+def term_words(term: str, codebook: Codebook) -> str:
+    """A model term in words, with the codebook's English labels: a culture scale within or
+    between companies, a background variable's level against its first; other terms as named."""
+    if term == WAVE:
+        return "Wave (change per wave)"
+    scale, _, part = str(term).rpartition("_")
+    if scale in codebook.scales and part in ("within", "between"):
+        where = "within company" if part == "within" else "between companies"
+        return f"{codebook.scales[scale].english} ({scale}), {where}"
+    name, bracket, level = str(term).partition("[")
+    if bracket and name in codebook.background and level.endswith("]"):
+        level = level[:-1]
+        shown = NOT_REPORTED if level == UNKNOWN else level
+        return f"{codebook.background[name].english}: {shown}"
+    return str(term)
+
+
+def _term_cell(term: str, codebook: Codebook) -> str:
+    """The term in words, then as the model tables name it (the id of its numbers)."""
+    words = term_words(term, codebook)
+    return escape(words) if words == term else f"{escape(words)} ({escape(term)})"
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -372,7 +406,7 @@ def sample_table(sample: pd.DataFrame, codebook: Codebook) -> str:
     for key, r in sample.iterrows():
         name, level = key.split("/", 1)
         label = (
-            "" if name in named else f"{escape(codebook.background[name].label)} ({escape(name)})"
+            "" if name in named else f"{escape(codebook.background[name].english)} ({escape(name)})"
         )
         named.add(name)
         hidden = pd.isna(r["n"])
@@ -618,35 +652,41 @@ def _file_part(name: str) -> str:
 
 
 def models_section(inputs: WaveInputs, codebook: Codebook, figures_dir: Path) -> dict:
-    """The multilevel results, or a sentence on why there are none: the models explain an
-    outcome scale by the culture scales, and the codebook's models may lack either."""
+    """The multilevel results of the wave and of all waves, or a sentence on why there are
+    none: the models explain an outcome scale by the culture scales, and the codebook's models
+    may lack either."""
     models = codebook.models
     kinds = [("outcome", models.outcomes), ("culture", models.culture)]
     missing = [kind for kind, names in kinds if not names]
     if not missing:
-        k = codebook.anonymisation.k
-        section = multilevel_section(inputs.multilevel, inputs.multilevel_fit, k, figures_dir)
-        return {"multilevel_note": "", **section}
+        return {
+            "multilevel_note": "",
+            **multilevel_section(inputs.multilevel, inputs.multilevel_fit, codebook, figures_dir),
+            **longitudinal_section(inputs.longitudinal, inputs.longitudinal_fit, codebook),
+        }
     note = (
         "There are no multilevel models: they explain an outcome scale by the culture scales, "
         f"and the codebook's models have no {' and no '.join(missing)} scale."
     )
     empty = {"multilevel_fit_table": "", "multilevel_table": "", "coefficient_figures": []}
+    empty |= {"longitudinal_fit_table": "", "longitudinal_table": ""}
     return {"multilevel_note": note, **empty}
 
 
+def _published(fit: pd.DataFrame, k: int) -> set:
+    """The models whose numbers are shown: without a blocking problem, on at least k rows (a
+    model that is not estimable has no rows)."""
+    return {r.model for r in fit.itertuples() if not _is_true(r.blocking) and shown(r.n_obs, k)}
+
+
 def multilevel_section(
-    multilevel: pd.DataFrame, multilevel_fit: pd.DataFrame, k: int, figures_dir: Path
+    multilevel: pd.DataFrame, multilevel_fit: pd.DataFrame, codebook: Codebook, figures_dir: Path
 ) -> dict:
     """Fit per model, fixed effects of the published full models and their coefficient plots.
 
     A model with `blocking` set publishes nothing but the reason; so does one under k rows.
     """
-    published = {
-        r.model
-        for r in multilevel_fit.itertuples()
-        if not _is_true(r.blocking) and shown(r.n_obs, k)
-    }
+    published = _published(multilevel_fit, codebook.anonymisation.k)
     full = [m for m in multilevel_fit["model"] if str(m).endswith("/full") and m in published]
     terms = multilevel[multilevel["model"].isin(full)]
     figures = []
@@ -656,13 +696,43 @@ def multilevel_section(
         if table.empty:
             continue
         path = figures_dir / f"coefficients_{_file_part(model)}.png"
-        figure = coefficient_plot(table[["term", "estimate", "ci_low", "ci_high"]], path)
+        words = table["term"].map(lambda t: term_words(t, codebook))
+        plotted = table[["estimate", "ci_low", "ci_high"]].assign(term=words)
+        figure = coefficient_plot(plotted[["term", "estimate", "ci_low", "ci_high"]], path)
         caption = f"Fixed effects of {escape(model)} with 95% confidence intervals"
         figures.append({"figure": figure, "caption": caption})
     return {
         "multilevel_fit_table": _fit_table(multilevel_fit, published),
-        "multilevel_table": _terms_table(terms),
+        "multilevel_table": _terms_table(terms, codebook),
         "coefficient_figures": figures,
+    }
+
+
+def longitudinal_section(terms: pd.DataFrame, fit: pd.DataFrame, codebook: Codebook) -> dict:
+    """The models over all waves (`longitudinal_multilevel` and `_fit`: per outcome, wave and
+    culture within and between companies, persons within companies): fit and notes per model,
+    the fixed effects of those published; a model not estimable (one wave) says why."""
+    k = codebook.anonymisation.k
+    published = _published(fit, k)
+    rows = []
+    for r in fit.itertuples():
+        notes = escape(r.notes) if pd.notna(r.notes) and r.notes else ""
+        if r.model not in published:
+            if pd.notna(r.n_obs):  # else not estimable, and the notes say why
+                problems = r.problems if pd.notna(r.problems) and r.problems else f"n < {k}"
+                notes = f"not published: {escape(problems)}"
+            rows.append([escape(r.model), *[ABSENT] * 6, notes])
+            continue
+        rows.append(
+            [escape(r.model), count(r.n_obs), count(r.n_persons), count(r.n_groups)]
+            + [num(r.icc, 3), num(r.r2_marginal, 3), num(r.r2_conditional, 3), notes]
+        )
+    columns = [("Model", "l"), ("n", "r"), ("Persons", "r"), ("Companies", "r"), ("ICC", "r")]
+    columns += [("R² marg.", "r"), ("R² cond.", "r"), ("Notes", "l")]
+    shown_terms = terms[terms["model"].isin(published)]
+    return {
+        "longitudinal_fit_table": pipe_table(columns, rows) if rows else "",
+        "longitudinal_table": _terms_table(shown_terms, codebook) if len(shown_terms) else "",
     }
 
 
@@ -690,9 +760,9 @@ def _fit_table(multilevel_fit: pd.DataFrame, published: set) -> str:
     return pipe_table(columns, rows)
 
 
-def _terms_table(terms: pd.DataFrame) -> str:
+def _terms_table(terms: pd.DataFrame, codebook: Codebook) -> str:
     rows = [
-        [escape(r.model), escape(r.term), num(r.estimate, 3), num(r.std_error, 3)]
+        [escape(r.model), _term_cell(r.term, codebook), num(r.estimate, 3), num(r.std_error, 3)]
         + [num(r.df, 0), interval(r.ci_low, r.ci_high, 3), p_value(r.p_value)]
         for r in terms.itertuples()
     ]
@@ -901,6 +971,8 @@ SOURCES = (
     ("Company aggregation", "aggregation", "aggregation", 1, "icc1"),
     ("Multilevel models", "multilevel", "multilevel", 2, "estimate"),
     ("Multilevel model fit", "multilevel_fit", "multilevel_fit", 1, "loglik"),
+    ("Longitudinal models", "longitudinal_multilevel", "longitudinal", 2, "estimate"),
+    ("Longitudinal model fit", "longitudinal_multilevel_fit", "longitudinal_fit", 1, "n_obs"),
     ("Development trajectories", "trajectory_effects", "trajectory_effects", 2, "estimate"),
     ("Development trajectory model fit", "trajectory_fit", "trajectory_fit", 1, "n_obs"),
 )
@@ -912,7 +984,13 @@ NUMBER_TABLES = (
     ("Company means", "companies"),
     ("Change since the previous wave", "change"),
 )
-CROSS_WAVE = {"measurement_invariance", "trajectory_effects", "trajectory_fit"}
+CROSS_WAVE = {
+    "measurement_invariance",
+    "longitudinal_multilevel",
+    "longitudinal_multilevel_fit",
+    "trajectory_effects",
+    "trajectory_fit",
+}
 
 
 def number_id(asset: str, partition: str, row: Sequence[object], column: str) -> str:
@@ -944,6 +1022,14 @@ def number_ids_table(inputs: WaveInputs) -> str:
         example = number_id(NUMBERS_ASSET, inputs.wave, part.iloc[0, :3].tolist(), "value")
         rows.append([escape(section), f"`{pattern}`", f"`{example}`"])
     return pipe_table([("Table", "l"), ("Id of a number", "l"), ("Example", "l")], rows)
+
+
+def version_section(inputs: WaveInputs) -> dict:
+    """The report's data version: a hash over every table it is made from, and the waves."""
+    values = (getattr(inputs, field.name) for field in dataclasses.fields(inputs))
+    frames = [value for value in values if isinstance(value, pd.DataFrame)]
+    version = report_version(frames, inputs.waves)
+    return {"data_version": version.digest, "data_waves": escape(version.waves_listed("and"))}
 
 
 def provenance_table(provenance: dict) -> str:

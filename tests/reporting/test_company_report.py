@@ -156,6 +156,28 @@ def test_first_wave_and_previous_wave_skipping_a_missing_one(tmp_path):
     assert previous_wave(T0, tables, CODEBOOK) is None
 
 
+def test_each_report_states_the_data_version_of_its_numbers_and_waves(tmp_path):
+    """A hash over the company's numbers and the waves they hold: the same numbers give the
+    same version; a wave compared with, or another number, another."""
+    first, _ = contexts(T0, SIX, tmp_path / "a")
+    again, _ = contexts(T0, SIX, tmp_path / "b")
+    moved, _ = contexts(T0, [*SIX[:-1], ("c_f", 6, None, 4.1)], tmp_path / "c")
+    earlier = {T0: company_scores(frames(T0, SIX)[0])}
+    later, _ = contexts(T1, SIX, tmp_path / "d", earlier)
+    version = first["c_b"]["data_version"]
+    assert len(version) == 12 and int(version, 16) >= 0
+    assert again["c_b"]["data_version"] == version
+    assert len({c["data_version"] for c in first.values()}) == len(first)
+    assert moved["c_f"]["data_version"] != first["c_f"]["data_version"]
+    assert moved["c_b"]["data_version"] != version  # its benchmark moved with c_f
+    assert first["c_b"]["data_waves"] == "2019-T0"
+    assert later["c_b"]["data_waves"] == "2019-T0 en 2021-T1"
+    assert later["c_b"]["data_version"] != version
+    assert f"Gegevensversie `{version}`, gemaakt uit de gegevens van meting 2019" in text(
+        first["c_b"]
+    )
+
+
 def test_management_staff_gap_hidden_below_k_and_no_group_mean_shown(tmp_path):
     groups = [
         *SIX[1:],

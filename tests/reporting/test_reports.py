@@ -2,6 +2,8 @@
 browser, as PDF text, and against small-cell disclosure. That a second clean run renders the same
 bytes is in test_lineage.py."""
 
+import re
+
 import matplotlib.image
 import pandas as pd
 import pypdf
@@ -80,11 +82,14 @@ def test_company_report_shows_the_company_mean_in_browser_and_pdf(pipeline_run, 
     codebook = load_codebook(settings.codebook_path)
     means = scores[scores["company_id"] == company][list(codebook.models.culture)].mean()
     expected = [f"{m:.2f}".replace(".", ",") for m in means]  # Dutch decimal comma
-    printed = tmp_path / "printed.pdf"
+    html = folder / f"{company}.html"
+    shot, printed = tmp_path / "shot.png", tmp_path / "printed.pdf"
     logs = run_chromium(
-        chromium, folder / f"{company}.html", tmp_path / "p", f"--print-to-pdf={printed}"
+        chromium, html, tmp_path / "p", f"--screenshot={shot}", "--window-size=1000,1400"
     )
+    logs += run_chromium(chromium, html, tmp_path / "p", f"--print-to-pdf={printed}")
     assert not [line for line in logs.splitlines() if ":CONSOLE" in line], logs
+    assert matplotlib.image.imread(shot)[..., :3].std() > 0.05, "blank screenshot"
     for pdf in (printed, folder / f"{company}.pdf"):
         text = " ".join(p.extract_text() for p in pypdf.PdfReader(pdf).pages)
         assert company in text and all(m in text for m in expected), (pdf, expected)
@@ -117,3 +122,24 @@ def test_a_company_that_falls_under_k_loses_its_earlier_report(tmp_path):
         (tmp_path / name).write_text("x")
     _remove_other_reports(tmp_path, {"c_kept"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c_kept.html", "c_kept.pdf", "notes.txt"]
+
+
+def test_every_report_states_its_data_version_and_waves(pipeline_run):
+    """Each report names the data version it was made from: wave reports over the cross-wave
+    tables list every wave and differ per wave; every company report has a version of its own."""
+    settings, *_ = pipeline_run
+    version = re.compile(r"(Data version|Gegevensversie) <code>([0-9a-f]{12})</code>")
+    found = {}
+    for html in (p for p in reports(settings.reports_dir) if p.suffix == ".html"):
+        match = version.search(html.read_text(encoding="utf-8"))
+        assert match, html
+        found[html] = match.group(2)
+    wave_versions = set()
+    for wave in WAVES:
+        text = (settings.reports_dir / wave / "wave_report.html").read_text(encoding="utf-8")
+        text = " ".join(text.split())
+        assert f"made from the data of waves {WAVES[0]}, {WAVES[1]} and {WAVES[2]}" in text
+        wave_versions.add(found[settings.reports_dir / wave / "wave_report.html"])
+    assert len(wave_versions) == len(WAVES)
+    companies = [v for p, v in found.items() if p.parent.name == "companies"]
+    assert len(companies) > 50 and len(set(companies)) == len(companies)

@@ -23,6 +23,7 @@ from pipeline.reporting.wave_report import (
     pipe_table,
     report_numbers,
     scalar_verdict,
+    term_words,
     wave_context,
     welch_difference,
 )
@@ -253,6 +254,7 @@ def crafted_inputs(previous_scores: pd.DataFrame | None = None, **changes) -> Wa
             "code_version": "v1",
             "run_id": "run-42",
         },
+        waves=("2019-T0", "2021-T1"),
     )
     return dataclasses.replace(inputs, **changes)
 
@@ -319,7 +321,7 @@ def test_quarantine_counts_follow_the_small_cell_rule(filled, tmp_path):
 
 def test_company_distribution_leaves_out_small_companies(filled):
     context, markdown = filled
-    assert "| LT (Leerrijk werk) | 2 | 2 | 3.89 | 3.95 | 4.01 |" in markdown
+    assert "| LT (Work rich in learning) | 2 | 2 | 3.89 | 3.95 | 4.01 |" in markdown
     (item,) = context["company_figures"]
     path, alt = item["figure"]
     assert path.is_file() and "over 2 companies" in alt and "1.37" not in alt
@@ -331,9 +333,89 @@ def test_blocked_models_are_not_published(filled):
     assert BLOCKED_ESTIMATE not in markdown
     assert "| SL/full | – | – |" in markdown
     assert r"not published: not\_converged: gradient too large" in markdown
-    assert f"| EM/full | LT\\_within | {PUBLISHED_ESTIMATE} |" in markdown
+    term = r"Work rich in learning \(LT\), within company (LT\_within)"
+    assert f"| EM/full | {term} | {PUBLISHED_ESTIMATE} |" in markdown
     (item,) = context["coefficient_figures"]
-    assert item["figure"].path.is_file() and "LT_within: 0.43" in item["figure"].alt
+    alt = item["figure"].alt
+    assert item["figure"].path.is_file() and "learning (LT), within company: 0.43" in alt
+
+
+def test_the_english_report_uses_the_english_labels_of_the_codebook(filled):
+    _, markdown = filled
+    for scale in CODEBOOK.scales.values():
+        if scale.name in ("LT", "PL"):  # the crafted wave's scales
+            assert scale.label_en and scale.label_en in markdown
+            assert f"({scale.label})" not in markdown
+    assert term_words("trajectory[ja]", CODEBOOK) == "Takes part in a development trajectory: ja"
+    assert term_words("age_band[unknown]", CODEBOOK) == "Age: not reported"
+    assert term_words("EN_between", CODEBOOK) == "External learning network (EN), between companies"
+    assert term_words("wave", CODEBOOK) == "Wave (change per wave)"
+    assert term_words("Intercept", CODEBOOK) == "Intercept"
+    # without an English label, the instrument's own
+    plain = dataclasses.replace(
+        CODEBOOK, scales={"LT": dataclasses.replace(CODEBOOK.scales["LT"], label_en=None)}
+    )
+    assert term_words("LT_within", plain) == "Leerrijk werk (LT), within company"
+
+
+LONGITUDINAL_FIT = pd.DataFrame(
+    {
+        "model": ["SL/longitudinal", "EM/longitudinal", "XX/longitudinal"],
+        "outcome": ["SL", "EM", "XX"],
+        "n_obs": [60, 60, np.nan],
+        "n_groups": [3, 3, np.nan],
+        "n_persons": [30, 30, np.nan],
+        "converged": [True, True, np.nan],
+        "icc": [0.04, 0.05, np.nan],
+        "r2_marginal": [0.2, 0.3, np.nan],
+        "r2_conditional": [0.5, 0.6, np.nan],
+        "problems": ["", "not_converged: gradient too large", np.nan],
+        "blocking": [False, True, False],
+        "notes": ["wave slope dropped", "", "not estimable: needs 2 waves (1 in the data)"],
+    }
+)
+LONGITUDINAL = pd.DataFrame(
+    {
+        "model": ["SL/longitudinal"] * 2 + ["EM/longitudinal"],
+        "term": ["wave", "trajectory[ja]", "wave"],
+        "estimate": [0.0741, 0.1879, 9.8765],
+        "std_error": [0.0184, 0.0619, 0.1],
+        "df": [1719.0, 1719.0, 50.0],
+        "ci_low": [0.0384, 0.0664, 9.7],
+        "ci_high": [0.1105, 0.3093, 10.0],
+        "p_value": [0.0001, 0.0024, 0.0001],
+    }
+)
+
+
+def test_the_longitudinal_models_are_in_the_report(tmp_path):
+    inputs = crafted_inputs(longitudinal=LONGITUDINAL, longitudinal_fit=LONGITUDINAL_FIT)
+    markdown = fill_template(TEMPLATE, wave_context(inputs, CODEBOOK, tmp_path / "figures"))
+    assert "### Over all waves" in markdown
+    assert "| SL/longitudinal | 60 | 30 | 3 | 0.040 | 0.200 | 0.500 | wave slope dropped |" in (
+        markdown
+    )
+    assert "| SL/longitudinal | Wave \\(change per wave\\) (wave) | 0.074 |" in markdown
+    assert "Takes part in a development trajectory: ja (trajectory\\[ja\\]) | 0.188" in markdown
+    assert "`longitudinal_multilevel[all_waves](SL/longitudinal,wave).estimate`" in markdown
+    assert "9.877" not in markdown  # the blocked model's estimate
+    assert r"not published: not\_converged: gradient too large" in markdown
+    assert "not estimable: needs 2 waves \\(1 in the data\\)" in markdown
+
+
+def test_the_report_states_its_data_version_and_waves(tmp_path):
+    """The same tables give the same version; a changed row, or another list of waves, another."""
+    context = wave_context(crafted_inputs(), CODEBOOK, tmp_path / "a")
+    again = wave_context(crafted_inputs(), CODEBOOK, tmp_path / "b")
+    assert re.fullmatch("[0-9a-f]{12}", context["data_version"])
+    assert again["data_version"] == context["data_version"]
+    assert context["data_waves"] == "2019\\-T0 and 2021\\-T1"
+    markdown = fill_template(TEMPLATE, context)
+    assert f"Data version `{context['data_version']}`, made from the data of waves 2019" in markdown
+    changed = crafted_inputs(longitudinal=LONGITUDINAL)
+    more = crafted_inputs(waves=("2019-T0", "2021-T1", "2022-T2"))
+    versions = {wave_context(i, CODEBOOK, tmp_path / "c")["data_version"] for i in (changed, more)}
+    assert context["data_version"] not in versions and len(versions) == 2
 
 
 def test_first_wave_has_no_change_and_untested_invariance(filled):
@@ -402,12 +484,12 @@ def test_change_since_the_previous_wave_needs_k_in_both_waves(tmp_path):
     markdown = fill_template(TEMPLATE, wave_context(inputs, CODEBOOK, tmp_path))
     assert "This is the first wave" not in markdown
     change = markdown[markdown.index("| Scale | n before") :]
-    lt_row = next(line for line in change.splitlines() if line.startswith("| LT (Leerrijk"))
+    lt_row = next(line for line in change.splitlines() if line.startswith("| LT (Work rich"))
     cells = [c.strip() for c in lt_row.strip("|").split("|")]
     assert cells[1] == "24" and cells[3] == "24" and cells[5] == "0.50"
     low, high = (float(x) for x in cells[6].strip("[]").split(","))
     assert low < 0.5 < high
-    assert f"| PL (Proactief leren) | n < {K} |" in markdown
+    assert f"| PL (Proactive learning) | n < {K} |" in markdown
     assert "Change since wave 2019\\-T0" in markdown
 
 
@@ -434,7 +516,7 @@ def test_computed_numbers_are_stored_as_shown_and_blank_where_hidden(filled):
     assert numbers[("totals", "companies", "n")] == 3
     assert f"{numbers[('descriptives', 'LT', 'mean')]:.2f}" in context["descriptives_table"]
     assert numbers.loc[("descriptives", "PL")].isna().all()  # 3 scores: blank, as in the report
-    assert f"| PL (Proactief leren) | individual | n < {K} |" in context["descriptives_table"]
+    assert f"| PL (Proactive learning) | individual | n < {K} |" in context["descriptives_table"]
     assert numbers.loc[("sample", "gender/vrouw")].isna().all()  # suppressed with its complement
     assert numbers[("companies", "LT", "lowest")] == 3.89  # c_small's mean is in no number
     assert TINY_COMPANY_MEAN not in numbers.to_numpy()

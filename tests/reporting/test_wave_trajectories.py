@@ -113,10 +113,10 @@ def test_each_scale_shows_both_effects_in_codebook_order():
     ]
     scales = [line.split("|")[1].strip() for line in lines[2:] if line.split("|")[1].strip()]
     assert [s.split(" ")[0] for s in scales] == ["LT", "RF", "SL", "EM"]  # culture, outcome
-    assert scales[0] == "LT (Leerrijk werk)"
+    assert scales[0] == "LT (Work rich in learning)"
     em = lines.index(next(line for line in lines if line.startswith("| EM ")))
     assert row(lines[em], "|") == [
-        "EM (Inzetbaarheid)",
+        "EM (Employability)",
         "after start",
         "0.213",
         "0.061",

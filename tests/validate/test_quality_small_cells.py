@@ -323,6 +323,7 @@ def small_inputs(quality: pd.DataFrame) -> WaveInputs:
         companies_reported=2,
         companies_without_report=1,
         provenance={},
+        waves=(SMALL,),
         **dict.fromkeys(fields, empty),
     )
 
