@@ -22,6 +22,7 @@ from pipeline.instrument.scoring import score_scales
 from pipeline.models.multilevel import ModelResult, NotEstimable, coefficients_table
 from pipeline.models.trajectories import (
     AFTER_START,
+    PARTICIPANT,
     PARTICIPANT_AFTER_START,
     exposure_frame,
     trajectory_models,
@@ -209,10 +210,21 @@ def coverage(codebook: Codebook, seeds, params: Params = SIMULATED) -> pd.DataFr
     """Per seed and checked effect: the planted (expected observed) effect and its 95% CI."""
     scales = {level: next(s for s in codebook.scales.values() if s.level == level).name
               for level in ("culture", "outcome")}  # fmt: skip
+    # the participants model only where an effect of it is checked (not on the culture scale):
+    # each scale's models are fitted on its own rows, the same with or without the others
+    contrasted = {level for level, model, _ in EFFECTS_CHECKED if model == "participants"}
     rows = []
     for seed in seeds:
         frame, truth = simulated_scan(codebook, seed, params)
-        results = trajectory_models(frame, list(scales.values()), list(codebook.waves))
+        results = [
+            result
+            for level, scale in scales.items()
+            for result in trajectory_models(
+                frame if level in contrasted else frame.drop(columns=PARTICIPANT),
+                [scale],
+                list(codebook.waves),
+            )
+        ]
         table = coefficients_table(results).set_index(["model", "term"])
         for level, model, term in EFFECTS_CHECKED:
             scale = scales[level]
