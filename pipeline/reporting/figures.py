@@ -12,10 +12,11 @@ it goes into ("." by default, "," for the Dutch reports), and its axes (`Decimal
 alt text (`format_number`) write "3,5" where its report's tables do.
 
 The company profile charts (radar and bars; SVG only) are built once per process for a set of
-dimensions, laid out once, and their background (axes, grid, tick labels: most of the drawing)
-is drawn once; each company's chart then draws only its values, the spines and the legend on
-top of that background. Layout and background do not depend on the values (the axes limits are
-the fixed scale), so a reused figure writes the same bytes as a fresh one.
+dimensions, laid out once, and what does not change with the company is drawn once, in two
+layers: the background (axes, grid, tick labels) below the values, and the spines, legend and
+titles above them; each company's chart then draws only its values between the two. Layout and
+layers do not depend on the values (the axes limits are the fixed scale), so a reused figure
+writes the same bytes as a fresh one.
 """
 
 import functools
@@ -97,34 +98,45 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 class _Layered(NamedTuple):
-    """A figure whose background (axes, grid, tick labels) is drawn once, as SVG, and whose
-    other artists are drawn per save on top of it (`_save_layered`)."""
+    """A figure whose artists that stay the same are drawn once, as SVG, below and above the
+    artists that change with each save (`_save_layered`)."""
 
     fig: Figure
-    background: str  # an SVG document without its closing tag
+    below: str  # the background (axes, grid, tick labels): an SVG document without its end tag
+    above: str  # spines, legend and titles: SVG elements, drawn over the values
+    fixed: tuple  # the artists in `below` and `above`, hidden once drawn
 
 
-def _layered(fig: Figure) -> _Layered:
-    """Lay `fig` out once (constrained), draw its background, then hide the background.
+def _layered(fig: Figure, values: Sequence) -> _Layered:
+    """Lay `fig` out once (constrained), draw what stays the same in two layers, then hide it.
 
     The background is what matplotlib draws first: the figure and axes patches and the axes
-    (ticks, labels, grid; below the data as `axes.axisbelow` is set). Data, spines and legend
-    draw above it, so the two layers stacked draw what the whole figure draws.
+    (ticks, labels, grid; below the data as `axes.axisbelow` is set). The `values` artists
+    (what each save changes) draw next, then everything else (spines, legend, titles), as
+    their z-order says; so the three layers stacked draw what the whole figure draws.
     """
     fig.draw_without_rendering()
     fig.set_layout_engine(None)
-    background = [fig.patch, *[a for ax in fig.axes for a in (ax.patch, ax.xaxis, ax.yaxis)]]
+    below = [fig.patch, *[a for ax in fig.axes for a in (ax.patch, ax.xaxis, ax.yaxis)]]
     children = [a for a in fig.get_children() if a not in fig.axes]
     children += [a for ax in fig.axes for a in ax.get_children()]
-    foreground = [a for a in children if a not in background and a.get_visible()]
-    for artist in foreground:
-        artist.set_visible(False)
-    svg = _svg(fig)
-    for artist in foreground:
+    above = [a for a in children if a.get_visible() and a not in below and a not in values]
+    if max(a.get_zorder() for a in values) >= min(a.get_zorder() for a in above):
+        raise ValueError("a figure's values must draw below its spines, legend and titles")
+
+    def drawn(shown: list) -> str:
+        for artist in [*below, *values, *above]:
+            artist.set_visible(any(artist is a for a in shown))
+        return _svg(fig)
+
+    background, overlay = drawn(below), drawn(above)
+    for artist in values:
         artist.set_visible(True)
-    for artist in background:
+    for artist in above:
         artist.set_visible(False)
-    return _Layered(fig, svg[: svg.rindex("</svg>")])
+    return _Layered(
+        fig, background[: background.rindex("</svg>")], _body(overlay, "above-"), (*below, *above)
+    )
 
 
 def _svg(fig: Figure) -> str:
@@ -134,14 +146,18 @@ def _svg(fig: Figure) -> str:
         return out.getvalue()
 
 
+def _body(svg: str, prefix: str) -> str:
+    """The elements of an SVG document, with `prefix` before its ids (and the references to
+    them), so that they can join another document's without an id repeating."""
+    body = svg[svg.index("</metadata>") + len("</metadata>") : svg.rindex("</svg>")]
+    return re.sub(r'( id="|href="#|url\(#)', rf"\1{prefix}", body)
+
+
 def _save_layered(layered: _Layered, path: Path) -> Path:
-    """The background with the figure's visible artists drawn on top, as one SVG. The top
-    layer's ids (and the references to them) get a prefix, so no id repeats."""
+    """The figure's values drawn between its two fixed layers, as one SVG."""
     if path.suffix != ".svg":
         raise ValueError(f"{path}: this figure is written as SVG only")
-    top = _svg(layered.fig)
-    body = top[top.index("</metadata>") + len("</metadata>") : top.rindex("</svg>")]
-    svg = layered.background + re.sub(r'( id="|href="#|url\(#)', r"\1top-", body) + "</svg>\n"
+    svg = layered.below + _body(_svg(layered.fig), "top-") + layered.above + "</svg>\n"
     write_atomic(path, lambda tmp: tmp.write_text(svg, encoding="utf-8"))
     return path
 
@@ -266,7 +282,7 @@ def _radar_figure(
         ax.set_ylim(*scale)
         _decimal_ticks(ax.yaxis, decimal)
         ax.legend(loc="upper right", bbox_to_anchor=(1.15, 1.1))
-        return _layered(fig), benchmark, company, area
+        return _layered(fig, [benchmark, company, area]), benchmark, company, area
 
 
 def radar_chart(
@@ -324,7 +340,7 @@ def _bar_figure(
         ax.grid(axis="y", visible=False)
         ax.set_xlabel(f"{names[2]} ({scale[0]:g}-{scale[1]:g})")
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2)
-        return _layered(fig), company, benchmark
+        return _layered(fig, [*company, *benchmark]), company, benchmark
 
 
 def bar_chart_alternative(

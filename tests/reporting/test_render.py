@@ -287,11 +287,11 @@ def raster(svg: Path) -> np.ndarray:
     ids=["radar", "bars"],
 )
 def test_layered_chart_looks_like_the_whole_figure(chart, figure, tmp_path):
-    """Background drawn once plus data on top = the figure drawn in one go, pixel for pixel."""
+    """The fixed layers drawn once with the data between them = the figure drawn in one go,
+    pixel for pixel."""
     layered = chart(DIMENSIONS, [3.5, 5.0, 2.5], [3.2, 3.6, 1.0], tmp_path / "layered.svg", (1, 5))
     fig = figure()[0].fig
-    background = [fig.patch, *[a for ax in fig.axes for a in (ax.patch, ax.xaxis, ax.yaxis)]]
-    for artist in background:
+    for artist in figure()[0].fixed:
         artist.set_visible(True)
     with matplotlib.rc_context(figures.STYLE):
         fig.savefig(tmp_path / "whole.svg", format="svg")
@@ -319,3 +319,11 @@ def test_batch_gives_the_files_of_single_rendering(rendered, tmp_path):
     assert batch["other"].files[0].sha256 != batch["report"].files[0].sha256
     assert "1234" in (tmp_path / "other.html").read_text(encoding="utf-8")
     assert {f.path for r in batch.values() for f in r.files} == set(tmp_path.glob("*.*"))
+
+
+def test_layers_refuse_values_drawn_over_the_legend():
+    fig, ax = figures._new_figure(4.0, 3.0)
+    (line,) = ax.plot([1, 2], [1, 2], zorder=10, label="over")
+    ax.legend()
+    with pytest.raises(ValueError, match="below its spines, legend and titles"):
+        figures._layered(fig, [line])

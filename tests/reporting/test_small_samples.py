@@ -29,7 +29,7 @@ from pipeline.reporting.company_report import (
     report_numbers,
     scale_bounds,
 )
-from pipeline.reporting.render import CSS, REPORTS_DIR, TYPST_HEADER, fill_template
+from pipeline.reporting.render import REPORTS_DIR, fill_template
 
 CODEBOOK_PATH = Path(__file__).resolve().parents[2] / "data" / "raw" / "codebook.yaml"
 CODEBOOK = load_codebook(CODEBOOK_PATH)
@@ -260,11 +260,6 @@ def test_the_radar_and_bar_ticks_are_numbered_with_a_decimal_comma():
 def long_id() -> str:
     """A company pseudonym as long as a sha256."""
     return "c_" + hashlib.sha256(b"a long pseudonym").hexdigest()
-
-
-def test_rules_let_inline_code_break():
-    assert "code { overflow-wrap: anywhere; }" in CSS
-    assert "#show raw.where(block: false)" in TYPST_HEADER and "box" in TYPST_HEADER
 
 
 def words(pdf: Path) -> list[tuple[float, float, str]]:
