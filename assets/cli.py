@@ -160,33 +160,35 @@ def run_all(settings: Settings, found: list[str], force: bool) -> None:
     definitions = build_definitions(settings)
     status = pipeline_status(instance, definitions, settings)
 
-    def stage(job: ScanJob, wave: str | None) -> WaveRun:
-        """One stage, a run of its job; the status is read again only after a run changed the
-        instance."""
+    def stage(job: ScanJob, label: str, waves: list[str | None]) -> list[WaveRun]:
+        """One stage: a run of its job per wave of `waves` (`[None]`: the unpartitioned one).
+        A stage's runs read no result of the same stage in another wave (tests/test_definitions
+        checks this), so the status is read before the first of them and, if any ran, after
+        the last, not between them."""
         nonlocal status
-        stale = stale_reasons(status, definitions, job.selection, wave)
-        result = run_stage(instance, settings, definitions, stale, job, wave, force)
-        if result.status != "up to date":
+        stale = {wave: stale_reasons(status, definitions, job.selection, wave) for wave in waves}
+        shown = tqdm(waves, desc=label, unit="wave") if label else waves
+        done = [run_stage(instance, settings, definitions, stale[w], job, w, force) for w in shown]
+        if any(r.status != "up to date" for r in done):
             status = pipeline_status(instance, definitions, settings)
-        return result
+        return done
 
-    results = [stage(VALIDATE_JOB, wave) for wave in tqdm(found, desc="validate", unit="wave")]
+    results = stage(VALIDATE_JOB, "validate", found)
     if not any(r.status == "failed" for r in results):  # anonymisation reads every wave
-        protected = [stage(PROTECT_JOB, w) for w in tqdm(found, desc="protect", unit="wave")]
+        protected = stage(PROTECT_JOB, "protect", found)
         results = [merged(*pair) for pair in zip(results, protected, strict=True)]
     if any(r.status == "failed" for r in results):
         results.append(WaveRun(ALL_WAVES, "skipped", "a wave failed; the last results are kept"))
     else:
-        results.append(stage(CROSS_WAVE_JOB, None))
+        results += stage(CROSS_WAVE_JOB, "", [None])
     if results[-1].status in ("skipped", "failed"):
         results.append(WaveRun(REPORTS, "skipped", "needs every wave and the cross-wave results"))
     else:
-        for wave in tqdm(found, desc="reports", unit="wave"):
-            results.append(stage(REPORT_JOB, wave))
+        results += stage(REPORT_JOB, "reports", found)
         if any(r.status == "failed" for r in results):
             results.append(WaveRun(CATALOG, "skipped", "a report failed; the last one is kept"))
         else:
-            results.append(stage(CATALOG_JOB, None))
+            results += stage(CATALOG_JOB, "", [None])
 
     for r in results:
         click.echo(r.line)

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 import assets
-from assets.definitions import defs
+from assets.definitions import PROTECT_JOB, REPORT_JOB, VALIDATE_JOB, defs
 from assets.versions import shareable
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -115,3 +115,20 @@ def test_a_table_stored_with_the_data_dictionary_is_stale_when_the_dictionary_ch
                 checked += 1
     assert checked > 20
     assert len({shareable("abc"), shareable("abd"), "abc", "abd"}) == 4
+
+
+def test_a_stage_reads_no_result_of_its_own_stage_in_another_wave():
+    """`scan run` reads the status once per stage (assets/cli.py, `run_all`): that holds only
+    while no asset of a per-wave stage reads an asset of the same stage through a mapping
+    other than wave to same wave."""
+    graph = defs.resolve_asset_graph()
+    checked = 0
+    for job in (VALIDATE_JOB, PROTECT_JOB, REPORT_JOB):
+        selected = job.selection.resolve(graph)
+        for key in selected:
+            for parent in graph.get(key).parent_keys & selected:
+                mapping = graph.get_partition_mapping(key, parent)
+                assert not isinstance(mapping, dg.AllPartitionMapping), (job.name, key, parent)
+                assert graph.get(parent).partitions_def == graph.get(key).partitions_def
+                checked += 1
+    assert checked > 20
