@@ -1,20 +1,16 @@
 """Stage 5: the catalog of the shareable zone, after everything it describes."""
 
 import json
-import sys
 
 import dagster as dg
 
-import pipeline.instrument.dictionary
 from assets.resources import ScanConfig, files_metadata
 from assets.versions import source_version
 from pipeline.instrument.dictionary import CONTRACT, data_package, readme
 from pipeline.lineage.files import keep_version, write_atomic
 
 CATALOG = "catalog"
-CATALOG_CODE_VERSION = source_version(
-    pipeline.instrument.dictionary, sys.modules[__name__], data=[CONTRACT]
-)
+CATALOG_CODE_VERSION = source_version("pipeline.instrument.dictionary", __name__, data=[CONTRACT])
 # every asset that writes a table of the output contract (pipeline/instrument/dictionary.yaml)
 SHAREABLE_TABLES = [
     "quality_summary",

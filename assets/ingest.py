@@ -1,18 +1,11 @@
 """Stage 1: the raw exports of a wave, read into one canonical frame, and the trajectory and
 community registers (restricted zone)."""
 
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.ingest.communities
-import pipeline.ingest.readers
-import pipeline.ingest.register_files
-import pipeline.ingest.trajectories
-import pipeline.instrument.codebook
-import pipeline.validate.quality
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import source_version
@@ -25,7 +18,7 @@ from pipeline.lineage.settings import Settings
 from pipeline.validate.quality import read_register
 
 INGEST_CODE_VERSION = source_version(
-    pipeline.instrument.codebook, pipeline.ingest.readers, sys.modules[__name__]
+    "pipeline.instrument.codebook", "pipeline.ingest.readers", __name__
 )
 
 
@@ -84,12 +77,12 @@ def raw_responses(context: dg.AssetExecutionContext, scan: ScanConfig) -> dg.Out
 
 
 REGISTER_CODE_VERSION = source_version(
-    pipeline.instrument.codebook,
-    pipeline.ingest.register_files,
-    pipeline.ingest.trajectories,
-    pipeline.ingest.communities,
-    pipeline.validate.quality,
-    sys.modules[__name__],
+    "pipeline.instrument.codebook",
+    "pipeline.ingest.register_files",
+    "pipeline.ingest.trajectories",
+    "pipeline.ingest.communities",
+    "pipeline.validate.quality",
+    __name__,
 )
 TRAJECTORIES, COMMUNITIES = "trajectories", "communities"  # the registers
 

@@ -6,14 +6,12 @@ import importlib.metadata
 import json
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.lineage.provenance
 from assets.ingest import wave_inputs
 from assets.partitions import waves
 from assets.reports import REPORTS, company_reports, wave_report
@@ -152,7 +150,7 @@ def _models(scan: ScanConfig, wave: str) -> list[dict]:
 @dg.asset(
     partitions_def=waves,
     group_name=REPORTS,
-    code_version=source_version(pipeline.lineage.provenance, sys.modules[__name__]),
+    code_version=source_version("pipeline.lineage.provenance", __name__),
     kinds={"json"},
     deps=[wave_report, company_reports],
 )

@@ -1,16 +1,9 @@
 """Stage 6: multilevel models of the learning outcomes, per wave (two-level) and across the waves
 (three-level), with a blocking check that no fit with an unresolved problem is published."""
 
-import sys
-
 import dagster as dg
 import pandas as pd
 
-import pipeline.models.communities
-import pipeline.models.mixed_fit
-import pipeline.models.multilevel
-import pipeline.models.nested_lmm
-import pipeline.models.trajectories
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import shareable, source_version
@@ -27,12 +20,12 @@ from pipeline.models.multilevel import (
 from pipeline.models.trajectories import exposure_frame, trajectory_models
 
 MODELS_CODE_VERSION = source_version(
-    pipeline.models.multilevel,
-    pipeline.models.nested_lmm,
-    pipeline.models.mixed_fit,
-    pipeline.models.trajectories,
-    pipeline.models.communities,
-    sys.modules[__name__],
+    "pipeline.models.multilevel",
+    "pipeline.models.nested_lmm",
+    "pipeline.models.mixed_fit",
+    "pipeline.models.trajectories",
+    "pipeline.models.communities",
+    __name__,
 )
 
 

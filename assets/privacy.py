@@ -1,16 +1,10 @@
 """Stage 3: the privacy boundary. Pseudonyms, disclosure control, the shareable responses."""
 
 import json
-import sys
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.models.release_utility
-import pipeline.privacy.anonymise
-import pipeline.privacy.disclosure
-import pipeline.privacy.linkage
-import pipeline.privacy.pseudonyms
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig, files_metadata
 from assets.versions import shareable, source_version
@@ -41,12 +35,12 @@ from pipeline.privacy.linkage import link_panel
 from pipeline.privacy.pseudonyms import load_key
 
 ANONYMISE_CODE_VERSION = source_version(
-    pipeline.privacy.anonymise,
-    pipeline.privacy.disclosure,
-    pipeline.privacy.linkage,
-    pipeline.privacy.pseudonyms,
-    pipeline.models.release_utility,
-    sys.modules[__name__],
+    "pipeline.privacy.anonymise",
+    "pipeline.privacy.disclosure",
+    "pipeline.privacy.linkage",
+    "pipeline.privacy.pseudonyms",
+    "pipeline.models.release_utility",
+    __name__,
 )
 
 

@@ -1,19 +1,9 @@
 """Stage 5: psychometric evidence for the scan: reliability and the measurement model per wave,
 and measurement invariance across the waves."""
 
-import sys
-
 import dagster as dg
 import pandas as pd
 
-import pipeline.instrument.scoring
-import pipeline.psychometrics.cfa
-import pipeline.psychometrics.estimation
-import pipeline.psychometrics.fiml
-import pipeline.psychometrics.invariance
-import pipeline.psychometrics.layout
-import pipeline.psychometrics.reliability
-import pipeline.psychometrics.validity
 from assets.partitions import waves
 from assets.resources import ALL_WAVES, ScanConfig
 from assets.versions import shareable, source_version
@@ -28,15 +18,15 @@ from pipeline.psychometrics.reliability import reliability_tables
 from pipeline.psychometrics.validity import pair_table, scale_table
 
 PSYCHOMETRICS_CODE_VERSION = source_version(
-    pipeline.instrument.scoring,
-    pipeline.psychometrics.reliability,
-    pipeline.psychometrics.cfa,
-    pipeline.psychometrics.estimation,
-    pipeline.psychometrics.fiml,
-    pipeline.psychometrics.invariance,
-    pipeline.psychometrics.layout,
-    pipeline.psychometrics.validity,
-    sys.modules[__name__],
+    "pipeline.instrument.scoring",
+    "pipeline.psychometrics.reliability",
+    "pipeline.psychometrics.cfa",
+    "pipeline.psychometrics.estimation",
+    "pipeline.psychometrics.fiml",
+    "pipeline.psychometrics.invariance",
+    "pipeline.psychometrics.layout",
+    "pipeline.psychometrics.validity",
+    __name__,
 )
 ALPHA_WARNING = 0.60
 

@@ -2,21 +2,12 @@
 computed (the templates in reports/ only lay it out)."""
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.privacy.suppression
-import pipeline.psychometrics.aggregation
-import pipeline.reporting.communities
-import pipeline.reporting.community_report
-import pipeline.reporting.company_report
-import pipeline.reporting.dossier
-import pipeline.reporting.figures
-import pipeline.reporting.render
 import pipeline.reporting.wave_report
 from assets.ingest import wave_inputs
 from assets.partitions import waves
@@ -41,16 +32,16 @@ from pipeline.reporting.wave_report import WaveInputs, wave_context
 
 REPORTS = "reports"  # the asset group
 REPORTS_CODE_VERSION = source_version(
-    pipeline.psychometrics.aggregation,
-    pipeline.reporting.communities,
-    pipeline.reporting.community_report,
-    pipeline.reporting.company_report,
-    pipeline.reporting.dossier,
-    pipeline.reporting.figures,
-    pipeline.reporting.render,
-    pipeline.privacy.suppression,
-    pipeline.reporting.wave_report,
-    sys.modules[__name__],
+    "pipeline.psychometrics.aggregation",
+    "pipeline.reporting.communities",
+    "pipeline.reporting.community_report",
+    "pipeline.reporting.company_report",
+    "pipeline.reporting.dossier",
+    "pipeline.reporting.figures",
+    "pipeline.reporting.render",
+    "pipeline.privacy.suppression",
+    "pipeline.reporting.wave_report",
+    __name__,
 )
 # reports wait for the attack on the waves' shareable files linked together to find nothing
 LINKED_CHECKED = "linked_disclosure"

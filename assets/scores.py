@@ -1,11 +1,8 @@
 """Stage 4: scale scores and their aggregation to companies, per wave."""
 
-import sys
-
 import dagster as dg
 import pandas as pd
 
-import pipeline.instrument.scoring
 import pipeline.psychometrics.aggregation
 from assets.partitions import waves
 from assets.resources import ScanConfig
@@ -13,9 +10,9 @@ from assets.versions import shareable, source_version
 from pipeline.instrument.scoring import recode_items, score_scales
 
 SCORES_CODE_VERSION = source_version(
-    pipeline.instrument.scoring,
-    pipeline.psychometrics.aggregation,
-    sys.modules[__name__],
+    "pipeline.instrument.scoring",
+    "pipeline.psychometrics.aggregation",
+    __name__,
 )
 
 

@@ -1,14 +1,10 @@
 """Stage 2: quality rules split each wave into validated responses and a quarantine."""
 
 import json
-import sys
 
 import dagster as dg
 import pandas as pd
 
-import pipeline.instrument.scoring
-import pipeline.privacy.suppression
-import pipeline.validate.quality
 from assets.gx_resource import GreatExpectations
 from assets.partitions import waves
 from assets.resources import ScanConfig, files_metadata
@@ -32,10 +28,10 @@ from pipeline.validate.quality import (
 from pipeline.validate.validation_page import render_validation_page
 
 VALIDATE_CODE_VERSION = source_version(
-    pipeline.validate.quality,
-    pipeline.instrument.scoring,
-    pipeline.privacy.suppression,
-    sys.modules[__name__],
+    "pipeline.validate.quality",
+    "pipeline.instrument.scoring",
+    "pipeline.privacy.suppression",
+    __name__,
 )
 
 

@@ -401,9 +401,9 @@ def wait_for(condition, what: str, timeout: float = 600) -> None:
 def killed_run(tmp_path_factory, postgres_database) -> KilledRun:
     """`scan run` on a fresh copy of the demo, on the production instance (deploy/dagster.yaml,
     PostgreSQL), frozen (SIGSTOP) and then killed with its report workers (SIGKILL to its process
-    group) once the reports stage writes company reports; a second `scan run` tried meanwhile;
-    then, holding the data folder's lock, the files left are listed and `scan run --wait`
-    started, which goes on when the lock is let go and completes the pipeline."""
+    group) once the reports stage writes the last wave's company reports; a second `scan run`
+    tried meanwhile; then, holding the data folder's lock, the files left are listed and `scan
+    run --wait` started, which goes on when the lock is let go and completes the pipeline."""
     root = tmp_path_factory.mktemp("killed")
     data, reports, home = root / "data", root / "reports", root / "home"
     shutil.copytree(DEMO_RAW, data / "raw", ignore=shutil.ignore_patterns("_staging"))
@@ -415,7 +415,9 @@ def killed_run(tmp_path_factory, postgres_database) -> KilledRun:
             command, env=scan_env(home), cwd=root, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        wait_for(lambda: any(reports.glob("*/companies/*.html")), "the first company report")
+        # in the last wave's report run: what the next run has to redo is that run and the catalog
+        last = reports / WAVES[-1] / "companies"
+        wait_for(lambda: any(last.glob("*.html")), "a company report of the last wave")
         # frozen first, so that it cannot finish while the second `scan run` starts up (which
         # takes seconds on a loaded machine); the lock stays held
         os.killpg(first.pid, signal.SIGSTOP)

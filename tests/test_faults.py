@@ -22,7 +22,7 @@ def unreadable(path: Path) -> str | None:
         elif path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".pdf":
-            pypdf.PdfReader(path, strict=True).pages[0].extract_text()
+            pypdf.PdfReader(path, strict=True).pages[0].get_contents()  # parsed, not read out
         elif path.suffix == ".html" and not path.read_text().rstrip().endswith("</html>"):
             return "no </html> at the end"
     except Exception as error:  # noqa: BLE001 - any reader's error means a broken file

@@ -4,6 +4,8 @@ package imports only the stages before it and the base; `demo` only the base. Ev
 in one of these packages, so a new module has to take a place in the order."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import ROOT
@@ -110,3 +112,19 @@ def test_the_rule_finds_each_kind_of_violation(tmp_path):
         "pipeline/privacy/anonymise.py:2: imports pipeline.reporting.render, but privacy may "
         "import only ingest, instrument, lineage, privacy, validate",
     ]
+
+
+# imported inside the functions that use them, so that `scan` starts fast (docs/developer.md)
+LATE = ("matplotlib", "statsmodels", "scipy.stats", "openpyxl")
+
+
+def test_scan_starts_without_the_libraries_only_some_steps_need():
+    """What `scan` imports before any command runs (the asset definitions, `pipeline/` with
+    them) leaves out the slow imports that only drawing, model fitting or reading Excel need."""
+    listed = f"import sys, assets.cli; print(*[m for m in {LATE!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", listed], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
+    drawn = "import sys, pipeline.reporting.figures; print('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", drawn], capture_output=True, text=True,
+                          cwd=ROOT).stdout.strip() == "True"  # fmt: skip

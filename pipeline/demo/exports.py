@@ -14,10 +14,8 @@ import re
 import zipfile
 from pathlib import Path
 
-import openpyxl
 import pandas as pd
 import pyreadstat
-from openpyxl.writer.excel import ExcelWriter
 
 from pipeline.demo.simulation import CONTACT, QUALTRICS_META, Layout, Row
 from pipeline.instrument.codebook import Codebook
@@ -219,6 +217,10 @@ def _xlsx_value(value, canonical: str, codebook: Codebook):
 
 def _write_xlsx(frame: pd.DataFrame, columns, codebook: Codebook, path: Path) -> list[int]:
     """One header row, real datetimes and numbers; fixed timestamps, so byte-identical."""
+    # not at the top: docs/developer.md#start-up-time
+    import openpyxl
+    from openpyxl.writer.excel import ExcelWriter
+
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.title = "Responses"

@@ -28,7 +28,6 @@ from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
 import numpy as np
-import openpyxl
 import pandas as pd
 import pyreadstat
 
@@ -198,6 +197,9 @@ def _decode(data: bytes, source: str) -> str:
 
 
 def _read_xlsx(path: Path, source: str) -> _Table:
+    # not at the top: docs/developer.md#start-up-time
+    import openpyxl
+
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:

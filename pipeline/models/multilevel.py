@@ -20,19 +20,22 @@ Three layers, each usable alone:
   `multilevel.csv` / `multilevel_fit.csv` contract.
 """
 
+from __future__ import annotations
+
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from scipy import stats
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams, VCSpec
 
 from pipeline.models.mixed_fit import MixedFit
 from pipeline.models.nested_lmm import fit_nested, profiled_loglik
+
+if TYPE_CHECKING:
+    from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams, VCSpec
 
 COMPANY = "company_id"
 PERSON = "person_id"
@@ -106,6 +109,9 @@ def fit_statsmodels(
     its estimates, which takes statsmodels' lbfgs (~1e-5 from lme4) to ~1e-6.
     Raises what statsmodels raises (LinAlgError is common for lbfgs); `fit_guarded` catches it.
     """
+    # not at the top: docs/developer.md#start-up-time
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
     y, X, company = np.asarray(y, float), np.asarray(X, float), np.asarray(company)
     exog_re = np.ones((len(y), 1))
     vc = {}
@@ -198,6 +204,9 @@ def _person_indicators(company: np.ndarray, person: np.ndarray) -> list[np.ndarr
 
 
 def _vc_spec(vc: dict[str, list[np.ndarray]]) -> VCSpec | None:
+    # not at the top: docs/developer.md#start-up-time
+    from statsmodels.regression.mixed_linear_model import VCSpec
+
     if not vc:
         return None
     colnames = [
@@ -207,6 +216,9 @@ def _vc_spec(vc: dict[str, list[np.ndarray]]) -> VCSpec | None:
 
 
 def _start_params(k_re: int, k_vc: int, ratio: float | None) -> MixedLMParams | None:
+    # not at the top: docs/developer.md#start-up-time
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
     if ratio is None:
         return None
     return MixedLMParams.from_components(cov_re=np.eye(k_re) * ratio, vcomp=np.full(k_vc, ratio))
@@ -492,7 +504,7 @@ class Design:
     wave: np.ndarray | None
     n_dropped: int  # rows dropped listwise for a missing outcome, predictor or id
 
-    def empty(self) -> "Design":
+    def empty(self) -> Design:
         """The intercept-only model on the same rows."""
         return Design(
             self.y,
@@ -562,6 +574,9 @@ def t_inference(fit: MixedFit, between: Sequence[str], n_companies: int) -> pd.D
     Company-level terms: companies - company-level predictors - 1 (the intercept counts here);
     within terms: observations - companies - within-level predictors.
     """
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     n_between = sum(n in between for n in fit.names)
     n_within = len(fit.names) - n_between
     is_between = np.array([n in between for n in fit.names])
@@ -613,6 +628,9 @@ def icc(fit: MixedFit) -> float:
 
 def ols_cluster(y: np.ndarray, X: np.ndarray, company: np.ndarray):
     """OLS estimates and company-clustered SEs (statsmodels' default small-sample correction)."""
+    # not at the top: docs/developer.md#start-up-time
+    import statsmodels.api as sm
+
     groups = pd.factorize(company)[0]
     result = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": groups})
     return np.asarray(result.params), np.asarray(result.bse)
@@ -620,6 +638,9 @@ def ols_cluster(y: np.ndarray, X: np.ndarray, company: np.ndarray):
 
 def lr_test(restricted: MixedFit, full: MixedFit) -> tuple[float, int, float]:
     """Likelihood-ratio chi-square, df and p of two nested ML fits on the same rows."""
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     if restricted.reml or full.reml:
         raise ValueError("likelihood-ratio tests of fixed effects need ML fits, not REML")
     chisq = max(0.0, 2 * (full.loglik - restricted.loglik))

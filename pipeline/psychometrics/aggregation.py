@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 COMPANY_COLUMNS = [
     "company_id",
@@ -159,6 +158,9 @@ def _mean_ci(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided t interval for the mean, n - 1 df (R's `t.test(x)$conf.int`), clipped to
     `bounds` (low, high) when given; NaN stays NaN."""
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     with np.errstate(invalid="ignore", divide="ignore"):
         df = np.where(n > 1, n - 1, np.nan)
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * sd / np.sqrt(n)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, stats
+from scipy import linalg
 
 from pipeline.psychometrics.fiml import Sample, score_and_information
 from pipeline.psychometrics.layout import GroupLayout, unshared
@@ -56,6 +56,9 @@ def score_tests(
     """The univariate score test of every equality constraint of `layout` at its estimates
     `theta`, named by the later group's parameter (lavaan's `rhs` of the constraint) with its
     block and position for `group_layout`'s `partial`."""
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     free, copies = unshared(layout)
     pairs = constraints(free, copies)
     if not pairs:

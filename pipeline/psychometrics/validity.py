@@ -39,7 +39,6 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.psychometrics.reliability import cov_to_cor, pairwise_cov
 
@@ -179,6 +178,9 @@ def correlation_test(x: pd.Series, y: pd.Series) -> dict:
     """`cor.test(x, y)` over the rows where both are present: n, r, the 95% interval r_lo, r_hi
     (tanh(atanh(r) -+ z_.975 / sqrt(n - 3))) and the two-sided p of t = r sqrt((n - 2) /
     (1 - r^2)) on n - 2 df, with a note on what could not be computed."""
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     both = x.notna() & y.notna()
     n = int(both.sum())
     result = {"n": n} | dict.fromkeys(["r", "r_lo", "r_hi", "p"], np.nan) | {"note": ""}

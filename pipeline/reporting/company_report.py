@@ -34,6 +34,8 @@ out. The disclosure rules (k is the codebook's `anonymisation.k`):
   the codebook the section is left out.
 """
 
+from __future__ import annotations
+
 import re
 import tempfile
 from collections.abc import Collection, Mapping, Sequence
@@ -41,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -48,10 +51,11 @@ import pandas as pd
 from pipeline.instrument.codebook import SUPPRESSED, Codebook
 from pipeline.lineage.fingerprint import ReportVersion, report_version
 from pipeline.psychometrics.aggregation import company_table
-from pipeline.reporting import figures
-from pipeline.reporting.figures import FigureFile
 from pipeline.reporting.render import REPORTS_DIR, Rendered, render_reports
 from pipeline.reporting.wave_report import number_id
+
+if TYPE_CHECKING:
+    from pipeline.reporting.figures import FigureFile
 
 BENCHMARK_MIN_COMPANIES = 5
 CHANGE_MIN_N = 10
@@ -671,6 +675,9 @@ def profile_figures(
     figures_dir: Path,
 ) -> dict[str, FigureFile | None]:
     """Radar chart and its bar-chart alternative of the dimensions with both numbers shown."""
+    # not at the top: docs/developer.md#start-up-time
+    from pipeline.reporting import figures
+
     shown = [r for r in results if r.gap is not None]
     if len(shown) < MIN_RADAR_DIMENSIONS:
         return {"radar": None, "bars": None}
@@ -690,8 +697,8 @@ def profile_figures(
     )
     alt = profile_alt(shown, scale.min, scale.max)
     return {
-        "radar": FigureFile(radar.path, f"Webdiagram. {alt}"),
-        "bars": FigureFile(bars.path, f"Staafdiagram. {alt}"),
+        "radar": figures.FigureFile(radar.path, f"Webdiagram. {alt}"),
+        "bars": figures.FigureFile(bars.path, f"Staafdiagram. {alt}"),
     }
 
 

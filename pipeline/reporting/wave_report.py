@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.instrument.codebook import Codebook
 from pipeline.lineage.fingerprint import report_version
@@ -29,7 +28,6 @@ from pipeline.models.multilevel import COEFFICIENT_COLUMNS, FIT_COLUMNS, UNKNOWN
 from pipeline.models.trajectories import AFTER_START, EFFECTS, PARTICIPANT_AFTER_START
 from pipeline.privacy.suppression import SUPPRESSED, fixed, format_stat, shown, suppress_counts
 from pipeline.psychometrics.invariance import MIN_GROUPS
-from pipeline.reporting.figures import coefficient_plot, distribution_plot
 from pipeline.validate.quality import TOTALS, published_quality_summary
 
 NOT_REPORTED = "not reported"
@@ -629,6 +627,9 @@ def company_section(
 ) -> dict:
     """The distribution of company means per scale (`companies`: `company_numbers`) and a
     figure of each, over the same companies."""
+    # not at the top: docs/developer.md#start-up-time
+    from pipeline.reporting.figures import distribution_plot
+
     k = codebook.anonymisation.k
     rows = [
         [_scale_name(codebook, scale), count(r["shown"]), count(r["not_shown"])]
@@ -686,6 +687,9 @@ def multilevel_section(
 
     A model with `blocking` set publishes nothing but the reason; so does one under k rows.
     """
+    # not at the top: docs/developer.md#start-up-time
+    from pipeline.reporting.figures import coefficient_plot
+
     published = _published(multilevel_fit, codebook.anonymisation.k)
     full = [m for m in multilevel_fit["model"] if str(m).endswith("/full") and m in published]
     terms = multilevel[multilevel["model"].isin(full)]
@@ -928,6 +932,9 @@ def trajectory_notes(fit: pd.DataFrame, codebook: Codebook) -> str:
 
 def welch_difference(current: pd.Series, previous: pd.Series) -> tuple[float, float, float]:
     """Difference of means (current - previous) with its Welch 95% interval."""
+    # not at the top: docs/developer.md#start-up-time
+    from scipy import stats
+
     a, b = current.to_numpy(float), previous.to_numpy(float)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     diff = a.mean() - b.mean()
