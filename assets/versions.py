@@ -17,8 +17,11 @@ def source_version(*modules: str, data: Sequence[Path] = (), base: str = "") -> 
     modules (matplotlib, for one, loads only when a figure is drawn)."""
     digest = hashlib.sha256(base.encode())
     for module in sorted(modules):
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"source_version: no module {module!r} to read the source of")
         digest.update(module.encode())
-        digest.update(Path(importlib.util.find_spec(module).origin).read_text().encode())
+        digest.update(Path(spec.origin).read_text().encode())
     for path in data:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())

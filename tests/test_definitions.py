@@ -11,14 +11,16 @@ import json
 import os
 import pkgutil
 import re
+import sys
 from functools import cache
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 import assets
 from assets.definitions import PROTECT_JOB, REPORT_JOB, VALIDATE_JOB, defs
-from assets.versions import shareable
+from assets.versions import shareable, source_version
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 GUIDE = Path(__file__).parents[1] / "docs" / "developer.md"
@@ -132,3 +134,16 @@ def test_a_stage_reads_no_result_of_its_own_stage_in_another_wave():
                 assert graph.get(parent).partitions_def == graph.get(key).partitions_def
                 checked += 1
     assert checked > 20
+
+
+def test_a_code_version_follows_the_source_without_importing_it(tmp_path, monkeypatch):
+    module = tmp_path / "versioned_probe.py"
+    module.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = source_version("versioned_probe")
+    assert source_version("versioned_probe") == first
+    module.write_text("X = 2\n")
+    assert source_version("versioned_probe") != first
+    assert "versioned_probe" not in sys.modules
+    with pytest.raises(ValueError, match="no module 'pipeline.reporting.no_such_module'"):
+        source_version("pipeline.reporting.no_such_module")
