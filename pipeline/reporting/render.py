@@ -36,9 +36,9 @@ the typst writer (`breakable` in `PANDOC_LUA`) sets inline code in boxes, each u
 including its punctuation marks and at most 12 other characters long, and any run of 20 or more
 hexadecimal digits (a hash) in other text in boxes of 8; a line may break between two boxes.
 (Typst `show regex` rules did the same at about 10 ms more per company report.) No character
-is added (a zero-width space would
-end up in the PDF's text, and in an id copied from it): the ids stay as the tables and
-`scan trace` spell them, in the markdown, the HTML and the PDF's text.
+is added (a zero-width space would end up in the PDF's text, and in an id copied from it): the
+ids stay as the tables and `scan trace` spell them, in the markdown, the HTML and the PDF's
+text.
 
 Output is deterministic: no dates in HTML or PDF (typst's document date is `none` and its
 timestamp fixed), no random ids, and files are written atomically. `Rendered` lists the files

@@ -290,11 +290,11 @@ def test_layered_chart_looks_like_the_whole_figure(chart, figure, tmp_path):
     """The fixed layers drawn once with the data between them = the figure drawn in one go,
     pixel for pixel."""
     layered = chart(DIMENSIONS, [3.5, 5.0, 2.5], [3.2, 3.6, 1.0], tmp_path / "layered.svg", (1, 5))
-    fig = figure()[0].fig
-    for artist in figure()[0].fixed:
+    cached = figure()[0]
+    for artist in cached.fixed:
         artist.set_visible(True)
     with matplotlib.rc_context(figures.STYLE):
-        fig.savefig(tmp_path / "whole.svg", format="svg")
+        cached.fig.savefig(tmp_path / "whole.svg", format="svg")
     figures._radar_figure.cache_clear()
     figures._bar_figure.cache_clear()
     whole, drawn = raster(tmp_path / "whole.svg"), raster(layered.path)
